@@ -1,0 +1,138 @@
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { Readable } from "node:stream";
+import { ack } from "../../bits/ack.ts";
+import { BitsError } from "../../bits/errors.ts";
+import { type KeyRules, objectKeyFor } from "../../bits/key.ts";
+import {
+  type BitsRequest,
+  type BitsResponse,
+  headerMap,
+  reasonPhrase,
+} from "../../bits/request.ts";
+import type { ObjectStore } from "../../ports/object-store.ts";
+import type { UploadService } from "../../service/upload-service.ts";
+import { createBitsFront, ORIGINAL_METHOD_HEADER } from "./bits-front.ts";
+
+export interface LocalServerOptions {
+  readonly service: UploadService;
+  /** Serves `GET <path>` with the completed object, so people and tests can check it. */
+  readonly objects: ObjectStore;
+  readonly keyRules: KeyRules;
+  /** Larger bodies get 413 before they are read, as an ALB answers above 1 MB. */
+  readonly maxBodyBytes: number;
+}
+
+export interface RunningServer {
+  readonly url: string;
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The service behind a local HTTP/1.1 server that accepts BITS_POST on keep-alive connections.
+ */
+export async function startLocalServer(
+  options: LocalServerOptions,
+  port: number,
+  host = "127.0.0.1",
+): Promise<RunningServer> {
+  const http = createServer({ maxHeaderSize: 64 * 1024, keepAliveTimeout: 65_000 }, (req, res) => {
+    serve(options, req, res).catch((error: unknown) => {
+      if (!res.headersSent) {
+        send(res, { status: 500, headers: { "Content-Length": "0" } });
+      } else {
+        res.destroy(error as Error);
+      }
+    });
+  });
+  const front = createBitsFront(http);
+  await new Promise<void>((resolve, reject) => {
+    front.once("error", reject);
+    front.listen(port, host, resolve);
+  });
+  const address = front.address() as AddressInfo;
+  return {
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        http.closeAllConnections();
+        front.close(() => resolve());
+      }),
+  };
+}
+
+async function serve(options: LocalServerOptions, req: IncomingMessage, res: ServerResponse) {
+  const method =
+    req.method === "POST" && req.headers[ORIGINAL_METHOD_HEADER] === "BITS_POST"
+      ? "BITS_POST"
+      : (req.method ?? "GET");
+  const path = (req.url ?? "/").split("?")[0] ?? "/";
+  if (method === "GET" || method === "HEAD") return download(options, path, method, res);
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > options.maxBodyBytes) {
+    // Refused before reading, like the ALB; the client shrinks its fragments ([MC-BUP] 3.1.5.2.4).
+    res.shouldKeepAlive = false;
+    return send(res, ack(413));
+  }
+  const body = await readBody(req, options.maxBodyBytes);
+  const request: BitsRequest = {
+    method,
+    path,
+    headers: headerMap(
+      Object.entries(req.headers)
+        .filter(([name]) => name !== ORIGINAL_METHOD_HEADER)
+        .map(([name, value]): [string, string | undefined] => [
+          name,
+          Array.isArray(value) ? value.join(", ") : value,
+        ]),
+    ),
+    body,
+  };
+  send(res, await options.service.handle(request));
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > limit) throw new Error("body above the limit");
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks);
+}
+
+async function download(
+  options: LocalServerOptions,
+  path: string,
+  method: string,
+  res: ServerResponse,
+) {
+  let key: string;
+  try {
+    key = objectKeyFor(path, options.keyRules.keyPrefix, options.keyRules.reservedPrefix);
+  } catch (error) {
+    if (error instanceof BitsError)
+      return send(res, { status: 400, headers: { "Content-Length": "0" } });
+    throw error;
+  }
+  const object = await options.objects.read(key);
+  if (object === undefined) return send(res, { status: 404, headers: { "Content-Length": "0" } });
+  res.writeHead(200, {
+    "Content-Length": String(object.size),
+    "Content-Type": "application/octet-stream",
+  });
+  if (method === "HEAD") {
+    await object.stream.cancel();
+    res.end();
+    return;
+  }
+  Readable.fromWeb(object.stream as import("node:stream/web").ReadableStream).pipe(res);
+}
+
+function send(res: ServerResponse, response: BitsResponse) {
+  res.writeHead(response.status, reasonPhrase(response.status), response.headers);
+  res.end();
+}

