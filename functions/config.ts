@@ -4,6 +4,7 @@ export interface Config {
   readonly bucket: string;
   readonly table: string;
   readonly keyPrefix: string;
+  readonly uploadPaths: readonly string[];
   readonly stagingPrefix: string;
   readonly maxFragmentBytes: number;
   readonly maxUploadBytes: number;
@@ -106,6 +107,13 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
   if (keyPrefix.startsWith(stagingPrefix)) {
     problems.push("BITS_KEY_PREFIX must not lie inside BITS_STAGING_PREFIX");
   }
+  const uploadPaths = (read("BITS_UPLOAD_PATHS") ?? "/")
+    .split(",")
+    .map((path) => path.trim())
+    .filter((path) => path !== "");
+  if (uploadPaths.length === 0 || uploadPaths.some((path) => !path.startsWith("/"))) {
+    problems.push("BITS_UPLOAD_PATHS must be a comma-separated list of paths starting with /");
+  }
   const logLevel = (read("BITS_LOG_LEVEL")?.trim().toLowerCase() ?? "info") as LogLevel;
   if (!["info", "warn", "error", "silent"].includes(logLevel)) {
     problems.push("BITS_LOG_LEVEL must be info, warn, error or silent");
@@ -115,6 +123,7 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     bucket: text("BITS_BUCKET"),
     table: text("BITS_TABLE"),
     keyPrefix,
+    uploadPaths: Object.freeze(uploadPaths),
     stagingPrefix,
     // 5 KB is the smallest fragment Windows sends ([MC-BUP] note <10>).
     maxFragmentBytes: bytes("BITS_MAX_FRAGMENT_SIZE", MiB, 5 * 1024, 5 * 1024 * MiB),

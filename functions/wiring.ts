@@ -54,6 +54,7 @@ export function buildContext(
     runtime,
     settings: {
       keyPrefix: config.keyPrefix,
+      uploadPaths: config.uploadPaths,
       stagingPrefix: config.stagingPrefix,
       limits: {
         maxFragmentBytes: config.maxFragmentBytes,

@@ -9,6 +9,8 @@ export const ERRORS = {
   invalidArg: { status: 400, code: HRESULT.E_INVALIDARG },
   /** Destination exists and overwrite is off, or the caller may not write it ([MC-BUP] 2.2.1.2). */
   accessDenied: { status: 403, code: HRESULT.E_ACCESSDENIED },
+  /** Uploads are not enabled for this path (Windows answers 501, [MC-BUP] note <22>). */
+  uploadsDisabled: { status: 501, code: HRESULT.E_ACCESSDENIED },
   /** Unknown, expired or ended session ([MC-BUP] 3.2.5.2.3). */
   sessionNotFound: { status: 500, code: HRESULT.BG_E_SESSION_NOT_FOUND },
   /** Total length above the configured maximum upload size ([MC-BUP] 2.2.1.2). */

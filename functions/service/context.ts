@@ -5,6 +5,8 @@ import type { SessionStore } from "../ports/session-store.ts";
 
 export interface ServiceSettings {
   readonly keyPrefix: string;
+  /** Path prefixes that accept uploads, like IIS virtual directories with BITS enabled. */
+  readonly uploadPaths: readonly string[];
   /** Where staged fragments live in the bucket; never a destination key. */
   readonly stagingPrefix: string;
   readonly limits: FragmentLimits;

@@ -1,7 +1,14 @@
 import { ack, errorAck, methodNotAllowed } from "../bits/ack.ts";
 import { BitsError } from "../bits/errors.ts";
-import { isBitsPost, type Packet, type PacketType, parsePacket } from "../bits/packet.ts";
+import {
+  isBitsPost,
+  type Packet,
+  type PacketType,
+  parsePacket,
+  sessionIdOf,
+} from "../bits/packet.ts";
 import type { BitsRequest, BitsResponse } from "../bits/request.ts";
+import { isLive } from "../bits/session.ts";
 import type { ServiceContext } from "./context.ts";
 import { createSession } from "./create-session.ts";
 import { endSession } from "./end-session.ts";
@@ -39,25 +46,53 @@ export function createUploadService(context: ServiceContext): UploadService {
       if (!isBitsPost(request)) return methodNotAllowed();
       let packet: Packet | undefined;
       try {
+        if (!uploadsEnabled(context.settings.uploadPaths, request.path)) {
+          throw new BitsError("uploadsDisabled", "uploads are not enabled for this path");
+        }
         packet = parsePacket(request, rules);
         const handler = HANDLERS[packet.type] as Handler<PacketType>;
         return await handler(context, packet);
       } catch (error) {
-        const sessionId = packet !== undefined && "sessionId" in packet ? packet.sessionId : "";
-        if (error instanceof BitsError) {
-          // Echo the session ID only when it names a session (Project decisions).
-          const known = sessionId !== "" && error.kind !== "sessionNotFound";
-          if (error.kind === "internal") logFailure(context, error, sessionId);
-          return errorAck(error, known ? { sessionId } : {});
-        }
-        logFailure(context, error, sessionId);
-        return errorAck(new BitsError("internal", "unexpected failure"));
+        const failure =
+          error instanceof BitsError ? error : new BitsError("internal", "unexpected failure");
+        if (failure.kind === "internal") logFailure(context, error, sessionIdOf(request));
+        const sessionId = await knownSessionId(context, request, packet, failure);
+        return errorAck(failure, sessionId === undefined ? {} : { sessionId });
       }
     },
   };
 }
 
-function logFailure(context: ServiceContext, error: unknown, sessionId: string) {
+/**
+ * The session ID to echo on an error Ack: only one that names a live session (Project
+ * decisions). A packet refused before its session was looked up costs one read here.
+ */
+async function knownSessionId(
+  context: ServiceContext,
+  request: BitsRequest,
+  packet: Packet | undefined,
+  failure: BitsError,
+): Promise<string | undefined> {
+  const id = sessionIdOf(request);
+  if (id === undefined || failure.kind === "sessionNotFound") return undefined;
+  if (packet !== undefined && packet.type !== "ping" && packet.type !== "create-session") return id;
+  try {
+    const record = await context.sessions.get(id);
+    return isLive(record, Math.floor(context.runtime.now() / 1000)) ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A path is enabled when it lies under one of the prefixes (a prefix "/" enables all). */
+export function uploadsEnabled(prefixes: readonly string[], path: string): boolean {
+  return prefixes.some(
+    (prefix) =>
+      prefix === "/" || path === prefix || path.startsWith(`${prefix.replace(/\/$/, "")}/`),
+  );
+}
+
+function logFailure(context: ServiceContext, error: unknown, sessionId: string | undefined) {
   context.runtime.log("error", "request failed", {
     sessionId,
     error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),

@@ -15,9 +15,17 @@ const HEAD_END = Buffer.from("\r\n\r\n");
  * such header from the client is dropped). Bodies pass untouched; the boundary comes from
  * `Content-Length`, and chunked requests, which BITS clients never send, are refused.
  */
-export function createBitsFront(http: HttpServer): Server {
-  return createServer((socket) => {
+export function createBitsFront(http: HttpServer): Server & { destroyConnections(): void } {
+  const sockets = new Set<Socket>();
+  const front = createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
     http.emit("connection", new RewritingSocket(socket));
+  });
+  return Object.assign(front, {
+    destroyConnections() {
+      for (const socket of sockets) socket.destroy();
+    },
   });
 }
 

@@ -57,8 +57,8 @@ export async function startLocalServer(
     port: address.port,
     close: () =>
       new Promise<void>((resolve) => {
-        http.closeAllConnections();
         front.close(() => resolve());
+        front.destroyConnections();
       }),
   };
 }

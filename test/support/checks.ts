@@ -1,0 +1,20 @@
+import { createHash } from "node:crypto";
+import { expect } from "vitest";
+import { bucketKeys, tableItems, uploadIsGone } from "./storage.ts";
+
+export const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+/**
+ * After every session has ended: the bucket holds exactly the completed objects, the table
+ * nothing but tombstones, and no session's multipart upload is still open.
+ */
+export async function expectOnlyResults(bucket: string, table: string, objectKeys: string[]) {
+  expect(await bucketKeys(bucket)).toEqual([...objectKeys].sort());
+  const { records, others } = await tableItems(table);
+  expect(others).toEqual([]);
+  for (const record of records) {
+    expect(record.status).not.toBe("open");
+    expect(record.etags).toEqual([]);
+    expect(await uploadIsGone(bucket, record.key, record.uploadId)).toBe(true);
+  }
+}

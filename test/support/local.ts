@@ -1,0 +1,21 @@
+import { startLocalServer } from "../../functions/adapters/node/local-server.ts";
+import type { ServiceSettings } from "../../functions/service/context.ts";
+import { realService } from "./storage.ts";
+
+/** The local HTTP server over the real stand-ins, with its own bucket and table. */
+export async function localServer(settings: Partial<ServiceSettings> = {}) {
+  const env = await realService(settings);
+  const server = await startLocalServer(
+    {
+      service: env.service,
+      objects: env.objects,
+      keyRules: {
+        keyPrefix: env.context.settings.keyPrefix,
+        reservedPrefix: env.context.settings.stagingPrefix,
+      },
+      maxBodyBytes: env.context.settings.limits.maxFragmentBytes,
+    },
+    0,
+  );
+  return { ...env, server };
+}

@@ -1,0 +1,152 @@
+import { randomUUID } from "node:crypto";
+import { ScanCommand } from "@aws-sdk/client-dynamodb";
+import { ListObjectsV2Command, UploadPartCommand } from "@aws-sdk/client-s3";
+import { inject } from "vitest";
+import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb-session-store.ts";
+import { fromItem } from "../../functions/adapters/dynamodb/session-item.ts";
+import { MemoryObjectStore } from "../../functions/adapters/memory/memory-object-store.ts";
+import { MemorySessionStore } from "../../functions/adapters/memory/memory-session-store.ts";
+import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
+import { MiB } from "../../functions/bits/constants.ts";
+import type { SessionRecord } from "../../functions/bits/session.ts";
+import type { ObjectStore } from "../../functions/ports/object-store.ts";
+import type { Runtime } from "../../functions/ports/runtime.ts";
+import type { SessionStore } from "../../functions/ports/session-store.ts";
+import type { ServiceContext, ServiceSettings } from "../../functions/service/context.ts";
+import { createUploadService } from "../../functions/service/upload-service.ts";
+import { newSessionId } from "../../functions/wiring.ts";
+import {
+  createBucket,
+  createSessionTable,
+  standInDynamoDb,
+  standInS3,
+} from "../../infra/stand-ins.ts";
+
+let shared: { s3: ReturnType<typeof standInS3>; dynamodb: ReturnType<typeof standInDynamoDb> };
+
+/** SDK clients for the stand-ins started by the global setup, one pair per test worker. */
+export function standInClients() {
+  shared ??= {
+    s3: standInS3(inject("s3Endpoint")),
+    dynamodb: standInDynamoDb(inject("dynamodbEndpoint")),
+  };
+  return shared;
+}
+
+export interface RealStorage {
+  readonly bucket: string;
+  readonly table: string;
+  readonly objects: S3ObjectStore;
+  readonly sessions: DynamoDbSessionStore;
+}
+
+/** A new bucket and table on the real stand-ins, so test files never see each other's data. */
+export async function freshStorage(): Promise<RealStorage> {
+  const { s3, dynamodb } = standInClients();
+  const name = `t-${randomUUID().slice(0, 8)}`;
+  await Promise.all([createBucket(s3, name), createSessionTable(dynamodb, name)]);
+  return {
+    bucket: name,
+    table: name,
+    objects: new S3ObjectStore(s3, name),
+    sessions: new DynamoDbSessionStore(dynamodb, name),
+  };
+}
+
+export const STAGING_PREFIX = ".bits-staging/";
+
+export function testSettings(overrides: Partial<ServiceSettings> = {}): ServiceSettings {
+  return {
+    keyPrefix: "",
+    uploadPaths: ["/"],
+    stagingPrefix: STAGING_PREFIX,
+    limits: { maxFragmentBytes: MiB, maxUploadBytes: 1024 ** 4, partSize: 5 * MiB },
+    allowOverwrite: false,
+    sessionTimeoutSeconds: 1_209_600,
+    tombstoneSeconds: 86_400,
+    ...overrides,
+  };
+}
+
+/** A runtime whose clock tests can move. */
+export function testRuntime(start = Date.now()) {
+  let now = start;
+  const runtime: Runtime & { advance(ms: number): void } = {
+    now: () => now,
+    newSessionId,
+    log: () => {},
+    advance(ms) {
+      now += ms;
+    },
+  };
+  return runtime;
+}
+
+export function serviceOver(
+  sessions: SessionStore,
+  objects: ObjectStore,
+  settings: Partial<ServiceSettings> = {},
+) {
+  const runtime = testRuntime();
+  const context: ServiceContext = { sessions, objects, runtime, settings: testSettings(settings) };
+  return { context, runtime, service: createUploadService(context) };
+}
+
+export async function realService(settings: Partial<ServiceSettings> = {}) {
+  const storage = await freshStorage();
+  return { ...storage, ...serviceOver(storage.sessions, storage.objects, settings) };
+}
+
+export function memoryService(settings: Partial<ServiceSettings> = {}) {
+  const objects = new MemoryObjectStore();
+  const sessions = new MemorySessionStore();
+  return { objects, sessions, ...serviceOver(sessions, objects, settings) };
+}
+
+/** Every key in a bucket. */
+export async function bucketKeys(bucket: string): Promise<string[]> {
+  const { s3 } = standInClients();
+  const keys: string[] = [];
+  let token: string | undefined;
+  do {
+    const out = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, ...(token ? { ContinuationToken: token } : {}) }),
+    );
+    keys.push(...(out.Contents ?? []).flatMap((item) => (item.Key ? [item.Key] : [])));
+    token = out.IsTruncated ? out.NextContinuationToken : undefined;
+  } while (token);
+  return keys.sort();
+}
+
+/** Every item in a table: session records (and anything else, as raw primary keys). */
+export async function tableItems(table: string) {
+  const { dynamodb } = standInClients();
+  const out = await dynamodb.send(new ScanCommand({ TableName: table, ConsistentRead: true }));
+  const records: SessionRecord[] = [];
+  const others: string[] = [];
+  for (const item of out.Items ?? []) {
+    const pk = item.pk?.S ?? "";
+    if (pk.startsWith("S#")) records.push(fromItem(item));
+    else others.push(pk);
+  }
+  return { records, others };
+}
+
+/** True when S3 no longer knows the multipart upload (completed or aborted). */
+export async function uploadIsGone(bucket: string, key: string, uploadId: string) {
+  const { s3 } = standInClients();
+  try {
+    await s3.send(
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: 1,
+        Body: new Uint8Array(1),
+      }),
+    );
+    return false;
+  } catch (error) {
+    return (error as { name?: string }).name === "NoSuchUpload";
+  }
+}

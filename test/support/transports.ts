@@ -1,0 +1,153 @@
+import { Agent, request as httpRequest } from "node:http";
+import { createLambdaHandler } from "../../functions/adapters/lambda/lambda-handler.ts";
+import type { UploadService } from "../../functions/service/upload-service.ts";
+
+export interface WireRequest {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Uint8Array;
+}
+
+export interface WireResponse {
+  readonly status: number;
+  /** Lower-case names. */
+  readonly headers: ReadonlyMap<string, string>;
+}
+
+/** Sends one request; throws when the connection drops. */
+export type Transport = (request: WireRequest) => Promise<WireResponse>;
+
+/** Real HTTP/1.1 with keep-alive, as the Windows client speaks it. */
+export function httpTransport(baseUrl: string): Transport & { close(): void } {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const send: Transport = (req) =>
+    new Promise((resolve, reject) => {
+      const url = new URL(req.path, baseUrl);
+      const out = httpRequest(
+        url,
+        {
+          method: req.method,
+          agent,
+          headers: { ...req.headers, "Content-Length": String(req.body.length) },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => {
+            const headers = new Map<string, string>();
+            for (const [name, value] of Object.entries(res.headers)) {
+              if (value !== undefined)
+                headers.set(name, Array.isArray(value) ? value.join(", ") : value);
+            }
+            resolve({ status: res.statusCode ?? 0, headers });
+          });
+          res.on("error", reject);
+        },
+      );
+      out.on("error", reject);
+      out.end(req.body);
+    });
+  return Object.assign(send, { close: () => agent.destroy() });
+}
+
+export type EventShape = "alb" | "alb-multi" | "v1" | "v2";
+
+/** Builds the Lambda event a front door would send for this request. */
+export function lambdaEvent(shape: EventShape, req: WireRequest): unknown {
+  const [path, query = ""] = req.path.split("?");
+  const body = Buffer.from(req.body).toString("base64");
+  const headers: Record<string, string> = { ...req.headers, host: "uploads.example.com" };
+  if (req.headers["Content-Length"] === undefined)
+    headers["Content-Length"] = String(req.body.length);
+  const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
+  const multi = Object.fromEntries(Object.entries(lower).map(([k, v]) => [k, [v]]));
+  const queryParams = Object.fromEntries(new URLSearchParams(query));
+  switch (shape) {
+    case "alb":
+      return {
+        requestContext: { elb: { targetGroupArn: "arn:aws:elasticloadbalancing:tg" } },
+        httpMethod: req.method,
+        path,
+        queryStringParameters: queryParams,
+        headers: lower,
+        body,
+        isBase64Encoded: true,
+      };
+    case "alb-multi":
+      return {
+        requestContext: { elb: { targetGroupArn: "arn:aws:elasticloadbalancing:tg" } },
+        httpMethod: req.method,
+        path,
+        multiValueQueryStringParameters: {},
+        multiValueHeaders: multi,
+        body,
+        isBase64Encoded: true,
+      };
+    case "v1":
+      return {
+        resource: "/{proxy+}",
+        path,
+        httpMethod: req.method,
+        headers,
+        multiValueHeaders: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])),
+        queryStringParameters: null,
+        multiValueQueryStringParameters: null,
+        pathParameters: { proxy: path?.slice(1) },
+        stageVariables: null,
+        requestContext: { httpMethod: req.method, path, stage: "prod", requestId: "r" },
+        body,
+        isBase64Encoded: true,
+      };
+    case "v2":
+      return {
+        version: "2.0",
+        routeKey: "$default",
+        rawPath: path,
+        rawQueryString: query,
+        headers: lower,
+        requestContext: {
+          http: {
+            method: req.method,
+            path,
+            protocol: "HTTP/1.1",
+            sourceIp: "127.0.0.1",
+            userAgent: "",
+          },
+          requestId: "r",
+          routeKey: "$default",
+          stage: "$default",
+        },
+        body,
+        isBase64Encoded: true,
+      };
+  }
+}
+
+/** Drives the Lambda handler with the events of one front door. */
+export function lambdaTransport(service: UploadService, shape: EventShape): Transport {
+  const handler = createLambdaHandler(service);
+  return async (req) => {
+    const method = shape === "v2" ? "POST" : req.method;
+    const headers =
+      shape === "v2" && req.method === "BITS_POST"
+        ? { ...req.headers, "X-Http-Method-Override": "BITS_POST" }
+        : req.headers;
+    const result = (await handler(lambdaEvent(shape, { ...req, method, headers }))) as {
+      statusCode: number;
+      headers?: Record<string, string>;
+      multiValueHeaders?: Record<string, string[]>;
+      body?: string;
+    };
+    const out = new Map<string, string>();
+    if (shape === "alb-multi") {
+      if (result.headers !== undefined)
+        throw new Error("multi-value event answered with single headers");
+      for (const [k, v] of Object.entries(result.multiValueHeaders ?? {}))
+        out.set(k.toLowerCase(), v.join(", "));
+    } else {
+      for (const [k, v] of Object.entries(result.headers ?? {})) out.set(k.toLowerCase(), v);
+    }
+    if (result.body) throw new Error("an Ack must not have a body");
+    return { status: result.statusCode, headers: out };
+  };
+}

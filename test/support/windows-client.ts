@@ -1,0 +1,196 @@
+import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
+import type { Transport, WireResponse } from "./transports.ts";
+
+const MIN_FRAGMENT = 5 * 1024;
+
+export interface ClientOptions {
+  /** First fragment size; Windows starts small and grows (bits-protocol.md 7.2). */
+  readonly initialFragment?: number;
+  /** Largest fragment the client tries; Windows' is 13 MB. */
+  readonly maxFragment?: number;
+  /** Deterministic randomness for sizes, overlaps and drops. */
+  readonly random?: () => number;
+  /** Picks each fragment's start and length instead of the in-order default. */
+  readonly nextFragment?: (
+    offset: number,
+    total: number,
+    size: number,
+    random: () => number,
+  ) => {
+    start: number;
+    length: number;
+  };
+  /** Chance that a request's answer is lost (the client sees a dropped connection). */
+  readonly dropRate?: number;
+  /** Sends a Ping before Create-Session, after every resume and before Close-Session. */
+  readonly ping?: boolean;
+  /** Upper bound on requests, so a broken server cannot make a test loop forever. */
+  readonly maxRequests?: number;
+}
+
+export interface UploadOutcome {
+  readonly sessionIds: string[];
+  readonly requests: number;
+  readonly statuses: number[];
+}
+
+const header = (response: WireResponse, name: string) => response.headers.get(name.toLowerCase());
+
+/**
+ * A client that behaves like the Windows one ([MC-BUP] 3.1.5): Create-Session, then fragments
+ * that grow from 5 KB up to the maximum, shrink after 413, resume from
+ * BITS-Received-Content-Range after 200/416 or a dropped connection, restart after
+ * BG_E_SESSION_NOT_FOUND, resend on other 5xx, then Ping and Close-Session.
+ */
+export async function bitsUpload(
+  transport: Transport,
+  path: string,
+  data: Uint8Array,
+  options: ClientOptions = {},
+): Promise<UploadOutcome> {
+  const random = options.random ?? Math.random;
+  const maxRequests = options.maxRequests ?? 100_000;
+  const total = data.length;
+  const sessionIds: string[] = [];
+  const statuses: number[] = [];
+  let requests = 0;
+
+  const send = async (headers: Record<string, string>, body: Uint8Array = new Uint8Array(0)) => {
+    if (++requests > maxRequests) throw new Error(`gave up after ${maxRequests} requests`);
+    const response = await transport({
+      method: "BITS_POST",
+      path,
+      headers: { "User-Agent": "Microsoft BITS/7.8", ...headers },
+      body,
+    });
+    statuses.push(response.status);
+    if (header(response, "bits-packet-type")?.toLowerCase() !== "ack") {
+      throw new Error(`response ${response.status} is not an Ack`);
+    }
+    if ((options.dropRate ?? 0) > 0 && random() < (options.dropRate ?? 0)) {
+      throw new Error("connection dropped (simulated lost answer)");
+    }
+    return response;
+  };
+  /** Resends a packet until it gets an answer: a dropped connection is retried. */
+  const deliver = async (headers: Record<string, string>, body?: Uint8Array) => {
+    for (;;) {
+      try {
+        return await send(headers, body);
+      } catch (error) {
+        if (!String(error).includes("dropped")) throw error;
+      }
+    }
+  };
+  const ping = async () => {
+    if (options.ping) await deliver({ "BITS-Packet-Type": "Ping" });
+  };
+  const createSession = async () => {
+    for (;;) {
+      const response = await deliver({
+        "BITS-Packet-Type": "Create-Session",
+        "BITS-Supported-Protocols": BITS_PROTOCOL_GUID,
+        "Content-Name": "file.bin",
+      });
+      if (response.status >= 500) continue;
+      if (response.status !== 200) throw new Error(`Create-Session answered ${response.status}`);
+      const id = header(response, "bits-session-id");
+      if (!id) throw new Error("Create-Session Ack without BITS-Session-Id");
+      sessionIds.push(id);
+      return id;
+    }
+  };
+
+  await ping();
+  let sessionId = await createSession();
+  let offset = 0;
+  let size = Math.max(MIN_FRAGMENT, options.initialFragment ?? MIN_FRAGMENT);
+  const maxFragment = options.maxFragment ?? 13 * 1000 * 1000;
+  let done = false;
+  while (!done) {
+    const pick = options.nextFragment?.(offset, total, size, random) ?? {
+      start: offset,
+      length: Math.min(size, total - offset),
+    };
+    const start = Math.min(pick.start, total);
+    const length = Math.max(0, Math.min(pick.length, total - start));
+    const range = total === 0 ? "bytes */0" : `bytes ${start}-${start + length - 1}/${total}`;
+    let response: WireResponse;
+    try {
+      response = await send(
+        {
+          "BITS-Packet-Type": "Fragment",
+          "BITS-Session-Id": sessionId,
+          "Content-Name": "file.bin",
+          "Content-Range": range,
+        },
+        data.subarray(start, start + length),
+      );
+    } catch (error) {
+      if (!String(error).includes("dropped")) throw error;
+      await ping(); // resume: the next fragment's Ack puts the client back in sync
+      continue;
+    }
+    const code = header(response, "bits-error-code");
+    if (response.status === 200 || response.status === 416) {
+      const received = Number(header(response, "bits-received-content-range"));
+      if (!Number.isSafeInteger(received) || received < 0 || received > total) {
+        throw new Error(`bad BITS-Received-Content-Range on ${response.status}`);
+      }
+      offset = received;
+      if (response.status === 200) size = Math.min(maxFragment, size * 2);
+      done = offset === total && (total > 0 || response.status === 200);
+    } else if (response.status === 413) {
+      if (size <= MIN_FRAGMENT) throw new Error("413 at the minimum fragment size");
+      size = Math.max(MIN_FRAGMENT, Math.floor(size / 2));
+    } else if (code === "0x8020001F") {
+      sessionId = await createSession(); // [MC-BUP] 3.1.5.2.1: restart from byte 0
+      offset = 0;
+    } else if (response.status >= 500) {
+      // transient: resend the same packet
+    } else {
+      throw new Error(`Fragment answered ${response.status} ${code ?? ""}`);
+    }
+  }
+  await ping();
+  for (;;) {
+    const response = await deliver({
+      "BITS-Packet-Type": "Close-Session",
+      "BITS-Session-Id": sessionId,
+      "Content-Name": "file.bin",
+    });
+    if (response.status === 200) break;
+    if (response.status < 500 || header(response, "bits-error-code") === "0x8020001F") {
+      throw new Error(`Close-Session answered ${response.status}`);
+    }
+  }
+  return { sessionIds, requests, statuses };
+}
+
+/** A small deterministic PRNG (mulberry32) so every random schedule can be replayed. */
+export function seeded(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random bytes from a seed, quick enough for hundreds of MiB. */
+export function randomBytes(length: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(length);
+  const view = new DataView(out.buffer);
+  let x = seed >>> 0 || 1;
+  let i = 0;
+  for (; i + 4 <= length; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    view.setUint32(i, x >>> 0);
+  }
+  for (; i < length; i++) out[i] = (x = (x * 1103515245 + 12345) >>> 0) & 0xff;
+  return out;
+}
