@@ -191,6 +191,9 @@ export function randomBytes(length: number, seed = 1): Uint8Array {
     x ^= x << 5;
     view.setUint32(i, x >>> 0);
   }
-  for (; i < length; i++) out[i] = (x = (x * 1103515245 + 12345) >>> 0) & 0xff;
+  for (; i < length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    out[i] = x & 0xff;
+  }
   return out;
 }
