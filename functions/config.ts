@@ -41,10 +41,15 @@ const UNITS: Record<string, number> = {
 
 /** Bytes, as a whole number or with a unit: "1048576", "1 MiB", "4MB", "5TiB". */
 export function parseBytes(text: string): number | undefined {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
-  const factor = match?.[2] !== undefined ? UNITS[match[2].toLowerCase()] : undefined;
+  const match = /^\s*(\d+)(?:\.(\d+))?\s*([a-z]*)\s*$/i.exec(text);
+  const factor = match?.[3] !== undefined ? UNITS[match[3].toLowerCase()] : undefined;
   if (!match?.[1] || factor === undefined) return undefined;
-  const value = Number(match[1]) * factor;
+  // Exact decimal arithmetic: "4.1 MB" is 4,100,000 bytes, not 4099999.9999999995.
+  const fraction = match[2] ?? "";
+  const scaled = BigInt(match[1] + fraction) * BigInt(factor);
+  const divisor = 10n ** BigInt(fraction.length);
+  if (scaled % divisor !== 0n) return undefined;
+  const value = Number(scaled / divisor);
   return Number.isSafeInteger(value) ? value : undefined;
 }
 

@@ -1,0 +1,149 @@
+import { describe, expect, it } from "vitest";
+import {
+  ack,
+  createSessionAck,
+  errorAck,
+  formatHresult,
+  methodNotAllowed,
+} from "../../../functions/bits/ack.ts";
+import { BITS_PROTOCOL_GUID, HRESULT } from "../../../functions/bits/constants.ts";
+import { BitsError, type BitsErrorKind, ERRORS } from "../../../functions/bits/errors.ts";
+
+const SID = "{A0FF5911-4144-45B3-BF27-27AFC8EC8A67}";
+const ACK = { "BITS-Packet-Type": "Ack", "Content-Length": "0" };
+const KINDS = Object.keys(ERRORS) as BitsErrorKind[];
+
+describe("formatHresult (bits-protocol.md 6.2: `0x` and 8 upper-case hex digits)", () => {
+  it.each([
+    [HRESULT.E_INVALIDARG, "0x80070057"],
+    [HRESULT.E_ACCESSDENIED, "0x80070005"],
+    [HRESULT.BG_E_SESSION_NOT_FOUND, "0x8020001F"],
+    [HRESULT.BG_E_TOO_LARGE, "0x80200020"],
+    [HRESULT.E_FAIL, "0x80004005"],
+    [0, "0x00000000"],
+    [5, "0x00000005"],
+    [0xabcdef, "0x00ABCDEF"],
+    [0xffffffff, "0xFFFFFFFF"],
+  ])("formats %i as %s", (code, text) => {
+    expect(formatHresult(code)).toBe(text);
+  });
+
+  it("formats a negative (signed 32-bit) HRESULT as its unsigned hex", () => {
+    expect(formatHresult(0x80070057 | 0)).toBe("0x80070057");
+    expect(formatHresult(-1)).toBe("0xFFFFFFFF");
+  });
+});
+
+describe("ack: every response is an Ack with Content-Length 0 ([MC-BUP] 2.2.1.2, 2.2.3.3)", () => {
+  it("a bare Ack has exactly BITS-Packet-Type: Ack and Content-Length: 0", () => {
+    expect(ack(200)).toEqual({ status: 200, headers: ACK });
+  });
+
+  it("echoes the session ID and BITS-Received-Content-Range, a 0 offset included", () => {
+    expect(ack(200, { sessionId: SID, receivedContentRange: 0 })).toEqual({
+      status: 200,
+      headers: { ...ACK, "BITS-Session-Id": SID, "BITS-Received-Content-Range": "0" },
+    });
+    expect(ack(200, { receivedContentRange: 4892 }).headers["BITS-Received-Content-Range"]).toBe(
+      "4892",
+    );
+  });
+
+  it("fields explicitly undefined add no header", () => {
+    expect(ack(200, { sessionId: undefined, receivedContentRange: undefined })).toEqual({
+      status: 200,
+      headers: ACK,
+    });
+  });
+});
+
+describe("createSessionAck ([MC-BUP] 2.2.3.2)", () => {
+  it("T3/A2: 200 with exactly BITS-Packet-Type, Content-Length, BITS-Protocol, BITS-Session-Id, Accept-Encoding", () => {
+    expect(createSessionAck(SID)).toEqual({
+      status: 200,
+      headers: {
+        "BITS-Packet-Type": "Ack",
+        "Content-Length": "0",
+        "BITS-Session-Id": SID,
+        "BITS-Protocol": BITS_PROTOCOL_GUID,
+        "Accept-Encoding": "identity",
+      },
+    });
+  });
+
+  it("answers with the canonical lower-case protocol GUID", () => {
+    expect(createSessionAck(SID).headers["BITS-Protocol"]).toBe(
+      "{7df0354d-249b-430f-820d-3d2a9bef4931}",
+    );
+  });
+});
+
+describe("errorAck: the one place a protocol error becomes an Ack (bits-protocol.md 6)", () => {
+  it.each([
+    ["invalidArg", 400, "0x80070057"],
+    ["accessDenied", 403, "0x80070005"],
+    ["uploadsDisabled", 501, "0x80070005"],
+    ["sessionNotFound", 500, "0x8020001F"],
+    ["tooLarge", 500, "0x80200020"],
+    ["internal", 500, "0x80004005"],
+  ] as const)(
+    "%s is %i with exactly the Ack headers plus Error-Code %s and Context 0x5",
+    (kind, status, code) => {
+      expect(errorAck(new BitsError(kind, "m"))).toEqual({
+        status,
+        headers: { ...ACK, "BITS-Error-Code": code, "BITS-Error-Context": "0x5" },
+      });
+    },
+  );
+
+  it.each([
+    ["fragmentTooLarge", 413],
+    ["outOfSync", 416],
+  ] as const)("[MC-BUP] note <4>: %s (%i) carries no BITS error headers at all", (kind, status) => {
+    expect(errorAck(new BitsError(kind, "m"))).toEqual({ status, headers: ACK });
+  });
+
+  it("T9: a 416 carries the session and BITS-Received-Content-Range, still no error headers", () => {
+    expect(
+      errorAck(new BitsError("outOfSync", "gap"), { sessionId: SID, receivedContentRange: 200 }),
+    ).toEqual({
+      status: 416,
+      headers: { ...ACK, "BITS-Session-Id": SID, "BITS-Received-Content-Range": "200" },
+    });
+  });
+
+  it("echoes a known session ID on an error", () => {
+    expect(errorAck(new BitsError("invalidArg", "m"), { sessionId: SID }).headers).toEqual({
+      ...ACK,
+      "BITS-Session-Id": SID,
+      "BITS-Error-Code": "0x80070057",
+      "BITS-Error-Context": "0x5",
+    });
+  });
+
+  it("6.2: BITS-Error-Code and BITS-Error-Context appear together, exactly when the error has a code", () => {
+    for (const kind of KINDS) {
+      const headers = errorAck(new BitsError(kind, "m")).headers;
+      const hasCode = ERRORS[kind].code !== undefined;
+      expect("BITS-Error-Code" in headers, kind).toBe(hasCode);
+      expect("BITS-Error-Context" in headers, kind).toBe(hasCode);
+      expect(headers["BITS-Packet-Type"], kind).toBe("Ack");
+      expect(headers["Content-Length"], kind).toBe("0");
+      expect(errorAck(new BitsError(kind, "m")).status, kind).toBe(ERRORS[kind].status);
+    }
+  });
+
+  it("never leaks the error message into the response", () => {
+    const response = errorAck(new BitsError("internal", "secret detail from S3"));
+    expect(JSON.stringify(response)).not.toContain("secret");
+  });
+});
+
+describe("methodNotAllowed ([MC-BUP] 2.2.1; Project decisions: Method)", () => {
+  it("is 405 with Allow: BITS_POST and an empty body", () => {
+    expect(methodNotAllowed()).toEqual({
+      status: 405,
+      headers: { Allow: "BITS_POST", "Content-Length": "0" },
+    });
+  });
+});

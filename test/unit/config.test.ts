@@ -1,0 +1,274 @@
+import { describe, expect, it } from "vitest";
+import { MiB, S3_MAX_OBJECT_SIZE } from "../../functions/bits/constants.ts";
+import { ConfigError, loadConfig, parseBytes } from "../../functions/config.ts";
+
+const REQUIRED = { BITS_BUCKET: "uploads", BITS_TABLE: "sessions" };
+
+/** The ConfigError that `loadConfig(env)` throws. */
+function configError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", () => {
+  it("fills every optional setting with its default", () => {
+    expect(loadConfig(REQUIRED)).toEqual({
+      bucket: "uploads",
+      table: "sessions",
+      keyPrefix: "",
+      uploadPaths: ["/"],
+      stagingPrefix: ".bits-staging/",
+      maxFragmentBytes: MiB,
+      maxUploadBytes: S3_MAX_OBJECT_SIZE,
+      partSize: 8 * MiB,
+      allowOverwrite: false,
+      sessionTimeoutSeconds: 1_209_600,
+      tombstoneSeconds: 86_400,
+      region: "us-east-1",
+      s3Endpoint: undefined,
+      dynamodbEndpoint: undefined,
+      logLevel: "info",
+    });
+  });
+
+  it("a variable set to blanks counts as unset for optional settings", () => {
+    const config = loadConfig({
+      ...REQUIRED,
+      BITS_MAX_FRAGMENT_SIZE: " ",
+      BITS_SESSION_TIMEOUT: "",
+      BITS_ALLOW_OVERWRITE: "  ",
+      BITS_S3_ENDPOINT: "",
+      AWS_REGION: "",
+    });
+    expect(config.maxFragmentBytes).toBe(MiB);
+    expect(config.sessionTimeoutSeconds).toBe(1_209_600);
+    expect(config.allowOverwrite).toBe(false);
+    expect(config.s3Endpoint).toBeUndefined();
+    expect(config.region).toBe("us-east-1");
+  });
+
+  it("reads every setting from the environment, trimmed", () => {
+    const config = loadConfig({
+      BITS_BUCKET: " b ",
+      BITS_TABLE: "t",
+      BITS_KEY_PREFIX: "in/",
+      BITS_UPLOAD_PATHS: "/upload, /other/ ,",
+      BITS_STAGING_PREFIX: "stage/",
+      BITS_MAX_FRAGMENT_SIZE: "4 MiB",
+      BITS_MAX_UPLOAD_SIZE: "10GB",
+      BITS_PART_SIZE: "16MiB",
+      BITS_ALLOW_OVERWRITE: "true",
+      BITS_SESSION_TIMEOUT: "3600",
+      BITS_TOMBSTONE_TTL: "60",
+      AWS_REGION: "eu-west-1",
+      BITS_S3_ENDPOINT: "http://127.0.0.1:4566",
+      BITS_DYNAMODB_ENDPOINT: "https://dynamodb.local",
+      BITS_LOG_LEVEL: "WARN",
+    });
+    expect(config).toEqual({
+      bucket: "b",
+      table: "t",
+      keyPrefix: "in/",
+      uploadPaths: ["/upload", "/other/"],
+      stagingPrefix: "stage/",
+      maxFragmentBytes: 4 * MiB,
+      maxUploadBytes: 10e9,
+      partSize: 16 * MiB,
+      allowOverwrite: true,
+      sessionTimeoutSeconds: 3600,
+      tombstoneSeconds: 60,
+      region: "eu-west-1",
+      s3Endpoint: "http://127.0.0.1:4566",
+      dynamodbEndpoint: "https://dynamodb.local",
+      logLevel: "warn",
+    });
+  });
+
+  it("takes values from `defaults` when the environment has none, the environment first", () => {
+    const config = loadConfig(
+      { BITS_TABLE: "from-env" },
+      { BITS_BUCKET: "from-defaults", BITS_TABLE: "ignored" },
+    );
+    expect(config.bucket).toBe("from-defaults");
+    expect(config.table).toBe("from-env");
+  });
+
+  it("returns a frozen object with a frozen path list", () => {
+    const config = loadConfig(REQUIRED);
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.uploadPaths)).toBe(true);
+    expect(() => {
+      (config as { bucket: string }).bucket = "other";
+    }).toThrow(TypeError);
+    expect(() => (config.uploadPaths as string[]).push("/x")).toThrow(TypeError);
+  });
+});
+
+describe("loadConfig byte sizes", () => {
+  it.each([
+    ["1048576", 1_048_576],
+    ["1 MiB", MiB],
+    ["4MB", 4_000_000],
+    ["5 KiB", 5 * 1024],
+    ["6kb", 6000],
+    ["2 mib", 2 * MiB],
+    ["1.5 MiB", 1.5 * MiB],
+    ["1.5 kB", 1500],
+    ["1GiB", 1024 * MiB],
+    ["1 GB", 1e9],
+    ["5TiB", 5 * 1024 ** 4],
+    [" 7 B ", 7],
+    ["0", 0],
+  ])("parseBytes(%j) is %i bytes (decimal and binary units, any case)", (text, bytes) => {
+    expect(parseBytes(text)).toBe(bytes);
+  });
+
+  it("byte sizes in the environment are read with their units", () => {
+    const config = loadConfig({
+      ...REQUIRED,
+      BITS_MAX_FRAGMENT_SIZE: "1.5 MiB",
+      BITS_MAX_UPLOAD_SIZE: "100 kb",
+      BITS_PART_SIZE: "5 MiB",
+    });
+    expect(config.maxFragmentBytes).toBe(1_572_864);
+    expect(config.maxUploadBytes).toBe(100_000);
+    expect(config.partSize).toBe(5 * MiB);
+  });
+
+  it("BITS_MAX_UPLOAD_SIZE accepts up to 5 TiB, and 0", () => {
+    expect(loadConfig({ ...REQUIRED, BITS_MAX_UPLOAD_SIZE: "5TiB" }).maxUploadBytes).toBe(
+      5 * 1024 ** 4,
+    );
+    expect(loadConfig({ ...REQUIRED, BITS_MAX_UPLOAD_SIZE: "1 TB" }).maxUploadBytes).toBe(1e12);
+    expect(loadConfig({ ...REQUIRED, BITS_MAX_UPLOAD_SIZE: "0" }).maxUploadBytes).toBe(0);
+  });
+
+  it.each([
+    ["BITS_MAX_FRAGMENT_SIZE", "5119"],
+    ["BITS_MAX_FRAGMENT_SIZE", "6 GiB"],
+    ["BITS_MAX_UPLOAD_SIZE", "6 TiB"],
+    ["BITS_PART_SIZE", "4 MiB"],
+    ["BITS_PART_SIZE", "6 GiB"],
+  ])("%s=%j outside its range is refused", (name, value) => {
+    expect(configError({ ...REQUIRED, [name]: value }).message).toContain(name);
+  });
+
+  it.each(["abc", "-1", "1e6", "1.5", "0.1 KiB", "1 PB", "MiB", "1 M i B", "0x100000"])(
+    "parseBytes(%j) is not a byte size",
+    (text) => {
+      expect(parseBytes(text)).toBeUndefined();
+    },
+  );
+
+  // 4.1 * 1e6 is 4099999.9999999995 in floating point: decimals must be parsed exactly.
+  it('parseBytes("4.1 MB") is exactly 4,100,000 bytes', () => {
+    expect(parseBytes("4.1 MB")).toBe(4_100_000);
+  });
+
+  it('parseBytes("8.3 GB") is exactly 8,300,000,000 bytes', () => {
+    expect(parseBytes("8.3 GB")).toBe(8_300_000_000);
+  });
+
+  it('BITS_MAX_FRAGMENT_SIZE="8.2 MB" loads as 8,200,000 bytes', () => {
+    expect(loadConfig({ ...REQUIRED, BITS_MAX_FRAGMENT_SIZE: "8.2 MB" }).maxFragmentBytes).toBe(
+      8_200_000,
+    );
+  });
+});
+
+describe("loadConfig: BITS_ALLOW_OVERWRITE (bits-protocol.md 9.4: off by default)", () => {
+  it.each([
+    ["true", true],
+    ["TRUE", true],
+    [" Yes ", true],
+    ["1", true],
+    ["false", false],
+    ["False", false],
+    ["no", false],
+    ["0", false],
+    ["", false],
+  ])("%j is %s", (value, expected) => {
+    expect(loadConfig({ ...REQUIRED, BITS_ALLOW_OVERWRITE: value }).allowOverwrite).toBe(expected);
+  });
+
+  it.each(["maybe", "on", "off", "2", "y", "t"])("%j is refused, naming the variable", (value) => {
+    const message = configError({ ...REQUIRED, BITS_ALLOW_OVERWRITE: value }).message;
+    expect(message).toContain("BITS_ALLOW_OVERWRITE");
+    expect(message).toContain(JSON.stringify(value));
+  });
+});
+
+describe("loadConfig: every problem reported together in one ConfigError", () => {
+  it("names each bad variable in one error", () => {
+    const error = configError({
+      BITS_KEY_PREFIX: "/abs/",
+      BITS_UPLOAD_PATHS: "upload",
+      BITS_STAGING_PREFIX: "stage",
+      BITS_MAX_FRAGMENT_SIZE: "lots",
+      BITS_MAX_UPLOAD_SIZE: "-5",
+      BITS_PART_SIZE: "1 MiB",
+      BITS_ALLOW_OVERWRITE: "perhaps",
+      BITS_SESSION_TIMEOUT: "0",
+      BITS_TOMBSTONE_TTL: "1.5",
+      BITS_S3_ENDPOINT: "ftp://s3",
+      BITS_DYNAMODB_ENDPOINT: "localhost:8000",
+      BITS_LOG_LEVEL: "debug",
+    });
+    expect(error).toBeInstanceOf(Error);
+    expect(error.name).toBe("ConfigError");
+    for (const name of [
+      "BITS_BUCKET",
+      "BITS_TABLE",
+      "BITS_KEY_PREFIX",
+      "BITS_UPLOAD_PATHS",
+      "BITS_STAGING_PREFIX",
+      "BITS_MAX_FRAGMENT_SIZE",
+      "BITS_MAX_UPLOAD_SIZE",
+      "BITS_PART_SIZE",
+      "BITS_ALLOW_OVERWRITE",
+      "BITS_SESSION_TIMEOUT",
+      "BITS_TOMBSTONE_TTL",
+      "BITS_S3_ENDPOINT",
+      "BITS_DYNAMODB_ENDPOINT",
+      "BITS_LOG_LEVEL",
+    ]) {
+      expect(error.message).toContain(name);
+    }
+    // One line per problem.
+    expect(error.message.split("\n  - ")).toHaveLength(15);
+  });
+
+  it("a missing bucket or table is required", () => {
+    expect(configError({ BITS_TABLE: "t" }).message).toContain("BITS_BUCKET is required");
+    expect(configError({ BITS_BUCKET: "b", BITS_TABLE: "  " }).message).toContain(
+      "BITS_TABLE is required",
+    );
+  });
+
+  it("a key prefix inside the staging prefix is refused", () => {
+    const message = configError({ ...REQUIRED, BITS_KEY_PREFIX: ".bits-staging/in/" }).message;
+    expect(message).toContain("BITS_KEY_PREFIX must not lie inside BITS_STAGING_PREFIX");
+  });
+
+  it.each([
+    ["BITS_SESSION_TIMEOUT", "-1"],
+    ["BITS_SESSION_TIMEOUT", "soon"],
+    ["BITS_TOMBSTONE_TTL", "0"],
+    ["BITS_TOMBSTONE_TTL", "9007199254740992"],
+  ])("%s=%j is not a whole number of seconds >= 1", (name, value) => {
+    expect(configError({ ...REQUIRED, [name]: value }).message).toContain(name);
+  });
+
+  it.each([
+    ["info", "info"],
+    ["Error", "error"],
+    ["SILENT", "silent"],
+  ])("BITS_LOG_LEVEL=%j is %s", (value, level) => {
+    expect(loadConfig({ ...REQUIRED, BITS_LOG_LEVEL: value }).logLevel).toBe(level);
+  });
+});
