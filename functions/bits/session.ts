@@ -1,8 +1,19 @@
 /**
  * The session record: everything the server keeps between requests ([MC-BUP] 3.2.1.4, 9.1).
- * A closed or cancelled session stays as a tombstone so repeats answer 200 (bits-protocol.md 9.5).
+ *
+ * - `open`: receiving fragments (RECEIVE_FRAGMENTS / WAIT_FOR_CLOSE).
+ * - `committing`: a Close-Session found every byte and decided to complete the upload; any
+ *   handler that finds this state finishes the completion (it is retry-safe).
+ * - `discarding`: a Close-Session before the last byte, or a Cancel-Session, decided to throw the
+ *   upload away; any handler that finds this state finishes the discard.
+ * - `closed` / `cancelled`: tombstones, so repeats answer 200 (bits-protocol.md 9.5).
+ *
+ * The decision is written before any S3 work, so a fragment racing the end of its session reads
+ * the decision and cannot change what the session ends with.
  */
-export type SessionStatus = "open" | "closed" | "cancelled";
+export type SessionStatus = "open" | "committing" | "discarding" | "closed" | "cancelled";
+
+export type EndingStatus = "committing" | "discarding";
 
 export interface SessionRecord {
   readonly id: string;
@@ -45,4 +56,19 @@ export function isComplete(record: SessionRecord): boolean {
 
 export function recordedParts(record: SessionRecord): number {
   return record.chunks * PART_CHUNK + record.etags.length;
+}
+
+export function isEnded(record: SessionRecord): boolean {
+  return record.status === "closed" || record.status === "cancelled";
+}
+
+/**
+ * What Close-Session or Cancel-Session decides for an open session: Close commits a complete
+ * file ([MC-BUP] 3.2.5.2.7) and discards a partial one, which is never committed
+ * (close-session.md); Cancel discards ([MC-BUP] 3.2.5.2.8). A session already ending keeps its
+ * decision: a Cancel after the last byte and a Close has no effect (cancel-session.md).
+ */
+export function endingFor(record: SessionRecord, packet: "close" | "cancel"): EndingStatus {
+  if (record.status === "committing" || record.status === "discarding") return record.status;
+  return packet === "close" && isComplete(record) ? "committing" : "discarding";
 }

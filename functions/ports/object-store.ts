@@ -3,36 +3,54 @@ export interface ObjectInfo {
   readonly size: number;
 }
 
+export interface Head extends ObjectInfo {
+  /** The session that wrote the object, from its metadata; undefined for other objects. */
+  readonly owner: string | undefined;
+}
+
+/** How a destination object is written. */
+export interface WriteOptions {
+  /** Replace an existing object; when false, an existing object is left and "exists" answered. */
+  readonly overwrite: boolean;
+  /** Recorded in the object's metadata, so a repeated write recognises its own object. */
+  readonly owner: string;
+}
+
 export type CompleteResult =
   | "completed"
   /** Overwrite is off and another object already sits at the key. */
   | "exists"
   /** The multipart upload is gone and its object is not at the key. */
-  | "missing";
+  | "missing"
+  /** The parts listed do not match the parts S3 holds; completing again cannot help. */
+  | "invalid";
 
 /**
  * The object storage the server needs: S3 multipart uploads for the file, plain objects for
  * staged bytes. Vendor errors never cross this interface.
  */
 export interface ObjectStore {
-  head(key: string): Promise<ObjectInfo | undefined>;
-  createUpload(key: string): Promise<string>;
+  head(key: string): Promise<Head | undefined>;
+  /** Opens a multipart upload whose object will carry `owner` in its metadata. */
+  createUpload(key: string, owner: string): Promise<string>;
   /** Uploads one part; returns its ETag. Re-uploading a part number replaces it. */
   uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array): Promise<string>;
   /**
    * Completes the upload with parts 1..n. Retry-safe: when an earlier call already completed it
-   * (the answer was lost), this recognises its own object and answers "completed".
+   * (the answer was lost), this recognises its own object by its owner and answers "completed".
    */
   completeUpload(
     key: string,
     uploadId: string,
     etags: readonly string[],
-    overwrite: boolean,
+    options: WriteOptions,
   ): Promise<CompleteResult>;
   /** Aborts the upload; an upload already gone is fine. */
   abortUpload(key: string, uploadId: string): Promise<void>;
-  /** Writes a whole object; with overwrite off, answers "exists" instead of replacing one. */
-  put(key: string, body: Uint8Array, overwrite: boolean): Promise<"stored" | "exists">;
+  /** Writes a destination object whole; retry-safe like completeUpload. */
+  putObject(key: string, body: Uint8Array, options: WriteOptions): Promise<"stored" | "exists">;
+  /** Writes a staged object, replacing any object at the key. */
+  put(key: string, body: Uint8Array): Promise<void>;
   get(key: string): Promise<Uint8Array | undefined>;
   /** Streams an object (the dev server's GET). */
   read(key: string): Promise<{ size: number; stream: ReadableStream<Uint8Array> } | undefined>;

@@ -19,10 +19,11 @@ export async function createSession(
   if (!settings.allowOverwrite && (await objects.head(packet.key)) !== undefined) {
     throw new BitsError("accessDenied", "destination exists and overwrite is off");
   }
-  const uploadId = await objects.createUpload(packet.key);
   for (let attempt = 0; attempt < 3; attempt++) {
+    const id = runtime.newSessionId();
+    const uploadId = await objects.createUpload(packet.key, id);
     const record: SessionRecord = {
-      id: runtime.newSessionId(),
+      id,
       status: "open",
       key: packet.key,
       uploadId,
@@ -32,11 +33,20 @@ export async function createSession(
       version: 1,
       expiresAt: nowSeconds(context) + settings.sessionTimeoutSeconds,
     };
-    if (await sessions.create(record)) {
-      runtime.log("info", "session created", { sessionId: record.id, key: record.key });
-      return createSessionAck(record.id);
+    let created: boolean;
+    try {
+      created = await sessions.create(record);
+    } catch (error) {
+      // The record may or may not exist; either way the client retries with a new session, so
+      // this upload would be orphaned. An orphan record pointing at an aborted upload is harmless.
+      await objects.abortUpload(packet.key, uploadId).catch(() => {});
+      throw error;
     }
+    if (created) {
+      runtime.log("info", "session created", { sessionId: id, key: record.key });
+      return createSessionAck(id);
+    }
+    await objects.abortUpload(packet.key, uploadId);
   }
-  await objects.abortUpload(packet.key, uploadId);
   throw new BitsError("internal", "could not allocate a session ID");
 }

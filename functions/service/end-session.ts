@@ -2,7 +2,14 @@ import { ack } from "../bits/ack.ts";
 import { BitsError } from "../bits/errors.ts";
 import type { Packet } from "../bits/packet.ts";
 import type { BitsResponse } from "../bits/request.ts";
-import { isComplete, isLive, type SessionRecord, type SessionStatus } from "../bits/session.ts";
+import {
+  type EndingStatus,
+  endingFor,
+  isEnded,
+  isLive,
+  type SessionRecord,
+  type SessionStatus,
+} from "../bits/session.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { deleteStaged, stagingPrefixFor } from "./staging.ts";
 
@@ -11,10 +18,12 @@ type EndPacket = Extract<Packet, { type: "close-session" | "cancel-session" }>;
 const MAX_ATTEMPTS = 8;
 
 /**
- * Close-Session and Cancel-Session ([MC-BUP] 3.2.5.2.7-8). Close commits the file when every
- * byte has arrived and discards it otherwise (a partial file is never committed, close-session
- * docs); Cancel discards an open session and leaves a completed file alone (cancel-session
- * docs). Either leaves a tombstone, so a repeat answers 200 (bits-protocol.md 9.5).
+ * Close-Session and Cancel-Session ([MC-BUP] 3.2.5.2.7-8), in two phases. First the decision
+ * (commit a complete file, or discard) is written into the record, conditionally on the version
+ * read, so no racing fragment can change what the session ends with. Then the S3 work is done,
+ * every step of it retry-safe, and a tombstone is written, so a repeat answers 200
+ * (bits-protocol.md 9.5). Whoever finds a session mid-way (a repeated Close after a crash or a
+ * timeout) finishes the same decision.
  */
 export async function endSession(
   context: ServiceContext,
@@ -25,62 +34,75 @@ export async function endSession(
     if (record === undefined || !isLive(record, nowSeconds(context))) {
       throw new BitsError("sessionNotFound", "no such session");
     }
-    if (record.status !== "open") return ack(200, { sessionId: record.id });
-    const closing = packet.type === "close-session";
-    const status: SessionStatus = closing ? "closed" : "cancelled";
-    if (closing && isComplete(record)) {
-      await commit(context, record);
-    } else {
-      await context.objects.abortUpload(record.key, record.uploadId);
+    if (isEnded(record)) return ack(200, { sessionId: record.id });
+    const ending = endingFor(record, packet.type === "close-session" ? "close" : "cancel");
+    if (record.status === "open") {
+      const decided: SessionRecord = { ...record, status: ending, version: record.version + 1 };
+      const result = await context.sessions.replace(decided, record.version);
+      if (!result.ok) {
+        record = result.current;
+        continue;
+      }
+      record = decided;
     }
-    await removeTemporaryState(context, record);
+    await finish(context, record, ending);
     const result = await context.sessions.replace(
-      tombstone(context, record, status),
+      tombstone(context, record, ending === "committing" ? "closed" : "cancelled"),
       record.version,
     );
     if (result.ok) {
-      context.runtime.log("info", `session ${status}`, {
+      context.runtime.log("info", `session ${ending === "committing" ? "closed" : "cancelled"}`, {
         sessionId: record.id,
         key: record.key,
-        committed: closing && isComplete(record),
+        committed: ending === "committing",
       });
       return ack(200, { sessionId: record.id });
     }
+    // Someone else finished the same decision meanwhile: the next round sees its tombstone.
     record = result.current;
   }
   throw new BitsError("internal", "session kept changing under this request");
 }
 
-/** Completes the multipart upload, or writes the empty object of a zero-byte file. */
-async function commit(context: ServiceContext, record: SessionRecord): Promise<void> {
-  const { objects, sessions, settings } = context;
-  const overwrite = settings.allowOverwrite;
-  let outcome: "completed" | "stored" | "exists" | "missing";
-  if (record.total === 0) {
-    outcome = await objects.put(record.key, new Uint8Array(0), overwrite);
-    await objects.abortUpload(record.key, record.uploadId);
+/** The S3 side of a decided ending; every call in it may be repeated. */
+async function finish(context: ServiceContext, record: SessionRecord, ending: EndingStatus) {
+  if (ending === "committing") {
+    const outcome = await commit(context, record);
+    if (outcome !== "completed") {
+      await discard(context, record);
+      if (outcome === "exists") {
+        // Checked again at commit: another writer created the object meanwhile (Project decisions).
+        throw new BitsError("accessDenied", "destination appeared and overwrite is off");
+      }
+      // The upload's data is gone or unusable (removed behind our back, or parts that do not
+      // match): the client restarts from byte 0 on BG_E_SESSION_NOT_FOUND ([MC-BUP] 3.1.5.2.1).
+      throw new BitsError("sessionNotFound", `the upload cannot be completed (${outcome})`);
+    }
   } else {
-    const sealed = await sessions.getPartChunks(record.id, record.chunks);
-    const etags = [...sealed.flat(), ...record.etags];
-    outcome = await objects.completeUpload(record.key, record.uploadId, etags, overwrite);
+    await context.objects.abortUpload(record.key, record.uploadId);
   }
-  if (outcome === "exists") {
-    // Checked again at commit: another writer created the object meanwhile (Project decisions).
-    await discard(context, record, "cancelled");
-    throw new BitsError("accessDenied", "destination appeared and overwrite is off");
-  }
-  if (outcome === "missing") {
-    // The upload was removed behind our back (lifecycle rule, operator): the bytes are gone,
-    // and the client restarts from byte 0 on BG_E_SESSION_NOT_FOUND ([MC-BUP] 3.1.5.2.1).
-    await discard(context, record, "cancelled");
-    throw new BitsError("sessionNotFound", "the upload's data is gone");
-  }
+  await removeTemporaryState(context, record);
 }
 
-async function discard(context: ServiceContext, record: SessionRecord, status: SessionStatus) {
+/** Completes the multipart upload, or writes the empty object of a zero-byte file. */
+async function commit(context: ServiceContext, record: SessionRecord) {
+  const { objects, sessions, settings } = context;
+  const options = { overwrite: settings.allowOverwrite, owner: record.id };
+  if (record.total === 0) {
+    const outcome = await objects.putObject(record.key, new Uint8Array(0), options);
+    await objects.abortUpload(record.key, record.uploadId);
+    return outcome === "stored" ? "completed" : outcome;
+  }
+  const sealed = await sessions.getPartChunks(record.id, record.chunks);
+  const etags = [...sealed.flat(), ...record.etags];
+  return objects.completeUpload(record.key, record.uploadId, etags, options);
+}
+
+/** Abandons a committing session whose upload cannot be completed, leaving a tombstone. */
+async function discard(context: ServiceContext, record: SessionRecord) {
   await context.objects.abortUpload(record.key, record.uploadId);
   await removeTemporaryState(context, record);
-  await context.sessions.replace(tombstone(context, record, status), record.version);
+  await context.sessions.replace(tombstone(context, record, "cancelled"), record.version);
 }
 
 async function removeTemporaryState(context: ServiceContext, record: SessionRecord) {

@@ -3,7 +3,13 @@ import { BitsError } from "../bits/errors.ts";
 import { type FragmentDecision, planFragment, type Write } from "../bits/fragment-plan.ts";
 import type { Packet } from "../bits/packet.ts";
 import type { BitsResponse } from "../bits/request.ts";
-import { isLive, PART_CHUNK, type SessionRecord } from "../bits/session.ts";
+import {
+  isComplete,
+  isLive,
+  PART_CHUNK,
+  recordedParts,
+  type SessionRecord,
+} from "../bits/session.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { chainSegments, listSegments, stagedKey, stagingPrefixFor } from "./staging.ts";
 
@@ -17,31 +23,95 @@ const MAX_ATTEMPTS = 8;
  * Fragment ([MC-BUP] 3.2.5.2.6, bits-protocol.md 5.2). Bytes are written to S3 first and the
  * new offset is recorded after, conditionally on the version read, so the offset never claims
  * a byte that is not stored. A handler that loses the race re-reads and re-decides; what it
- * wrote is the same bytes of the file at the same place, or a staged object cleaned up later.
+ * wrote is the same bytes of the file at the same place (parts sit on a fixed grid), or staged
+ * objects that the session's end removes.
  */
 export async function fragment(context: ServiceContext, packet: Fragment): Promise<BitsResponse> {
   const { sessions, settings } = context;
   let record = await sessions.get(packet.sessionId);
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    if (record === undefined || !isLive(record, nowSeconds(context)) || record.status !== "open") {
-      throw new BitsError("sessionNotFound", "no such session");
-    }
-    const decision = planFragment(record, packet.range, packet.body, settings.limits);
+    const settled = settledAnswer(context, record);
+    if (settled !== undefined) return settled;
+    const current = record as SessionRecord;
+    const decision = planFragment(current, packet.range, packet.body, settings.limits);
     if (decision.kind !== "accept") {
       return ack(decision.kind === "gap" ? 416 : 200, {
-        sessionId: record.id,
+        sessionId: current.id,
         receivedContentRange: decision.offset,
       });
     }
-    const { next, consumed } = await write(context, record, decision);
-    const result = await sessions.replace(next, record.version);
-    if (result.ok) {
-      await dropConsumed(context, record.id, consumed);
-      return ack(200, { sessionId: record.id, receivedContentRange: next.offset });
+    const staged: string[] = [];
+    let written: Awaited<ReturnType<typeof write>>;
+    try {
+      written = await write(context, current, decision, staged);
+    } catch (error) {
+      // A racing handler may have moved the session on (consumed the staged bytes this one
+      // read, ended the session): re-decide on what is there now. Unchanged, the failure is real.
+      const now = await sessions.get(current.id);
+      if (now?.version === current.version) {
+        if (error instanceof StagedBytesLost) return rewind(context, current);
+        throw error;
+      }
+      await dropIfEnded(context, now, staged);
+      record = now;
+      continue;
     }
+    const result = await sessions.replace(written.next, current.version);
+    if (result.ok) {
+      await dropQuietly(context, current.id, written.consumed);
+      return ack(200, { sessionId: current.id, receivedContentRange: written.next.offset });
+    }
+    await dropIfEnded(context, result.current, staged);
     record = result.current;
   }
   throw new BitsError("internal", "session kept changing under this fragment");
+}
+
+/**
+ * The answer for a session that no longer takes bytes. One that is committing or was closed
+ * complete answers a resent fragment with the total, like the final Ack ([MC-BUP] 3.2.5.2.6);
+ * unknown, expired, discarded or cancelled sessions are not found ([MC-BUP] 3.2.5.2.3).
+ */
+function settledAnswer(context: ServiceContext, record: SessionRecord | undefined) {
+  if (record === undefined || !isLive(record, nowSeconds(context))) {
+    throw new BitsError("sessionNotFound", "no such session");
+  }
+  if (record.status === "open") return undefined;
+  if ((record.status === "committing" || record.status === "closed") && isComplete(record)) {
+    return ack(200, { sessionId: record.id, receivedContentRange: record.offset });
+  }
+  throw new BitsError("sessionNotFound", "the session has ended");
+}
+
+/**
+ * Staged bytes the record counts on are gone (removed behind the server's back, e.g. by a
+ * lifecycle rule). The offset goes back to the end of the recorded parts, which S3 still holds,
+ * and the client is told to resend from there (416, [MC-BUP] 3.2.5.2.6).
+ */
+async function rewind(context: ServiceContext, record: SessionRecord): Promise<BitsResponse> {
+  const offset = recordedParts(record) * (record.partSize ?? 0);
+  const result = await context.sessions.replace(
+    { ...record, offset, version: record.version + 1 },
+    record.version,
+  );
+  context.runtime.log("warn", "staged bytes lost; resuming from the recorded parts", {
+    sessionId: record.id,
+    offset,
+    rewound: result.ok,
+  });
+  if (!result.ok) throw new BitsError("internal", "session changed while rewinding");
+  return ack(416, { sessionId: record.id, receivedContentRange: offset });
+}
+
+/** A handler that lost to the end of its session removes what it staged after that end. */
+async function dropIfEnded(
+  context: ServiceContext,
+  record: SessionRecord | undefined,
+  staged: string[],
+) {
+  if (record === undefined || record.status !== "open") {
+    await dropQuietly(context, record?.id ?? "", staged);
+  }
 }
 
 /**
@@ -52,6 +122,7 @@ async function write(
   context: ServiceContext,
   record: SessionRecord,
   decision: Accept,
+  staged: string[],
 ): Promise<{ next: SessionRecord; consumed: string[] }> {
   const { objects, sessions, settings } = context;
   const prefix = stagingPrefixFor(settings.stagingPrefix, record.id);
@@ -60,7 +131,9 @@ async function write(
   const consumed: string[] = [];
   for (const step of decision.writes) {
     if (step.kind === "stage") {
-      await objects.put(stagedKey(prefix, step.start, step.end), step.bytes, true);
+      const key = stagedKey(prefix, step.start, step.end);
+      staged.push(key);
+      await objects.put(key, step.bytes);
       continue;
     }
     if (step.partNumber !== chunks * PART_CHUNK + etags.length + 1) {
@@ -92,7 +165,7 @@ async function write(
  * Staged bytes are deleted only after the part holding them is recorded. Failing here loses
  * nothing: whatever stays is removed when the session ends.
  */
-async function dropConsumed(context: ServiceContext, sessionId: string, keys: string[]) {
+async function dropQuietly(context: ServiceContext, sessionId: string, keys: string[]) {
   if (keys.length === 0) return;
   try {
     await context.objects.delete(keys);
@@ -113,17 +186,23 @@ async function assemblePart(
   if (step.from === step.partStart) return { bytes: step.bytes, stagedKeys: [] };
   const segments = await listSegments(context.objects, prefix);
   const chain = chainSegments(segments, step.partStart, step.from);
-  if (chain === undefined) {
-    throw new BitsError("internal", `staged bytes of part ${step.partNumber} are missing`);
-  }
+  if (chain === undefined) throw new StagedBytesLost(step.partNumber);
   const bytes = new Uint8Array(step.from - step.partStart + step.bytes.length);
   for (const segment of chain) {
     const data = await context.objects.get(segment.key);
     if (data === undefined || data.length !== segment.end - segment.start) {
-      throw new BitsError("internal", `staged object ${segment.key} vanished`);
+      throw new StagedBytesLost(step.partNumber);
     }
     bytes.set(data, segment.start - step.partStart);
   }
   bytes.set(step.bytes, step.from - step.partStart);
   return { bytes, stagedKeys: chain.map((segment) => segment.key) };
+}
+
+/** The staged head of a part is not (or no longer) in S3. */
+class StagedBytesLost extends Error {
+  constructor(partNumber: number) {
+    super(`staged bytes of part ${partNumber} are missing`);
+    this.name = "StagedBytesLost";
+  }
 }

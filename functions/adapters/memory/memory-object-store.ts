@@ -1,15 +1,23 @@
 import { randomUUID } from "node:crypto";
 import { S3_MIN_PART_SIZE } from "../../bits/constants.ts";
-import type { CompleteResult, ObjectInfo, ObjectStore } from "../../ports/object-store.ts";
-import { md5, multipartEtag, sameEtag } from "../s3/etag.ts";
+import type {
+  CompleteResult,
+  Head,
+  ObjectInfo,
+  ObjectStore,
+  WriteOptions,
+} from "../../ports/object-store.ts";
+import { md5, sameEtag } from "../s3/etag.ts";
 
 interface StoredObject {
   readonly body: Uint8Array;
   readonly etag: string;
+  readonly owner?: string | undefined;
 }
 
 interface Upload {
   readonly key: string;
+  readonly owner: string;
   readonly parts: Map<number, StoredObject>;
 }
 
@@ -23,21 +31,21 @@ export class MemoryObjectStore implements ObjectStore {
   readonly objects = new Map<string, StoredObject>();
   readonly uploads = new Map<string, Upload>();
 
-  async head(key: string) {
+  async head(key: string): Promise<Head | undefined> {
     const object = this.objects.get(key);
-    return object && { key, size: object.body.length, etag: object.etag };
+    return object && { key, size: object.body.length, owner: object.owner };
   }
 
-  async createUpload(key: string) {
+  async createUpload(key: string, owner: string) {
     const id = randomUUID();
-    this.uploads.set(id, { key, parts: new Map() });
+    this.uploads.set(id, { key, owner, parts: new Map() });
     return id;
   }
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array) {
     const upload = this.uploads.get(uploadId);
     if (!upload || upload.key !== key) throw new Error("NoSuchUpload");
-    const part = { body: body.slice(), etag: etagOf(body) };
+    const part = { body: new Uint8Array(body), etag: etagOf(body) };
     upload.parts.set(partNumber, part);
     return part.etag;
   }
@@ -46,25 +54,21 @@ export class MemoryObjectStore implements ObjectStore {
     key: string,
     uploadId: string,
     etags: readonly string[],
-    overwrite: boolean,
+    { overwrite, owner }: WriteOptions,
   ): Promise<CompleteResult> {
-    const expected = multipartEtag(etags);
     const existing = this.objects.get(key);
     const upload = this.uploads.get(uploadId);
-    if (!upload) return existing && sameEtag(existing.etag, expected) ? "completed" : "missing";
-    if (existing && !overwrite) return sameEtag(existing.etag, expected) ? "completed" : "exists";
-    const bodies = etags.map((etag, i) => {
+    if (existing && !overwrite) return existing.owner === owner ? "completed" : "exists";
+    if (!upload) return existing?.owner === owner ? "completed" : "missing";
+    const bodies: Uint8Array[] = [];
+    for (const [i, etag] of etags.entries()) {
       const part = upload.parts.get(i + 1);
-      if (!part || !sameEtag(part.etag, etag)) throw new Error("InvalidPart");
-      if (i < etags.length - 1 && part.body.length < S3_MIN_PART_SIZE) {
-        throw new Error("EntityTooSmall");
-      }
-      return part.body;
-    });
-    this.objects.set(key, {
-      body: Buffer.concat(bodies),
-      etag: expected ?? etagOf(new Uint8Array()),
-    });
+      if (!part || !sameEtag(part.etag, etag)) return "invalid"; // S3: InvalidPart
+      if (i < etags.length - 1 && part.body.length < S3_MIN_PART_SIZE) return "invalid";
+      bodies.push(part.body);
+    }
+    const body = Buffer.concat(bodies);
+    this.objects.set(key, { body, etag: etagOf(body), owner: upload.owner });
     this.uploads.delete(uploadId);
     return "completed";
   }
@@ -73,17 +77,20 @@ export class MemoryObjectStore implements ObjectStore {
     this.uploads.delete(uploadId);
   }
 
-  async put(key: string, body: Uint8Array, overwrite: boolean) {
+  async putObject(key: string, body: Uint8Array, { overwrite, owner }: WriteOptions) {
     const existing = this.objects.get(key);
-    if (existing && !overwrite) {
-      return existing.body.length === 0 && body.length === 0 ? "stored" : "exists";
-    }
-    this.objects.set(key, { body: body.slice(), etag: etagOf(body) });
+    if (existing && !overwrite) return existing.owner === owner ? "stored" : "exists";
+    this.objects.set(key, { body: new Uint8Array(body), etag: etagOf(body), owner });
     return "stored" as const;
   }
 
+  async put(key: string, body: Uint8Array) {
+    this.objects.set(key, { body: new Uint8Array(body), etag: etagOf(body) });
+  }
+
   async get(key: string) {
-    return this.objects.get(key)?.body.slice();
+    const body = this.objects.get(key)?.body;
+    return body && new Uint8Array(body);
   }
 
   async read(key: string) {
@@ -91,7 +98,7 @@ export class MemoryObjectStore implements ObjectStore {
     if (body === undefined) return undefined;
     const stream = new ReadableStream<Uint8Array>({
       start(controller) {
-        controller.enqueue(body.slice());
+        controller.enqueue(new Uint8Array(body));
         controller.close();
       },
     });
@@ -99,10 +106,13 @@ export class MemoryObjectStore implements ObjectStore {
   }
 
   async list(prefix: string): Promise<ObjectInfo[]> {
-    return [...this.objects.entries()]
-      .filter(([key]) => key.startsWith(prefix))
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([key, object]) => ({ key, size: object.body.length }));
+    return (
+      [...this.objects.entries()]
+        .filter(([key]) => key.startsWith(prefix))
+        // S3 lists keys in the order of their UTF-8 bytes.
+        .sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+        .map(([key, object]) => ({ key, size: object.body.length }))
+    );
   }
 
   async delete(keys: readonly string[]) {

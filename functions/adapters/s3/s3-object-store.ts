@@ -10,12 +10,20 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import type { CompleteResult, ObjectInfo, ObjectStore } from "../../ports/object-store.ts";
-import { md5, multipartEtag, sameEtag } from "./etag.ts";
+import type {
+  CompleteResult,
+  Head,
+  ObjectInfo,
+  ObjectStore,
+  WriteOptions,
+} from "../../ports/object-store.ts";
+import { md5 } from "./etag.ts";
 
-interface Head extends ObjectInfo {
-  readonly etag: string | undefined;
-}
+/** User metadata naming the session that wrote an object (`x-amz-meta-bits-session`). */
+const OWNER = "bits-session";
+
+/** Completion failures that repeating cannot fix: the part list does not match S3's parts. */
+const INVALID_PARTS = new Set(["InvalidPart", "InvalidPartOrder", "EntityTooSmall"]);
 
 /** S3's answer codes, translated here and never seen past this file. */
 function s3Error(error: unknown): { name: string; status: number | undefined } {
@@ -41,16 +49,20 @@ export class S3ObjectStore implements ObjectStore {
   async head(key: string): Promise<Head | undefined> {
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return { key, size: out.ContentLength ?? 0, etag: out.ETag };
+      return { key, size: out.ContentLength ?? 0, owner: out.Metadata?.[OWNER] };
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
     }
   }
 
-  async createUpload(key: string): Promise<string> {
+  async createUpload(key: string, owner: string): Promise<string> {
     const out = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }),
+      new CreateMultipartUploadCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Metadata: { [OWNER]: owner },
+      }),
     );
     if (!out.UploadId) throw new Error("CreateMultipartUpload returned no UploadId");
     return out.UploadId;
@@ -76,14 +88,12 @@ export class S3ObjectStore implements ObjectStore {
     key: string,
     uploadId: string,
     etags: readonly string[],
-    overwrite: boolean,
+    { overwrite, owner }: WriteOptions,
   ): Promise<CompleteResult> {
-    const expected = multipartEtag(etags);
-    const isOurs = (head: Head | undefined) => head !== undefined && sameEtag(head.etag, expected);
     if (!overwrite) {
       // S3 refuses with If-None-Match below; asking first also covers stores that ignore it.
       const existing = await this.head(key);
-      if (existing !== undefined) return isOurs(existing) ? "completed" : "exists";
+      if (existing !== undefined) return existing.owner === owner ? "completed" : "exists";
     }
     try {
       await this.client.send(
@@ -98,11 +108,14 @@ export class S3ObjectStore implements ObjectStore {
       return "completed";
     } catch (error) {
       const { name, status } = s3Error(error);
-      // A lost answer to an earlier, successful completion looks like one of these.
-      if (name === "NoSuchUpload" || name === "PreconditionFailed" || status === 412) {
+      if (INVALID_PARTS.has(name)) return "invalid";
+      // A lost answer to an earlier, successful completion looks like one of these; so does a
+      // conditional write that lost to another (412) or raced one (409).
+      if (name === "NoSuchUpload" || status === 412 || status === 409) {
         const head = await this.head(key);
-        if (isOurs(head)) return "completed";
-        return name === "NoSuchUpload" ? "missing" : "exists";
+        if (head?.owner === owner) return "completed";
+        if (name === "NoSuchUpload") return "missing";
+        if (head !== undefined) return "exists";
       }
       throw error;
     }
@@ -119,29 +132,46 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async put(key: string, body: Uint8Array, overwrite: boolean): Promise<"stored" | "exists"> {
+  async putObject(
+    key: string,
+    body: Uint8Array,
+    { overwrite, owner }: WriteOptions,
+  ): Promise<"stored" | "exists"> {
     if (!overwrite) {
       const existing = await this.head(key);
-      if (existing !== undefined)
-        return existing.size === 0 && body.length === 0 ? "stored" : "exists";
+      if (existing !== undefined) return existing.owner === owner ? "stored" : "exists";
     }
     try {
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: body,
-          ContentLength: body.length,
-          ContentMD5: md5(body).toString("base64"),
-          ...(overwrite ? {} : { IfNoneMatch: "*" }),
-        }),
-      );
+      await this.send(key, body, {
+        Metadata: { [OWNER]: owner },
+        ...(overwrite ? {} : { IfNoneMatch: "*" }),
+      });
       return "stored";
     } catch (error) {
-      const { name, status } = s3Error(error);
-      if (name === "PreconditionFailed" || status === 412) return "exists";
-      throw error;
+      if (s3Error(error).status !== 412) throw error;
+      return (await this.head(key))?.owner === owner ? "stored" : "exists";
     }
+  }
+
+  async put(key: string, body: Uint8Array): Promise<void> {
+    await this.send(key, body, {});
+  }
+
+  private async send(
+    key: string,
+    body: Uint8Array,
+    extra: { Metadata?: Record<string, string>; IfNoneMatch?: string },
+  ) {
+    await this.client.send(
+      new PutObjectCommand({
+        Bucket: this.bucket,
+        Key: key,
+        Body: body,
+        ContentLength: body.length,
+        ContentMD5: md5(body).toString("base64"),
+        ...extra,
+      }),
+    );
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {

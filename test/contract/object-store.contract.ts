@@ -1,0 +1,345 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { beforeEach, describe, expect, it } from "vitest";
+import { MiB } from "../../functions/bits/constants.ts";
+import type { ObjectStore } from "../../functions/ports/object-store.ts";
+import { sha256 } from "../support/checks.ts";
+
+/** Cases an implementation is known to get wrong: they run as `it.fails`, so a fix shows up. */
+export type ObjectStoreGap = "buffer-copies" | "ascii-byte-order" | "utf8-byte-order";
+
+const PART = 5 * MiB;
+const allByteValues = () => Uint8Array.from({ length: 512 }, (_, i) => i % 256);
+const sessionId = () => `{${randomUUID().toUpperCase()}}`;
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of stream) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+/** The ObjectStore port's contract (architecture.md habit 13), with S3's semantics as the truth. */
+export function objectStoreContract(
+  name: string,
+  makeStore: () => Promise<ObjectStore>,
+  gaps: readonly ObjectStoreGap[] = [],
+) {
+  const known = (gap: ObjectStoreGap) => (gaps.includes(gap) ? it.fails : it);
+
+  describe(`ObjectStore contract: ${name}`, () => {
+    let store: ObjectStore;
+    let key: string;
+    let root: string;
+    let owner: string;
+
+    beforeEach(async () => {
+      store = await makeStore();
+      root = `contract/${randomUUID()}/`;
+      key = `${root}file.bin`;
+      owner = sessionId();
+    });
+
+    /** Uploads parts 1..n of a fresh multipart upload at `key`, owned by `owner`. */
+    async function upload(bodies: readonly Uint8Array[], by = owner) {
+      const uploadId = await store.createUpload(key, by);
+      const etags: string[] = [];
+      for (const [i, body] of bodies.entries()) {
+        etags.push(await store.uploadPart(key, uploadId, i + 1, body));
+      }
+      return { uploadId, etags };
+    }
+
+    async function expectContent(at: string, body: Uint8Array, by: string | undefined) {
+      expect(await store.head(at)).toEqual({ key: at, size: body.length, owner: by });
+      const got = await store.get(at);
+      expect(got?.length).toBe(body.length);
+      expect(sha256(got ?? new Uint8Array([1]))).toBe(sha256(body));
+    }
+
+    const keep = { overwrite: false } as const;
+    const replace = { overwrite: true } as const;
+
+    describe("staged objects (put)", () => {
+      it("head, get and read of a missing key answer undefined", async () => {
+        expect(await store.head(key)).toBeUndefined();
+        expect(await store.get(key)).toBeUndefined();
+        expect(await store.read(key)).toBeUndefined();
+      });
+
+      it.each([
+        ["0 bytes", () => new Uint8Array(0)],
+        ["every byte value", allByteValues],
+        ["1 MiB of random bytes", () => new Uint8Array(randomBytes(MiB))],
+      ])("put then get and head round-trip %s exactly, with no owner", async (_, make) => {
+        const body = make();
+        const expected = new Uint8Array(body);
+        await store.put(key, body);
+        body.fill(7); // the store must not keep the caller's buffer
+        await expectContent(key, expected, undefined);
+        (await store.get(key))?.fill(9); // nor hand out its own
+        await expectContent(key, expected, undefined);
+      });
+
+      // Lambda bodies are Buffers, whose slice() is a view, not a copy.
+      known("buffer-copies")(
+        "keeps its own copy of Buffer bodies, in put, putObject and uploadPart",
+        async () => {
+          const body = randomBytes(1000);
+          const expected = new Uint8Array(body);
+          const [staged, whole, multipart] = [key, `${key}.whole`, `${key}.mp`];
+          await store.put(staged, body);
+          await store.putObject(whole, body, { ...keep, owner });
+          const uploadId = await store.createUpload(multipart, owner);
+          const etag = await store.uploadPart(multipart, uploadId, 1, body);
+          body.fill(7);
+          const options = { ...keep, owner };
+          expect(await store.completeUpload(multipart, uploadId, [etag], options)).toBe(
+            "completed",
+          );
+          for (const at of [staged, whole, multipart]) {
+            const got = await store.get(at);
+            expect(sha256(got ?? new Uint8Array())).toBe(sha256(expected));
+            got?.fill(9);
+            expect(sha256((await store.get(at)) ?? new Uint8Array())).toBe(sha256(expected));
+          }
+        },
+      );
+
+      it("put replaces an existing object, whoever wrote it", async () => {
+        await store.putObject(key, allByteValues(), { ...keep, owner });
+        await store.put(key, new Uint8Array([9, 8, 7]));
+        await expectContent(key, new Uint8Array([9, 8, 7]), undefined);
+        await store.put(key, new Uint8Array(0));
+        await expectContent(key, new Uint8Array(0), undefined);
+      });
+
+      it.each([
+        ["0 bytes", 0],
+        ["3 MiB", 3 * MiB],
+      ])("read streams %s exactly, with its size", async (_, length) => {
+        const body = new Uint8Array(randomBytes(length));
+        await store.put(key, body);
+        const found = await store.read(key);
+        expect(found?.size).toBe(length);
+        const got = await readAll(found?.stream ?? new ReadableStream());
+        expect(got.length).toBe(length);
+        expect(sha256(got)).toBe(sha256(body));
+      });
+
+      it("list(prefix) answers only that prefix, in key order, with sizes", async () => {
+        for (const [i, name] of ["p/c", "p/a/c", "p0", "p", "p/b", "q/a", "p/a"].entries()) {
+          await store.put(`${root}${name}`, new Uint8Array(i + 1));
+        }
+        expect(await store.list(`${root}p/`)).toEqual([
+          { key: `${root}p/a`, size: 7 },
+          { key: `${root}p/a/c`, size: 2 },
+          { key: `${root}p/b`, size: 5 },
+          { key: `${root}p/c`, size: 1 },
+        ]);
+        expect(await store.list(`${root}none/`)).toEqual([]);
+      });
+
+      // S3 lists in UTF-8 byte order: "-" (0x2d) < "B" (0x42) < "_" (0x5f) < "a" (0x61).
+      known("ascii-byte-order")("list orders keys by byte, not by locale", async () => {
+        for (const name of ["a", "_", "B", "-"]) await store.put(root + name, new Uint8Array(1));
+        const keys = (await store.list(root)).map((object) => object.key.slice(root.length));
+        expect(keys).toEqual(["-", "B", "_", "a"]);
+      });
+
+      // U+FF61 is EF BD A1 in UTF-8, U+1F600 is F0 9F 98 80; in UTF-16 their order flips.
+      known("utf8-byte-order")("list orders non-BMP keys by UTF-8 bytes", async () => {
+        for (const name of ["\u{1F600}", "\uFF61"]) await store.put(root + name, new Uint8Array(1));
+        const keys = (await store.list(root)).map((object) => object.key.slice(root.length));
+        expect(keys).toEqual(["\uFF61", "\u{1F600}"]);
+      });
+
+      it("delete removes the given keys, leaves others, and ignores missing ones", async () => {
+        const other = `${key}.keep`;
+        await store.put(key, new Uint8Array([1]));
+        await store.put(other, new Uint8Array([2]));
+        await store.delete([key, `${key}.missing`]);
+        await store.delete([]);
+        expect(await store.head(key)).toBeUndefined();
+        expect(await store.get(key)).toBeUndefined();
+        await expectContent(other, new Uint8Array([2]), undefined);
+      });
+    });
+
+    describe("destination objects (putObject)", () => {
+      it.each([
+        ["0 bytes (a zero-byte file)", () => new Uint8Array(0)],
+        ["every byte value", allByteValues],
+      ])("putObject stores %s exactly, with its owner", async (_, make) => {
+        const body = make();
+        expect(await store.putObject(key, body, { ...keep, owner })).toBe("stored");
+        await expectContent(key, body, owner);
+      });
+
+      it('a repeated putObject by the same owner answers "stored" (retry-safe)', async () => {
+        const body = allByteValues();
+        expect(await store.putObject(key, body, { ...keep, owner })).toBe("stored");
+        expect(await store.putObject(key, body, { ...keep, owner })).toBe("stored");
+        expect(await store.putObject(key, body, { ...replace, owner })).toBe("stored");
+        await expectContent(key, body, owner);
+      });
+
+      it('putObject with overwrite off onto another\'s object answers "exists" and keeps it', async () => {
+        const first = allByteValues();
+        await store.putObject(key, first, { ...keep, owner });
+        const other = sessionId();
+        expect(await store.putObject(key, new Uint8Array([1]), { ...keep, owner: other })).toBe(
+          "exists",
+        );
+        expect(await store.putObject(key, new Uint8Array(0), { ...keep, owner: other })).toBe(
+          "exists",
+        );
+        await expectContent(key, first, owner);
+        await store.put(`${key}.staged`, new Uint8Array(0));
+        const onStaged = await store.putObject(`${key}.staged`, new Uint8Array(0), {
+          ...keep,
+          owner,
+        });
+        expect(onStaged).toBe("exists");
+      });
+
+      it("putObject with overwrite on replaces the object and its owner", async () => {
+        await store.putObject(key, allByteValues(), { ...keep, owner });
+        const other = sessionId();
+        const second = new Uint8Array([9, 8, 7]);
+        expect(await store.putObject(key, second, { ...replace, owner: other })).toBe("stored");
+        await expectContent(key, second, other);
+      });
+    });
+
+    describe("multipart uploads", () => {
+      it("uploadPart answers a quoted ETag, different for different bytes", async () => {
+        const { etags } = await upload([allByteValues(), new Uint8Array([1])]);
+        for (const etag of etags) expect(etag).toMatch(/^"[^"]+"$/);
+        expect(etags[0]).not.toBe(etags[1]);
+      });
+
+      it("completing parts 1..n yields exactly their concatenation, owned by its session", async () => {
+        const bodies = [randomBytes(PART), randomBytes(PART), randomBytes(12_345)];
+        const { uploadId, etags } = await upload(bodies);
+        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe(
+          "completed",
+        );
+        await expectContent(key, Buffer.concat(bodies), owner);
+      });
+
+      it("a single small part completes (only non-last parts have a minimum)", async () => {
+        const body = allByteValues();
+        const { uploadId, etags } = await upload([body]);
+        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe(
+          "completed",
+        );
+        await expectContent(key, body, owner);
+      });
+
+      it('re-uploading a part number replaces it; the old ETag is "invalid"', async () => {
+        const [old, replacement, last] = [randomBytes(PART), randomBytes(PART), randomBytes(100)];
+        const { uploadId, etags } = await upload([old, last]);
+        const newEtag = await store.uploadPart(key, uploadId, 1, replacement);
+        expect(newEtag).not.toBe(etags[0]);
+        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe(
+          "invalid",
+        );
+        const fixed = [newEtag, etags[1] ?? ""];
+        expect(await store.completeUpload(key, uploadId, fixed, { ...keep, owner })).toBe(
+          "completed",
+        );
+        await expectContent(key, Buffer.concat([replacement, last]), owner);
+      });
+
+      it('a non-last part under 5 MiB is "invalid"; the upload survives', async () => {
+        const [small, last] = [randomBytes(PART - 1), randomBytes(10)];
+        const { uploadId, etags } = await upload([small, last]);
+        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe(
+          "invalid",
+        );
+        expect(await store.head(key)).toBeUndefined();
+        const big = randomBytes(PART);
+        const fixed = [await store.uploadPart(key, uploadId, 1, big), etags[1] ?? ""];
+        expect(await store.completeUpload(key, uploadId, fixed, { ...keep, owner })).toBe(
+          "completed",
+        );
+        await expectContent(key, Buffer.concat([big, last]), owner);
+      });
+
+      it('a wrong ETag is "invalid" and writes nothing', async () => {
+        const { uploadId, etags } = await upload([randomBytes(PART), randomBytes(10)]);
+        const wrong = [etags[0] ?? "", `"${"0".repeat(32)}"`];
+        expect(await store.completeUpload(key, uploadId, wrong, { ...keep, owner })).toBe(
+          "invalid",
+        );
+        expect(await store.head(key)).toBeUndefined();
+      });
+
+      it.each([false, true])(
+        'completing again after success answers "completed" (overwrite %s) and keeps the object',
+        async (overwrite) => {
+          const bodies = [randomBytes(PART), randomBytes(77)];
+          const { uploadId, etags } = await upload(bodies);
+          const options = { overwrite, owner };
+          expect(await store.completeUpload(key, uploadId, etags, options)).toBe("completed");
+          expect(await store.completeUpload(key, uploadId, etags, options)).toBe("completed");
+          const flipped = { overwrite: !overwrite, owner };
+          expect(await store.completeUpload(key, uploadId, etags, flipped)).toBe("completed");
+          await expectContent(key, Buffer.concat(bodies), owner);
+        },
+      );
+
+      it('completing onto another\'s object with overwrite off answers "exists" and keeps it', async () => {
+        const existing = allByteValues();
+        const other = sessionId();
+        await store.putObject(key, existing, { ...keep, owner: other });
+        const body = randomBytes(99);
+        const { uploadId, etags } = await upload([body]);
+        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe("exists");
+        await expectContent(key, existing, other);
+        // The upload is untouched: with overwrite on, the same completion replaces the object.
+        expect(await store.completeUpload(key, uploadId, etags, { ...replace, owner })).toBe(
+          "completed",
+        );
+        await expectContent(key, body, owner);
+      });
+
+      it.each([false, true])(
+        'completing after abort answers "missing" (overwrite %s) and writes nothing',
+        async (overwrite) => {
+          const { uploadId, etags } = await upload([randomBytes(50)]);
+          await store.abortUpload(key, uploadId);
+          const options = { overwrite, owner };
+          expect(await store.completeUpload(key, uploadId, etags, options)).toBe("missing");
+          expect(await store.head(key)).toBeUndefined();
+        },
+      );
+
+      it.each([
+        [false, "exists"],
+        [true, "missing"],
+      ])(
+        "after abort, with another's object at the key and overwrite %s, completing answers %j",
+        async (overwrite, expected) => {
+          const existing = allByteValues();
+          const other = sessionId();
+          await store.putObject(key, existing, { ...keep, owner: other });
+          const { uploadId, etags } = await upload([randomBytes(50)]);
+          await store.abortUpload(key, uploadId);
+          expect(await store.completeUpload(key, uploadId, etags, { overwrite, owner })).toBe(
+            expected,
+          );
+          await expectContent(key, existing, other);
+        },
+      );
+
+      it("abort ends the upload, and aborting twice or an unknown ID is fine", async () => {
+        const { uploadId } = await upload([randomBytes(10)]);
+        await store.abortUpload(key, uploadId);
+        await store.abortUpload(key, uploadId);
+        await store.abortUpload(key, randomUUID().replaceAll("-", ""));
+        await expect(store.uploadPart(key, uploadId, 2, randomBytes(10))).rejects.toThrow();
+        expect(await store.head(key)).toBeUndefined();
+      });
+    });
+  });
+}

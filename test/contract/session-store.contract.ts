@@ -1,0 +1,221 @@
+import { createHash, randomUUID } from "node:crypto";
+import { beforeEach, describe, expect, it } from "vitest";
+import { S3_MAX_PARTS } from "../../functions/bits/constants.ts";
+import { PART_CHUNK, type SessionRecord } from "../../functions/bits/session.ts";
+import type { SessionStore } from "../../functions/ports/session-store.ts";
+
+const TiB = 1024 ** 4;
+/** The quoted MD5 ETags S3 gives parts. */
+const etagsFor = (label: string, count: number) =>
+  Array.from({ length: count }, (_, i) => {
+    const digest = createHash("md5").update(`${label}/${i}`).digest("hex");
+    return `"${digest}"`;
+  });
+
+function openRecord(overrides: Partial<SessionRecord> = {}): SessionRecord {
+  return {
+    id: `{${randomUUID().toUpperCase()}}`,
+    status: "open",
+    key: "uploads/some dir/file name.bin",
+    uploadId: randomUUID().replaceAll("-", ""),
+    offset: 0,
+    etags: [],
+    chunks: 0,
+    version: 1,
+    // In the future: DynamoDB Local really removes items past their TTL.
+    expiresAt: Math.floor(Date.now() / 1000) + 86_400,
+    ...overrides,
+  };
+}
+
+/** The SessionStore port's contract (architecture.md habit 13), with DynamoDB as the truth. */
+export function sessionStoreContract(name: string, makeStore: () => Promise<SessionStore>) {
+  describe(`SessionStore contract: ${name}`, () => {
+    let store: SessionStore;
+
+    beforeEach(async () => {
+      store = await makeStore();
+    });
+
+    describe("session records", () => {
+      it("get of an unknown ID answers undefined", async () => {
+        expect(await store.get(openRecord().id)).toBeUndefined();
+      });
+
+      it.each([
+        ["a new record, without total or part size", openRecord()],
+        [
+          "a record with total, part size and ETags",
+          openRecord({
+            total: 5 * TiB,
+            partSize: 512 * 1024 * 1024,
+            offset: 3 * TiB + 17,
+            etags: etagsFor("a", 3),
+            chunks: 187,
+            version: 9_000_001,
+          }),
+        ],
+        ["a zero-byte upload's record", openRecord({ total: 0, partSize: 5 * 1024 * 1024 })],
+        ["a committing record", openRecord({ status: "committing", total: 10, offset: 10 })],
+        ["a discarding record", openRecord({ status: "discarding", total: 10, offset: 3 })],
+        ["a tombstone", openRecord({ status: "cancelled", total: 10, offset: 10, version: 4 })],
+      ])("create then get answers an equal record: %s", async (_, record) => {
+        expect(await store.create(record)).toBe(true);
+        expect(await store.get(record.id)).toEqual(record);
+        const fetched = await store.get(record.id);
+        expect(fetched?.total).toBe(record.total);
+        expect(fetched?.partSize).toBe(record.partSize);
+      });
+
+      it("a record holding 31 part ETags round-trips exactly", async () => {
+        const etags = etagsFor("many", PART_CHUNK - 1);
+        const record = openRecord({ total: 200 * 1024 * 1024, partSize: 5 * 1024 * 1024, etags });
+        await store.create(record);
+        expect((await store.get(record.id))?.etags).toEqual(etags);
+        const next = { ...record, etags: [...etags].reverse(), version: 2 };
+        expect(await store.replace(next, 1)).toEqual({ ok: true });
+        expect((await store.get(record.id))?.etags).toEqual([...etags].reverse());
+      });
+
+      it("create of a taken ID answers false and keeps the first record", async () => {
+        const first = openRecord();
+        expect(await store.create(first)).toBe(true);
+        expect(await store.create({ ...first, key: "other", version: 7 })).toBe(false);
+        expect(await store.get(first.id)).toEqual(first);
+      });
+
+      it("replace at the expected version succeeds and get answers the new record", async () => {
+        const record = openRecord();
+        await store.create(record);
+        const next: SessionRecord = {
+          ...record,
+          total: 1000,
+          partSize: 5 * 1024 * 1024,
+          offset: 1000,
+          etags: etagsFor("r", 1),
+          status: "closed",
+          version: 2,
+        };
+        expect(await store.replace(next, 1)).toEqual({ ok: true });
+        expect(await store.get(record.id)).toEqual(next);
+        const after = { ...next, etags: [], version: 3 };
+        expect(await store.replace(after, 2)).toEqual({ ok: true });
+        expect(await store.get(record.id)).toEqual(after);
+      });
+
+      it("replace at a stale version fails, answers the stored record, and changes nothing", async () => {
+        const record = openRecord({
+          total: 99,
+          partSize: 5 * 1024 * 1024,
+          etags: etagsFor("s", 2),
+        });
+        await store.create(record);
+        const stored = { ...record, offset: 50, version: 2 };
+        await store.replace(stored, 1);
+        const result = await store.replace({ ...record, offset: 99, version: 2 }, 1);
+        expect(result).toEqual({ ok: false, current: stored });
+        expect(await store.get(record.id)).toEqual(stored);
+      });
+
+      it("replace of an unknown ID fails with no current record and creates nothing", async () => {
+        const record = openRecord();
+        expect(await store.replace(record, 0)).toEqual({ ok: false, current: undefined });
+        expect(await store.replace(record, 1)).toEqual({ ok: false, current: undefined });
+        expect(await store.get(record.id)).toBeUndefined();
+      });
+    });
+
+    describe("sealed part chunks", () => {
+      it("chunks written in any order read back in index order", async () => {
+        const { id } = openRecord();
+        const chunks = [0, 1, 2].map((i) => etagsFor(`${id}/${i}`, PART_CHUNK));
+        for (const i of [2, 0, 1]) await store.putPartChunk(id, i, chunks[i] ?? []);
+        expect(await store.getPartChunks(id, 3)).toEqual(chunks);
+        expect(await store.getPartChunks(id, 2)).toEqual(chunks.slice(0, 2));
+        expect(await store.getPartChunks(id, 0)).toEqual([]);
+        await store.putPartChunk(id, 3, []);
+        expect(await store.getPartChunks(id, 4)).toEqual([...chunks, []]);
+      });
+
+      it("chunks belong to their session and sit beside its record", async () => {
+        const record = openRecord();
+        const other = openRecord();
+        await store.create(record);
+        await store.putPartChunk(record.id, 0, etagsFor("mine", PART_CHUNK));
+        await store.putPartChunk(other.id, 0, etagsFor("theirs", PART_CHUNK));
+        expect(await store.getPartChunks(record.id, 1)).toEqual([etagsFor("mine", PART_CHUNK)]);
+        expect(await store.get(record.id)).toEqual(record);
+        expect(await store.get(other.id)).toBeUndefined();
+      });
+
+      it("the chunks of a 10,000-part upload read back in order and delete together", async () => {
+        const { id } = openRecord();
+        const count = Math.ceil(S3_MAX_PARTS / PART_CHUNK);
+        const chunks = Array.from({ length: count }, (_, i) => etagsFor(`${id}/${i}`, PART_CHUNK));
+        const putRange = async (from: number, to: number, etagsOf: (i: number) => string[]) => {
+          for (let i = from; i < to; i += 16) {
+            const indices = Array.from({ length: Math.min(16, to - i) }, (_, j) => i + j);
+            await Promise.all(
+              indices.map((index) => store.putPartChunk(id, index, etagsOf(index))),
+            );
+          }
+        };
+        await putRange(0, count, (i) => chunks[i] ?? []);
+        expect(await store.getPartChunks(id, count)).toEqual(chunks);
+        await store.deletePartChunks(id, count + 1);
+        // Refill from 0 and check the next chunk is gone at each batch edge (25 and 100 keys).
+        let next = 0;
+        for (const probe of [0, 24, 25, 99, 100, 199, 200, count - 1]) {
+          await putRange(next, probe, () => []);
+          await expect(store.getPartChunks(id, probe + 1)).rejects.toThrow();
+          await store.putPartChunk(id, probe, []);
+          next = probe + 1;
+        }
+        expect(await store.getPartChunks(id, count)).toEqual(chunks.map(() => []));
+      });
+
+      it("getPartChunks throws when one of the chunks is missing", async () => {
+        const { id } = openRecord();
+        await store.putPartChunk(id, 0, etagsFor("x", PART_CHUNK));
+        await store.putPartChunk(id, 2, etagsFor("z", PART_CHUNK));
+        await expect(store.getPartChunks(id, 3)).rejects.toThrow();
+        await expect(store.getPartChunks(id, 4)).rejects.toThrow();
+        await expect(store.getPartChunks(openRecord().id, 1)).rejects.toThrow();
+      });
+
+      it("putPartChunk is idempotent and keeps its own copy", async () => {
+        const { id } = openRecord();
+        const etags = etagsFor("i", PART_CHUNK);
+        const mine = [...etags];
+        await store.putPartChunk(id, 0, mine);
+        await store.putPartChunk(id, 0, mine);
+        mine.fill('"0"');
+        expect(await store.getPartChunks(id, 1)).toEqual([etags]);
+      });
+
+      it("deletePartChunks removes chunks 0..count-1; missing ones are fine", async () => {
+        const record = openRecord();
+        await store.create(record);
+        const keep = openRecord().id;
+        for (const i of [0, 1, 2]) await store.putPartChunk(record.id, i, etagsFor(`d${i}`, 4));
+        await store.putPartChunk(keep, 0, etagsFor("keep", 4));
+        await store.deletePartChunks(record.id, 2);
+        await expect(store.getPartChunks(record.id, 1)).rejects.toThrow();
+        await store.putPartChunk(record.id, 0, []);
+        await expect(store.getPartChunks(record.id, 2)).rejects.toThrow();
+        await store.putPartChunk(record.id, 1, []);
+        // Chunk 2 was past the count, so it is still there.
+        expect(await store.getPartChunks(record.id, 3)).toEqual([[], [], etagsFor("d2", 4)]);
+        await store.deletePartChunks(record.id, 5);
+        await store.deletePartChunks(record.id, 5);
+        await store.deletePartChunks(openRecord().id, 3);
+        for (const i of [0, 1, 2]) {
+          await expect(store.getPartChunks(record.id, i + 1)).rejects.toThrow();
+          await store.putPartChunk(record.id, i, []);
+        }
+        expect(await store.getPartChunks(keep, 1)).toEqual([etagsFor("keep", 4)]);
+        expect(await store.get(record.id)).toEqual(record);
+      });
+    });
+  });
+}

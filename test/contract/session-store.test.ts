@@ -1,0 +1,10 @@
+import { MemorySessionStore } from "../../functions/adapters/memory/memory-session-store.ts";
+import { freshStorage } from "../support/storage.ts";
+import { sessionStoreContract } from "./session-store.contract.ts";
+
+sessionStoreContract("MemorySessionStore", async () => new MemorySessionStore());
+
+sessionStoreContract(
+  "DynamoDbSessionStore over DynamoDB Local",
+  async () => (await freshStorage()).sessions,
+);
