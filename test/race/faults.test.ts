@@ -1,0 +1,215 @@
+import { DeleteTableCommand } from "@aws-sdk/client-dynamodb";
+import {
+  AbortMultipartUploadCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+} from "@aws-sdk/client-s3";
+import { describe, type ExpectStatic, expect, it } from "vitest";
+import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb-session-store.ts";
+import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
+import { MiB } from "../../functions/bits/constants.ts";
+import { sha256 } from "../support/checks.ts";
+import {
+  FAULT_KINDS,
+  type FaultKind,
+  type FaultPlan,
+  faultyClients,
+  shortName,
+} from "../support/faults.ts";
+import {
+  bucketKeys,
+  freshStorage,
+  STAGING_PREFIX,
+  serviceOver,
+  standInClients,
+  uploadIsGone,
+} from "../support/storage.ts";
+import { lambdaTransport } from "../support/transports.ts";
+import { bitsUpload, type ClientOptions, randomBytes } from "../support/windows-client.ts";
+
+/**
+ * Every single failure of any one storage call during a multi-part upload, at every call, in
+ * each of three forms (the call fails, times out while its request goes on, or has its answer
+ * lost), with a client that retries as Windows does. Whatever failed, the upload must finish
+ * with the exact bytes and leave nothing behind but the object.
+ */
+
+const DATA = randomBytes(6 * MiB + 123, 0x3f17);
+const DIGEST = sha256(DATA);
+const PATH = "/faults/file.bin";
+const KEY = "faults/file.bin";
+/**
+ * Two parts, 5 MiB and 1 MiB + 123 bytes, each assembled from staged 1 MiB fragments: every kind
+ * of storage call the upload path makes, at about half the cost of a three-part file.
+ */
+const SETTINGS = {
+  limits: { maxFragmentBytes: MiB, maxUploadBytes: 1024 ** 4, partSize: 5 * MiB },
+};
+/** Fixed fragment sizes, so the fault-free calls are the same in every run. */
+const CLIENT: ClientOptions = {
+  initialFragment: MiB,
+  maxFragment: MiB,
+  ping: true,
+  maxRequests: 400,
+};
+/** Runs at a time, each with its own bucket and table. */
+const CONCURRENCY = 4;
+
+interface Run {
+  readonly error: string | undefined;
+  readonly calls: readonly { index: number; command: string; outcome: string }[];
+  readonly injected: { index: number; command: string; fault: FaultKind | undefined } | undefined;
+  readonly digest: string | undefined;
+  readonly keys: readonly string[];
+  readonly uploads: readonly { call: number; answered: boolean; gone: boolean }[];
+}
+
+async function upload(plan?: FaultPlan): Promise<Run> {
+  const storage = await freshStorage();
+  const clients = faultyClients(plan);
+  try {
+    const { service } = serviceOver(
+      new DynamoDbSessionStore(clients.dynamodb, storage.table),
+      new S3ObjectStore(clients.s3, storage.bucket),
+      SETTINGS,
+    );
+    let error: string | undefined;
+    try {
+      await bitsUpload(lambdaTransport(service, "alb"), PATH, DATA, CLIENT);
+    } catch (thrown) {
+      error = String(thrown);
+    }
+    // Every timed-out call has landed (or failed) before anything is checked.
+    await clients.settle();
+    const stored = await storage.objects.get(KEY);
+    const keys = await bucketKeys(storage.bucket);
+    const uploads = [];
+    for (const u of clients.uploads) {
+      uploads.push({
+        call: u.call,
+        answered: u.answered,
+        gone: await uploadIsGone(storage.bucket, u.key, u.uploadId),
+      });
+    }
+    const injected = clients.injected();
+    return {
+      error,
+      calls: clients.calls.map(({ index, command, outcome }) => ({ index, command, outcome })),
+      injected: injected && {
+        index: injected.index,
+        command: injected.command,
+        fault: injected.fault,
+      },
+      digest: stored && sha256(stored),
+      keys,
+      uploads,
+    };
+  } finally {
+    clients.destroy();
+    await dispose(storage.bucket, storage.table, clients.uploads);
+  }
+}
+
+/** Frees the stand-ins' memory (about 6 MiB per run); any failure here is not the test's. */
+async function dispose(
+  bucket: string,
+  table: string,
+  uploads: readonly { key: string; uploadId: string }[],
+) {
+  const { s3, dynamodb } = standInClients();
+  try {
+    for (const u of uploads) {
+      await s3
+        .send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.key, UploadId: u.uploadId }))
+        .catch(() => {});
+    }
+    const keys = await bucketKeys(bucket);
+    if (keys.length > 0) {
+      await s3.send(
+        new DeleteObjectsCommand({
+          Bucket: bucket,
+          Delete: { Objects: keys.map((Key) => ({ Key })), Quiet: true },
+        }),
+      );
+    }
+    await s3.send(new DeleteBucketCommand({ Bucket: bucket }));
+    await dynamodb.send(new DeleteTableCommand({ TableName: table }));
+  } catch {
+    // best effort
+  }
+}
+
+/** A semaphore: at most CONCURRENCY uploads at once, whatever the runner's own limit. */
+let free = CONCURRENCY;
+const waiting: (() => void)[] = [];
+async function limited<T>(work: () => Promise<T>): Promise<T> {
+  if (free > 0) free -= 1;
+  else await new Promise<void>((resolve) => waiting.push(resolve));
+  try {
+    return await work();
+  } finally {
+    const next = waiting.shift();
+    if (next) next();
+    else free += 1;
+  }
+}
+
+/** The fault-free run: its calls are the ones each fault hits, one at a time. */
+const dry = await upload();
+const K = dry.calls.length;
+
+function expectClean(expect: ExpectStatic, run: Run, plan: FaultPlan | undefined) {
+  expect(run.error, "the upload finishes").toBeUndefined();
+  expect(run.digest, "the stored object is exactly the bytes sent").toBe(DIGEST);
+  expect(run.keys.filter((key) => key.startsWith(STAGING_PREFIX))).toEqual([]);
+  expect(run.keys, "the bucket holds the destination object and nothing else").toEqual([KEY]);
+  // An upload whose CreateMultipartUpload answer never reached the server is known only to S3:
+  // the bucket's AbortIncompleteMultipartUpload rule removes it. That is the only exception.
+  const orphanExpected =
+    plan !== undefined &&
+    plan.kind !== "fail" &&
+    dry.calls[plan.at - 1]?.command === "CreateMultipartUploadCommand";
+  expect(
+    run.uploads.filter((u) => !u.answered).map((u) => u.call),
+    "uploads whose creation the server never learned of",
+  ).toEqual(orphanExpected ? [plan.at] : []);
+  expect(
+    run.uploads.filter((u) => u.answered && !u.gone).map((u) => u.call),
+    "multipart uploads still open after Close-Session (by the call that created them)",
+  ).toEqual([]);
+}
+
+describe("a fault-free multi-part upload (the dry run)", () => {
+  it(`makes ${K} storage calls and leaves only the object`, () => {
+    const commands = dry.calls.map((call) => shortName(call.command));
+    expect(commands.filter((c) => c === "CreateMultipartUpload")).toHaveLength(1);
+    expect(commands.filter((c) => c === "UploadPart")).toHaveLength(2);
+    expect(commands.filter((c) => c === "CompleteMultipartUpload")).toHaveLength(1);
+    expect(dry.calls.every((call) => call.outcome !== "pending")).toBe(true);
+    expect(dry.injected).toBeUndefined();
+    expect(dry.uploads).toEqual([{ call: expect.any(Number), answered: true, gone: true }]);
+    expectClean(expect, dry, undefined);
+  });
+});
+
+const cases = Array.from({ length: K }, (_, i) => ({
+  at: i + 1,
+  command: shortName(dry.calls[i]?.command ?? "?"),
+}));
+
+for (const kind of FAULT_KINDS) {
+  describe.concurrent(`every call fails once: ${kind}`, () => {
+    for (const { at, command } of cases) {
+      it(`fault ${kind} at call ${at} (${command})`, async ({ expect }) => {
+        const plan = { at, kind };
+        const run = await limited(() => upload(plan));
+        expect(run.injected, "the fault hit the same call as in the dry run").toEqual({
+          index: at,
+          command: `${command}Command`,
+          fault: kind,
+        });
+        expectClean(expect, run, plan);
+      });
+    }
+  });
+}
