@@ -25,6 +25,11 @@ export type CompleteResult =
   /** The parts listed do not match the parts S3 holds; completing again cannot help. */
   | "invalid";
 
+/** The multipart upload no longer exists (aborted by a lifecycle rule or an operator). */
+export class UploadGoneError extends Error {
+  override name = "UploadGoneError";
+}
+
 /**
  * The object storage the server needs: S3 multipart uploads for the file, plain objects for
  * staged bytes. Vendor errors never cross this interface.
@@ -33,7 +38,10 @@ export interface ObjectStore {
   head(key: string): Promise<Head | undefined>;
   /** Opens a multipart upload whose object will carry `owner` in its metadata. */
   createUpload(key: string, owner: string): Promise<string>;
-  /** Uploads one part; returns its ETag. Re-uploading a part number replaces it. */
+  /**
+   * Uploads one part; returns its ETag. Re-uploading a part number replaces it. Throws
+   * UploadGoneError when the upload no longer exists.
+   */
   uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array): Promise<string>;
   /**
    * Completes the upload with parts 1..n. Retry-safe: when an earlier call already completed it

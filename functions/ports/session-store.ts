@@ -1,5 +1,10 @@
 import type { SessionRecord } from "../bits/session.ts";
 
+/** What a table scan finds: session records and sealed part chunks. */
+export type StoredItem =
+  | { readonly kind: "session"; readonly record: SessionRecord }
+  | { readonly kind: "chunk"; readonly sessionId: string; readonly index: number };
+
 export type ReplaceResult =
   | { readonly ok: true }
   /** The record was not at the expected version; `current` is what is there now. */
@@ -21,4 +26,6 @@ export interface SessionStore {
   getPartChunks(id: string, count: number): Promise<string[][]>;
   /** Deletes chunks 0..count-1 (missing ones are fine). */
   deletePartChunks(id: string, count: number): Promise<void>;
+  /** Everything stored, for the cleanup sweep; order unspecified. */
+  scan(): AsyncIterable<StoredItem>;
 }

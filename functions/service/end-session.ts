@@ -78,10 +78,10 @@ async function finish(context: ServiceContext, record: SessionRecord, ending: En
       // match): the client restarts from byte 0 on BG_E_SESSION_NOT_FOUND ([MC-BUP] 3.1.5.2.1).
       throw new BitsError("sessionNotFound", `the upload cannot be completed (${outcome})`);
     }
+    await removeTemporaryState(context, record);
   } else {
-    await context.objects.abortUpload(record.key, record.uploadId);
+    await releaseStorage(context, record);
   }
-  await removeTemporaryState(context, record);
 }
 
 /** Completes the multipart upload, or writes the empty object of a zero-byte file. */
@@ -98,11 +98,19 @@ async function commit(context: ServiceContext, record: SessionRecord) {
   return objects.completeUpload(record.key, record.uploadId, etags, options);
 }
 
-/** Abandons a committing session whose upload cannot be completed, leaving a tombstone. */
-async function discard(context: ServiceContext, record: SessionRecord) {
+/**
+ * Abandons a session whose upload cannot be completed (its data is gone or unusable), leaving a
+ * tombstone: the client is then told BG_E_SESSION_NOT_FOUND and starts over.
+ */
+export async function discard(context: ServiceContext, record: SessionRecord) {
+  await releaseStorage(context, record);
+  await context.sessions.replace(tombstone(context, record, "cancelled"), record.version);
+}
+
+/** Aborts the upload and removes staged bytes and part lists; never touches the object. */
+export async function releaseStorage(context: ServiceContext, record: SessionRecord) {
   await context.objects.abortUpload(record.key, record.uploadId);
   await removeTemporaryState(context, record);
-  await context.sessions.replace(tombstone(context, record, "cancelled"), record.version);
 }
 
 async function removeTemporaryState(context: ServiceContext, record: SessionRecord) {

@@ -10,7 +10,9 @@ import {
   recordedParts,
   type SessionRecord,
 } from "../bits/session.ts";
+import { UploadGoneError } from "../ports/object-store.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
+import { discard } from "./end-session.ts";
 import { chainSegments, listSegments, stagedKey, stagingPrefixFor } from "./staging.ts";
 
 type Fragment = Extract<Packet, { type: "fragment" }>;
@@ -50,6 +52,11 @@ export async function fragment(context: ServiceContext, packet: Fragment): Promi
       const now = await sessions.get(current.id);
       if (now?.version === current.version) {
         if (error instanceof StagedBytesLost) return rewind(context, current);
+        if (error instanceof UploadGoneError) {
+          // The bytes held so far are gone with it: the client starts over ([MC-BUP] 3.1.5.2.1).
+          await discard(context, current);
+          throw new BitsError("sessionNotFound", "the session's upload is gone");
+        }
         throw error;
       }
       await dropIfEnded(context, now, staged);

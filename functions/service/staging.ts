@@ -7,6 +7,11 @@ export function stagingPrefixFor(stagingPrefix: string, sessionId: string): stri
   return `${stagingPrefix}${sessionId.replace(/[{}]/g, "").toLowerCase()}/`;
 }
 
+/** The session ID a staging directory belongs to (IDs are braced upper-case GUIDs). */
+export function sessionIdOfStagingDir(dir: string): string | undefined {
+  return /^[0-9a-f-]{36}$/.test(dir) ? `{${dir.toUpperCase()}}` : undefined;
+}
+
 /** Staged bytes [start, end) of a session, named so that key order is byte order. */
 export function stagedKey(prefix: string, start: number, end: number): string {
   return `${prefix}${String(start).padStart(DIGITS, "0")}-${String(end).padStart(DIGITS, "0")}`;

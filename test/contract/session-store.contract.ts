@@ -217,5 +217,34 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(await store.get(record.id)).toEqual(record);
       });
     });
+
+    describe("scan (the cleanup sweep)", () => {
+      it("finds every session record and every sealed chunk, and nothing else", async () => {
+        const first = openRecord({ total: 12, partSize: 5 * 1024 * 1024 });
+        const second = openRecord({ status: "closed", version: 7 });
+        await store.create(first);
+        await store.create(second);
+        await store.putPartChunk(first.id, 0, etagsFor("s0", PART_CHUNK));
+        await store.putPartChunk(first.id, 3, etagsFor("s3", 2));
+        await store.putPartChunk("{ORPHAN}", 1, etagsFor("o", 1));
+        const sessions: SessionRecord[] = [];
+        const chunks: string[] = [];
+        for await (const item of store.scan()) {
+          if (item.kind === "session") sessions.push(item.record);
+          else chunks.push(`${item.sessionId}#${item.index}`);
+        }
+        const mine = new Set([first.id, second.id]);
+        // Real tables may be shared with other tests: look only at this test's items.
+        expect(sessions.filter((record) => mine.has(record.id)).sort(byId)).toEqual(
+          [first, second].sort(byId),
+        );
+        const ours = (chunk: string) => ["{ORPHAN}", ...mine].includes(chunk.split("#")[0] ?? "");
+        expect(chunks.filter(ours).sort()).toEqual(
+          [`${first.id}#0`, `${first.id}#3`, "{ORPHAN}#1"].sort(),
+        );
+      });
+    });
   });
 }
+
+const byId = (a: SessionRecord, b: SessionRecord) => (a.id < b.id ? -1 : 1);

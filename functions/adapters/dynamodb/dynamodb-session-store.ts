@@ -5,16 +5,22 @@ import {
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
+  ScanCommand,
 } from "@aws-sdk/client-dynamodb";
 import type { SessionRecord } from "../../bits/session.ts";
-import type { ReplaceResult, SessionStore } from "../../ports/session-store.ts";
-import { chunkKey, fromItem, joinEtags, sessionKey, splitEtags, toItem } from "./session-item.ts";
+import type { ReplaceResult, SessionStore, StoredItem } from "../../ports/session-store.ts";
+import {
+  chunkKey,
+  fromItem,
+  joinEtags,
+  parseChunkKey,
+  sessionKey,
+  splitEtags,
+  toItem,
+} from "./session-item.ts";
 
 const isConditionFailure = (error: unknown) =>
   (error as { name?: string }).name === "ConditionalCheckFailedException";
-
-/** Sealed chunks outlive their session by a day at most, in case nothing else removes them. */
-const CHUNK_GRACE_SECONDS = 86_400;
 
 /**
  * SessionStore on one DynamoDB table (partition key `pk`, TTL on `exp`). Every change is a
@@ -79,8 +85,9 @@ export class DynamoDbSessionStore implements SessionStore {
         TableName: this.table,
         Item: {
           pk: { S: chunkKey(id, index) },
+          // No TTL: a session renewed by progress may outlive any fixed one. Chunks go when the
+          // session ends, or with its expiry through the cleanup function.
           etags: { S: joinEtags(etags) },
-          exp: { N: String(Math.floor(Date.now() / 1000) + CHUNK_GRACE_SECONDS) },
         },
       }),
     );
@@ -130,6 +137,22 @@ export class DynamoDbSessionStore implements SessionStore {
         if (requests.length > 0) await backoff(round);
       }
     }
+  }
+
+  async *scan(): AsyncIterable<StoredItem> {
+    let start: Record<string, AttributeValue> | undefined;
+    do {
+      const out = await this.client.send(
+        new ScanCommand({ TableName: this.table, ...(start ? { ExclusiveStartKey: start } : {}) }),
+      );
+      for (const item of out.Items ?? []) {
+        const pk = item.pk?.S ?? "";
+        const chunk = parseChunkKey(pk);
+        if (chunk !== undefined) yield { kind: "chunk", ...chunk };
+        else if (pk.startsWith("S#")) yield { kind: "session", record: fromItem(item) };
+      }
+      start = out.LastEvaluatedKey;
+    } while (start !== undefined);
   }
 }
 

@@ -7,6 +7,11 @@ type Item = Record<string, AttributeValue>;
 export const sessionKey = (id: string) => `S#${id}`;
 export const chunkKey = (id: string, index: number) => `P#${id}#${index}`;
 
+export function parseChunkKey(pk: string): { sessionId: string; index: number } | undefined {
+  const match = /^P#(.+)#(\d+)$/.exec(pk);
+  return match?.[1] && match[2] ? { sessionId: match[1], index: Number(match[2]) } : undefined;
+}
+
 const n = (value: number): AttributeValue => ({ N: String(value) });
 const s = (value: string): AttributeValue => ({ S: value });
 

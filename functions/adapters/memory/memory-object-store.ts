@@ -1,11 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { S3_MIN_PART_SIZE } from "../../bits/constants.ts";
-import type {
-  CompleteResult,
-  Head,
-  ObjectInfo,
-  ObjectStore,
-  WriteOptions,
+import {
+  type CompleteResult,
+  type Head,
+  type ObjectInfo,
+  type ObjectStore,
+  UploadGoneError,
+  type WriteOptions,
 } from "../../ports/object-store.ts";
 import { md5, sameEtag } from "../s3/etag.ts";
 
@@ -44,7 +45,7 @@ export class MemoryObjectStore implements ObjectStore {
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array) {
     const upload = this.uploads.get(uploadId);
-    if (!upload || upload.key !== key) throw new Error("NoSuchUpload");
+    if (!upload || upload.key !== key) throw new UploadGoneError(uploadId);
     const part = { body: new Uint8Array(body), etag: etagOf(body) };
     upload.parts.set(partNumber, part);
     return part.etag;

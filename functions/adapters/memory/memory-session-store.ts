@@ -1,5 +1,5 @@
 import type { SessionRecord } from "../../bits/session.ts";
-import type { ReplaceResult, SessionStore } from "../../ports/session-store.ts";
+import type { ReplaceResult, SessionStore, StoredItem } from "../../ports/session-store.ts";
 
 /** An in-memory SessionStore with the same conditional semantics as the DynamoDB one. */
 export class MemorySessionStore implements SessionStore {
@@ -40,5 +40,15 @@ export class MemorySessionStore implements SessionStore {
 
   async deletePartChunks(id: string, count: number) {
     for (let i = 0; i < count; i++) this.chunks.delete(`${id}#${i}`);
+  }
+
+  async *scan(): AsyncIterable<StoredItem> {
+    for (const record of this.records.values()) {
+      yield { kind: "session", record: structuredClone(record) };
+    }
+    for (const key of this.chunks.keys()) {
+      const hash = key.lastIndexOf("#");
+      yield { kind: "chunk", sessionId: key.slice(0, hash), index: Number(key.slice(hash + 1)) };
+    }
   }
 }

@@ -10,12 +10,13 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
-import type {
-  CompleteResult,
-  Head,
-  ObjectInfo,
-  ObjectStore,
-  WriteOptions,
+import {
+  type CompleteResult,
+  type Head,
+  type ObjectInfo,
+  type ObjectStore,
+  UploadGoneError,
+  type WriteOptions,
 } from "../../ports/object-store.ts";
 import { md5 } from "./etag.ts";
 
@@ -69,17 +70,22 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array) {
-    const out = await this.client.send(
-      new UploadPartCommand({
-        Bucket: this.bucket,
-        Key: key,
-        UploadId: uploadId,
-        PartNumber: partNumber,
-        Body: body,
-        ContentLength: body.length,
-        ContentMD5: md5(body).toString("base64"),
-      }),
-    );
+    const out = await this.client
+      .send(
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          Body: body,
+          ContentLength: body.length,
+          ContentMD5: md5(body).toString("base64"),
+        }),
+      )
+      .catch((error: unknown) => {
+        if (s3Error(error).name === "NoSuchUpload") throw new UploadGoneError(uploadId);
+        throw error;
+      });
     if (!out.ETag) throw new Error("UploadPart returned no ETag");
     return out.ETag;
   }

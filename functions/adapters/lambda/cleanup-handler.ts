@@ -1,0 +1,20 @@
+import { cleanUpSession, sweep } from "../../service/cleanup.ts";
+import type { ServiceContext } from "../../service/context.ts";
+import { isStreamEvent, removedSessions } from "./stream.ts";
+
+/**
+ * The cleanup function around one context: fed by the session table's stream, it releases the
+ * storage of every session that DynamoDB's TTL removed; run on a schedule (any other event), it
+ * sweeps for anything the stream missed. A failure throws, so Lambda retries the batch; every
+ * step is idempotent.
+ */
+export function createCleanupHandler(context: ServiceContext) {
+  return async (event: unknown) => {
+    if (isStreamEvent(event)) {
+      const sessions = removedSessions(event);
+      for (const record of sessions) await cleanUpSession(context, record);
+      return { cleaned: sessions.length };
+    }
+    return sweep(context);
+  };
+}
