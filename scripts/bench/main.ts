@@ -1,0 +1,208 @@
+/**
+ * `npm run bench`: throughput, cost per byte, latency, cold start and concurrency of the BITS
+ * upload server, against the local server and its stand-ins, next to a direct S3 multipart
+ * upload of the same bytes to the same S3 stand-in. Prints tables and writes bench-results.json.
+ *
+ *   npm run bench                   256 MiB file
+ *   npm run bench -- --quick        64 MiB file, smaller concurrency run (about two minutes)
+ *   npm run bench -- --target URL   throughput only, against any BITS upload server
+ */
+import { writeFileSync } from "node:fs";
+import { cpus, totalmem } from "node:os";
+import { startLocalServer } from "../../functions/adapters/node/local-server.ts";
+import { MiB } from "../../functions/bits/constants.ts";
+import { loadConfig } from "../../functions/config.ts";
+import { buildContext, jsonRuntime } from "../../functions/wiring.ts";
+import {
+  createBucket,
+  createSessionTable,
+  standInDynamoDb,
+  standInS3,
+  startDynamoDbStandIn,
+  startS3StandIn,
+} from "../../infra/stand-ins.ts";
+import { httpTransport } from "../../test/support/transports.ts";
+import { bitsUpload, randomBytes } from "../../test/support/windows-client.ts";
+import { coldStart, directUpload, percentile, sha256, timed } from "./measure.ts";
+import { meter } from "./meter.ts";
+import { usdPerGB } from "./prices.ts";
+
+const args = process.argv.slice(2);
+const quick = args.includes("--quick");
+const target = args[args.indexOf("--target") + 1];
+const targetUrl = args.includes("--target") ? target : undefined;
+const memoryMB = 1024;
+const FRAGMENTS = [64 * 1024, MiB, 4 * MiB, 8 * MiB];
+const FILE_BYTES = (quick ? 64 : 256) * MiB;
+const CONCURRENT = { sessions: 32, bytes: (quick ? 4 : 16) * MiB, fragment: MiB };
+const round = (x: number, digits = 2) => Number(x.toFixed(digits));
+const mibps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
+
+async function againstTarget(url: string) {
+  const data = randomBytes(FILE_BYTES, 42);
+  const throughput = [];
+  for (const fragmentBytes of FRAGMENTS) {
+    const transport = httpTransport(url);
+    const started = performance.now();
+    await bitsUpload(transport, `/bench/${fragmentBytes}.bin`, data, {
+      maxFragment: fragmentBytes,
+    });
+    const ms = performance.now() - started;
+    transport.close();
+    throughput.push({ fragmentBytes, bitsMiBps: round(mibps(data.length, ms)) });
+  }
+  console.table(throughput);
+  writeFileSync("bench-results.json", `${JSON.stringify({ target: url, throughput }, null, 2)}\n`);
+}
+
+async function main() {
+  if (targetUrl !== undefined) return againstTarget(targetUrl);
+  const [s3, dynamodb] = await Promise.all([startS3StandIn(), startDynamoDbStandIn()]);
+  const clients = { s3: standInS3(s3.endpoint), dynamodb: standInDynamoDb(dynamodb.endpoint) };
+  const direct = standInS3(s3.endpoint);
+  await createBucket(direct, "bench");
+  await createSessionTable(clients.dynamodb, "bench");
+  const metered = meter(clients.s3, clients.dynamodb);
+
+  /** The service as configured for the front door, behind the local server. */
+  async function server(maxFragment: number) {
+    const config = loadConfig({
+      BITS_BUCKET: "bench",
+      BITS_TABLE: "bench",
+      BITS_MAX_FRAGMENT_SIZE: String(maxFragment),
+      BITS_LOG_LEVEL: "silent",
+    });
+    const { service, context } = buildContext(config, jsonRuntime("silent"), clients);
+    const handler = timed(service);
+    const running = await startLocalServer(
+      {
+        service: handler,
+        objects: context.objects,
+        keyRules: { keyPrefix: "", reservedPrefix: config.stagingPrefix },
+        maxBodyBytes: maxFragment,
+      },
+      0,
+    );
+    return { running, handler, objects: context.objects };
+  }
+
+  const data = randomBytes(FILE_BYTES, 42);
+  const expected = sha256(data);
+  const throughput = [];
+  const cost = [];
+  const latency = [];
+  try {
+    for (const fragmentBytes of FRAGMENTS) {
+      const { running, handler, objects } = await server(fragmentBytes);
+      const directMs = await directUpload(direct, "bench", `direct/${fragmentBytes}.bin`, data);
+      metered.reset();
+      const transport = httpTransport(running.url);
+      const started = performance.now();
+      await bitsUpload(transport, `/bits/${fragmentBytes}.bin`, data, {
+        maxFragment: fragmentBytes,
+      });
+      const bitsMs = performance.now() - started;
+      transport.close();
+      const counts = { ...metered.counts };
+      const stored = await objects.get(`bits/${fragmentBytes}.bin`);
+      if (stored === undefined || sha256(stored) !== expected) {
+        throw new Error(`the object uploaded in ${fragmentBytes}-byte fragments is not exact`);
+      }
+      await objects.delete([`bits/${fragmentBytes}.bin`, `direct/${fragmentBytes}.bin`]);
+      await running.close();
+
+      const fragments = handler.times.fragment.length;
+      const all = Object.values(handler.times).flat();
+      const bitsMiBps = mibps(data.length, bitsMs);
+      const directMiBps = mibps(data.length, directMs);
+      throughput.push({
+        fragmentBytes,
+        bitsMiBps: round(bitsMiBps),
+        directMiBps: round(directMiBps),
+        ratio: round(bitsMiBps / directMiBps, 3),
+      });
+      cost.push({
+        fragmentBytes,
+        s3RequestsPerFragment: round(
+          (counts.s3Put + counts.s3Get + counts.s3Delete) / fragments,
+          3,
+        ),
+        dynamodbRequestsPerFragment: round(counts.dynamodbRequests / fragments, 3),
+        s3BytesWrittenPerByte: round(counts.s3BytesWritten / data.length, 3),
+        s3BytesReadPerByte: round(counts.s3BytesRead / data.length, 3),
+        usdPerGB: round(
+          usdPerGB(counts, data.length, {
+            requests: all.length,
+            handlerSeconds: all.reduce((sum, ms) => sum + ms, 0) / 1000,
+            memoryMB,
+          }),
+          5,
+        ),
+      });
+      latency.push({
+        fragmentBytes,
+        p50Ms: round(percentile(handler.times.fragment, 0.5)),
+        p99Ms: round(percentile(handler.times.fragment, 0.99)),
+      });
+      console.error(`fragments of ${fragmentBytes} bytes: ${fragments} fragments done`);
+    }
+
+    const { running, objects } = await server(CONCURRENT.fragment);
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: CONCURRENT.sessions }, async (_, i) => {
+        const file = randomBytes(CONCURRENT.bytes, 1000 + i);
+        const transport = httpTransport(running.url);
+        await bitsUpload(transport, `/concurrent/${i}.bin`, file, {
+          maxFragment: CONCURRENT.fragment,
+        });
+        transport.close();
+        const stored = await objects.get(`concurrent/${i}.bin`);
+        if (stored === undefined || sha256(stored) !== sha256(file)) {
+          throw new Error(`concurrent session ${i} stored a wrong object`);
+        }
+      }),
+    );
+    const concurrentMs = performance.now() - started;
+    await running.close();
+    const concurrency = {
+      sessions: CONCURRENT.sessions,
+      aggregateMiBps: round(mibps(CONCURRENT.sessions * CONCURRENT.bytes, concurrentMs)),
+    };
+
+    const results = {
+      throughput,
+      cost,
+      latency,
+      coldStart: await coldStart(),
+      concurrency,
+      machine: {
+        cpu: cpus()[0]?.model ?? "unknown",
+        cores: cpus().length,
+        memoryGiB: Math.round(totalmem() / 1024 ** 3),
+        node: process.version,
+        fileMiB: FILE_BYTES / MiB,
+        concurrentFileMiB: CONCURRENT.bytes / MiB,
+        lambdaMemoryMB: memoryMB,
+        quick,
+      },
+    };
+    writeFileSync("bench-results.json", `${JSON.stringify(results, null, 2)}\n`);
+    console.log(`BITS upload server benchmark (${FILE_BYTES / MiB} MiB file)`);
+    console.table(throughput);
+    console.table(cost);
+    console.table(latency);
+    console.table([{ ...results.coldStart, ...concurrency }]);
+    console.log("written to bench-results.json");
+  } finally {
+    clients.s3.destroy();
+    clients.dynamodb.destroy();
+    direct.destroy();
+    await Promise.all([s3.stop(), dynamodb.stop()]);
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
