@@ -1,4 +1,4 @@
-import { MiB, S3_MAX_OBJECT_SIZE, S3_MAX_PART_SIZE, S3_MIN_PART_SIZE } from "./bits/constants.ts";
+import { MiB, S3_MAX_OBJECT_SIZE, S3_MIN_PART_SIZE } from "./bits/constants.ts";
 
 export interface Config {
   readonly bucket: string;
@@ -131,9 +131,10 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     uploadPaths: Object.freeze(uploadPaths),
     stagingPrefix,
     // 5 KB is the smallest fragment Windows sends ([MC-BUP] note <10>).
-    maxFragmentBytes: bytes("BITS_MAX_FRAGMENT_SIZE", MiB, 5 * 1024, 5 * 1024 * MiB),
+    // Both at most 2 GiB, so a part (a staged tail plus whole fragments) stays under S3's 5 GiB.
+    maxFragmentBytes: bytes("BITS_MAX_FRAGMENT_SIZE", MiB, 5 * 1024, 2048 * MiB),
     maxUploadBytes: bytes("BITS_MAX_UPLOAD_SIZE", S3_MAX_OBJECT_SIZE, 0, S3_MAX_OBJECT_SIZE),
-    partSize: bytes("BITS_PART_SIZE", 8 * MiB, S3_MIN_PART_SIZE, S3_MAX_PART_SIZE),
+    partSize: bytes("BITS_PART_SIZE", 8 * MiB, S3_MIN_PART_SIZE, 2048 * MiB),
     allowOverwrite: flag("BITS_ALLOW_OVERWRITE", false),
     sessionTimeoutSeconds: seconds("BITS_SESSION_TIMEOUT", 1_209_600),
     tombstoneSeconds: seconds("BITS_TOMBSTONE_TTL", 86_400),

@@ -7,6 +7,13 @@ import type { Config, LogLevel } from "./config.ts";
 import type { Runtime } from "./ports/runtime.ts";
 import type { ServiceContext } from "./service/context.ts";
 import { createUploadService } from "./service/upload-service.ts";
+import { WarmCache } from "./service/warm-cache.ts";
+
+/**
+ * Staged bytes a warm instance keeps to build parts without reading them back: a part's worth
+ * for a few concurrent sessions (a Lambda instance serves one request at a time).
+ */
+const WARM_STAGED_BYTES = 64 * 1024 * 1024;
 
 const RANK: Record<LogLevel, number> = { info: 0, warn: 1, error: 2, silent: 3 };
 
@@ -52,6 +59,7 @@ export function buildContext(
     sessions: new DynamoDbSessionStore(clients.dynamodb, config.table),
     objects: new S3ObjectStore(clients.s3, config.bucket),
     runtime,
+    cache: new WarmCache(WARM_STAGED_BYTES),
     settings: {
       keyPrefix: config.keyPrefix,
       uploadPaths: config.uploadPaths,

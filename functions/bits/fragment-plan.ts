@@ -8,29 +8,48 @@ export interface FragmentLimits {
   readonly maxFragmentBytes: number;
   /** Largest file accepted; above it BG_E_TOO_LARGE. */
   readonly maxUploadBytes: number;
-  /** Preferred part size; raised for big files so that every file fits in 10,000 parts. */
+  /** Preferred part size for small fragments; raised for big files to fit 10,000 parts. */
   readonly partSize: number;
 }
 
 /**
- * Part size for a file of `total` bytes: the preferred size, raised to whole MiB until the file
- * fits in S3's 10,000 parts (a 5 TiB object gets 525 MiB parts).
+ * Smallest part size for a file of `total` bytes that is at least `preferred`: raised to whole
+ * MiB until the file fits in S3's 10,000 parts (a 5 TiB object needs 525 MiB parts).
  */
 export function partSizeFor(total: number, preferred: number): number {
   const needed = Math.ceil(Math.ceil(total / S3_MAX_PARTS) / MiB) * MiB;
   return Math.max(preferred, needed, S3_MIN_PART_SIZE);
 }
 
-/** Part `n` (1-based) covers bytes [(n-1)·P, n·P) of the file, the last one up to the total. */
-export function partBounds(partNumber: number, partSize: number, total: number) {
-  const start = (partNumber - 1) * partSize;
-  return { start, end: Math.min(start + partSize, total) };
+/**
+ * Where the part after one ending at `partsEnd` ends, decided by the fragment that completed a
+ * part: aligned with that fragment's end and length, so that a client keeping its fragment size
+ * completes each following part exactly at a fragment's end. With fragments of 5 MiB or more a
+ * part is one fragment, uploaded straight from the request; smaller fragments are gathered into
+ * parts of about the preferred size. Every part but the last is at least `partSizeFor(total)`,
+ * so the file fits in 10,000 parts.
+ */
+export function nextPartEndAfter(
+  partsEnd: number,
+  fragmentEnd: number,
+  fragmentLength: number,
+  total: number,
+  preferred: number,
+): number {
+  const minimum = partSizeFor(total, S3_MIN_PART_SIZE);
+  const target = Math.max(
+    minimum,
+    fragmentLength >= S3_MIN_PART_SIZE ? fragmentLength : partSizeFor(total, preferred),
+  );
+  const staged = fragmentEnd - partsEnd;
+  const fragments = Math.max(1, Math.ceil((target - staged) / fragmentLength));
+  return Math.min(total, fragmentEnd + fragments * fragmentLength);
 }
 
 /**
- * One storage write that accepting a fragment needs. Parts sit on a fixed grid of `partSize`
- * bytes, so the bytes of a part never depend on how the client cut its fragments: two writers
- * racing on the same part write the same bytes.
+ * One storage write that accepting a fragment needs. A part's bounds come from the session
+ * record as read, never from the fragment, so the bytes of a part never depend on how a
+ * particular request was cut: two writers racing on the same part write the same bytes.
  */
 export type Write =
   /** Bytes [start, end) that do not finish a part, kept as a staged object until they do. */
@@ -57,23 +76,33 @@ export type FragmentDecision =
   | { readonly kind: "held"; readonly offset: number }
   /** The fragment starts past the offset: 416 with the offset ([MC-BUP] 3.2.5.2.6). */
   | { readonly kind: "gap"; readonly offset: number }
-  /** New bytes: write them, then record `offset`. */
+  /** New bytes: write them, then record the new offset and part bounds. */
   | {
       readonly kind: "accept";
       readonly total: number;
-      readonly partSize: number;
       readonly offset: number;
+      readonly partsEnd: number;
+      readonly nextPartEnd: number;
       readonly writes: readonly Write[];
     };
+
+type PlanState = Pick<SessionRecord, "offset" | "total" | "partsEnd" | "nextPartEnd"> & {
+  /** Parts recorded so far: the next part's number is one more. */
+  readonly parts: number;
+};
 
 /**
  * The Fragment acceptance algorithm of bits-protocol.md 5.2 (docs reading, Project decisions):
  * in order is written; the new tail of an overlap is written; a fragment wholly below the
  * offset writes nothing; a gap is 416. Throws `BitsError` for a changed total (400), a total
  * above the maximum (BG_E_TOO_LARGE) and a body above the per-request maximum (413).
+ *
+ * New bytes that complete the next part (whose end the record holds) are uploaded with the
+ * part's staged head; the rest is staged. The fragment that reaches the total also uploads the
+ * last part, so that every byte is in a part before Close-Session.
  */
 export function planFragment(
-  session: Pick<SessionRecord, "offset" | "total" | "partSize">,
+  session: PlanState,
   range: ContentRange,
   body: Uint8Array,
   limits: FragmentLimits,
@@ -88,34 +117,51 @@ export function planFragment(
     throw new BitsError("fragmentTooLarge", "fragment above the per-request maximum");
   }
   const total = range.total;
-  const partSize = session.partSize ?? partSizeFor(total, limits.partSize);
   const offset = session.offset;
+  const partsEnd = session.partsEnd;
+  // Before any part is decided, the first one follows the preferred size: it cannot depend on
+  // a fragment, which racing writers may have cut differently.
+  const partEnd = session.nextPartEnd ?? Math.min(total, partSizeFor(total, limits.partSize));
   if (range.first > offset) return { kind: "gap", offset };
   const end = range.last + 1;
   if (end <= offset) {
     // Already held. A first fragment of an empty file still fixes the total.
-    if (session.total === undefined) return { kind: "accept", total, partSize, offset, writes: [] };
-    return { kind: "held", offset };
+    if (session.total !== undefined) return { kind: "held", offset };
+    return { kind: "accept", total, offset, partsEnd, nextPartEnd: partEnd, writes: [] };
   }
-  const writes: Write[] = [];
-  let position = offset;
-  while (position < end) {
-    const partNumber = Math.floor(position / partSize) + 1;
-    const part = partBounds(partNumber, partSize, total);
-    const slice = body.subarray(position - range.first, Math.min(end, part.end) - range.first);
-    if (end >= part.end) {
-      writes.push({
-        kind: "part",
-        partNumber,
-        partStart: part.start,
-        from: position,
-        bytes: slice,
-      });
-      position = part.end;
-    } else {
-      writes.push({ kind: "stage", start: position, end, bytes: slice });
-      position = end;
-    }
+  const slice = (from: number, to: number) => body.subarray(from - range.first, to - range.first);
+  if (end < partEnd) {
+    const writes: Write[] = [{ kind: "stage", start: offset, end, bytes: slice(offset, end) }];
+    return { kind: "accept", total, offset: end, partsEnd, nextPartEnd: partEnd, writes };
   }
-  return { kind: "accept", total, partSize, offset: end, writes };
+  const writes: Write[] = [
+    {
+      kind: "part",
+      partNumber: session.parts + 1,
+      partStart: partsEnd,
+      from: offset,
+      bytes: slice(offset, partEnd),
+    },
+  ];
+  if (end === total && partEnd < total) {
+    // The last part, [partEnd, total): its bounds are the record's too.
+    writes.push({
+      kind: "part",
+      partNumber: session.parts + 2,
+      partStart: partEnd,
+      from: partEnd,
+      bytes: slice(partEnd, total),
+    });
+    return { kind: "accept", total, offset: end, partsEnd: total, nextPartEnd: total, writes };
+  }
+  if (end > partEnd)
+    writes.push({ kind: "stage", start: partEnd, end, bytes: slice(partEnd, end) });
+  const nextPartEnd = nextPartEndAfter(
+    partEnd,
+    end,
+    range.last + 1 - range.first,
+    total,
+    limits.partSize,
+  );
+  return { kind: "accept", total, offset: end, partsEnd: partEnd, nextPartEnd, writes };
 }

@@ -24,8 +24,13 @@ export interface SessionRecord {
   readonly uploadId: string;
   /** Total length from the first Fragment's Content-Range; undefined before it. */
   readonly total?: number | undefined;
-  /** Size of every part but the last; fixed with the total. */
-  readonly partSize?: number | undefined;
+  /** Bytes held in recorded parts: the next part starts here. */
+  readonly partsEnd: number;
+  /**
+   * Where the next part ends; decided when the previous part was recorded (undefined before the
+   * first fragment), so every writer that reads this version uploads the same part.
+   */
+  readonly nextPartEnd?: number | undefined;
   /** Contiguous bytes durably held from byte 0: `E` in bits-protocol.md 5.2. */
   readonly offset: number;
   /** ETags of recorded parts not yet sealed into part chunks, in part order. */

@@ -2,6 +2,7 @@ import type { FragmentLimits } from "../bits/fragment-plan.ts";
 import type { ObjectStore } from "../ports/object-store.ts";
 import type { Runtime } from "../ports/runtime.ts";
 import type { SessionStore } from "../ports/session-store.ts";
+import type { WarmCache } from "./warm-cache.ts";
 
 export interface ServiceSettings {
   readonly keyPrefix: string;
@@ -22,6 +23,8 @@ export interface ServiceContext {
   readonly objects: ObjectStore;
   readonly runtime: Runtime;
   readonly settings: ServiceSettings;
+  /** What this instance remembers between requests to skip reads; none when undefined. */
+  readonly cache?: WarmCache | undefined;
 }
 
 export function nowSeconds(context: ServiceContext): number {

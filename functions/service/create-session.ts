@@ -28,6 +28,7 @@ export async function createSession(
       key: packet.key,
       uploadId,
       offset: 0,
+      partsEnd: 0,
       etags: [],
       chunks: 0,
       version: 1,

@@ -29,14 +29,37 @@ const MAX_ATTEMPTS = 8;
  * objects that the session's end removes.
  */
 export async function fragment(context: ServiceContext, packet: Fragment): Promise<BitsResponse> {
-  const { sessions, settings } = context;
-  let record = await sessions.get(packet.sessionId);
+  const { sessions, settings, cache } = context;
+  // A warm instance writes on the record it remembers and reads only when that fails: a
+  // sequential client then costs one DynamoDB request per fragment.
+  const remembered = cache?.record(packet.sessionId);
+  let record = remembered ?? (await sessions.get(packet.sessionId));
+  let fresh = remembered === undefined;
+  const reread = async () => {
+    record = await sessions.get(packet.sessionId);
+    cache?.rememberRecord(record, packet.sessionId);
+    fresh = true;
+  };
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    if (!fresh && (record?.status !== "open" || !isLive(record, nowSeconds(context)))) {
+      await reread();
+      continue;
+    }
     const settled = settledAnswer(context, record);
     if (settled !== undefined) return settled;
     const current = record as SessionRecord;
-    const decision = planFragment(current, packet.range, packet.body, settings.limits);
+    const decision = planFragment(
+      { ...current, parts: recordedParts(current) },
+      packet.range,
+      packet.body,
+      settings.limits,
+    );
     if (decision.kind !== "accept") {
+      // An offset the client is told must be the stored one, never a remembered one.
+      if (!fresh) {
+        await reread();
+        continue;
+      }
       return ack(decision.kind === "gap" ? 416 : 200, {
         sessionId: current.id,
         receivedContentRange: decision.offset,
@@ -50,6 +73,7 @@ export async function fragment(context: ServiceContext, packet: Fragment): Promi
       // A racing handler may have moved the session on (consumed the staged bytes this one
       // read, ended the session): re-decide on what is there now. Unchanged, the failure is real.
       const now = await sessions.get(current.id);
+      cache?.rememberRecord(now, current.id);
       if (now?.version === current.version) {
         if (error instanceof StagedBytesLost) return rewind(context, current);
         if (error instanceof UploadGoneError) {
@@ -61,15 +85,19 @@ export async function fragment(context: ServiceContext, packet: Fragment): Promi
       }
       await dropIfEnded(context, now, staged);
       record = now;
+      fresh = true;
       continue;
     }
     const result = await sessions.replace(written.next, current.version);
     if (result.ok) {
+      cache?.rememberRecord(written.next);
       await dropQuietly(context, current.id, written.consumed);
       return ack(200, { sessionId: current.id, receivedContentRange: written.next.offset });
     }
+    cache?.rememberRecord(result.current, current.id);
     await dropIfEnded(context, result.current, staged);
     record = result.current;
+    fresh = true;
   }
   throw new BitsError("internal", "session kept changing under this fragment");
 }
@@ -96,7 +124,7 @@ function settledAnswer(context: ServiceContext, record: SessionRecord | undefine
  * and the client is told to resend from there (416, [MC-BUP] 3.2.5.2.6).
  */
 async function rewind(context: ServiceContext, record: SessionRecord): Promise<BitsResponse> {
-  const offset = recordedParts(record) * (record.partSize ?? 0);
+  const offset = record.partsEnd;
   const result = await context.sessions.replace(
     { ...record, offset, version: record.version + 1 },
     record.version,
@@ -141,6 +169,7 @@ async function write(
       const key = stagedKey(prefix, step.start, step.end);
       staged.push(key);
       await objects.put(key, step.bytes);
+      context.cache?.rememberStaged(key, step.bytes);
       continue;
     }
     if (step.partNumber !== chunks * PART_CHUNK + etags.length + 1) {
@@ -158,7 +187,8 @@ async function write(
   const next: SessionRecord = {
     ...record,
     total: decision.total,
-    partSize: decision.partSize,
+    partsEnd: decision.partsEnd,
+    nextPartEnd: decision.nextPartEnd,
     offset: decision.offset,
     etags,
     chunks,
@@ -174,6 +204,7 @@ async function write(
  */
 async function dropQuietly(context: ServiceContext, sessionId: string, keys: string[]) {
   if (keys.length === 0) return;
+  context.cache?.forgetStaged(keys);
   try {
     await context.objects.delete(keys);
   } catch (error) {
@@ -184,26 +215,46 @@ async function dropQuietly(context: ServiceContext, sessionId: string, keys: str
   }
 }
 
-/** The bytes of one part: its staged head, read back from S3, then the fragment's slice. */
+/**
+ * The bytes of one part: its staged head, then the fragment's slice. The head comes from what
+ * this instance staged itself when it can, and is otherwise listed and read back from S3.
+ */
 async function assemblePart(
   context: ServiceContext,
   prefix: string,
   step: Extract<Write, { kind: "part" }>,
 ): Promise<{ bytes: Uint8Array; stagedKeys: string[] }> {
   if (step.from === step.partStart) return { bytes: step.bytes, stagedKeys: [] };
-  const segments = await listSegments(context.objects, prefix);
-  const chain = chainSegments(segments, step.partStart, step.from);
+  const { cache, objects } = context;
+  const chain =
+    chainSegments(cache?.stagedSegments(prefix) ?? [], step.partStart, step.from) ??
+    chainSegments(await listSegments(objects, prefix), step.partStart, step.from);
   if (chain === undefined) throw new StagedBytesLost(step.partNumber);
   const bytes = new Uint8Array(step.from - step.partStart + step.bytes.length);
-  for (const segment of chain) {
-    const data = await context.objects.get(segment.key);
+  // Read in parallel: a part gathers up to a few hundred staged fragments.
+  await mapLimited(chain, STAGED_READS_IN_FLIGHT, async (segment) => {
+    const data = cache?.stagedBytesOf(segment.key) ?? (await objects.get(segment.key));
     if (data === undefined || data.length !== segment.end - segment.start) {
       throw new StagedBytesLost(step.partNumber);
     }
     bytes.set(data, segment.start - step.partStart);
-  }
+  });
   bytes.set(step.bytes, step.from - step.partStart);
   return { bytes, stagedKeys: chain.map((segment) => segment.key) };
+}
+
+const STAGED_READS_IN_FLIGHT = 8;
+
+/** Runs `task` on every item, at most `limit` at a time; fails with the first failure. */
+async function mapLimited<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>) {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await task(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /** The staged head of a part is not (or no longer) in S3. */

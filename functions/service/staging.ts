@@ -17,7 +17,7 @@ export function stagedKey(prefix: string, start: number, end: number): string {
   return `${prefix}${String(start).padStart(DIGITS, "0")}-${String(end).padStart(DIGITS, "0")}`;
 }
 
-interface Segment {
+export interface Segment {
   readonly key: string;
   readonly start: number;
   readonly end: number;
@@ -35,25 +35,36 @@ export function parseStagedKey(prefix: string, object: ObjectInfo): Segment | un
 /**
  * Picks staged segments that together hold exactly [start, end). Segments left by a writer
  * that lost a race may overlap the recorded ones; their bytes are the same bytes of the file,
- * so any chain that covers the range is right. Prefers the longest segment at each step.
+ * so any chain that covers the range is right. A breadth-first search over segment ends finds
+ * one whenever one exists (the fewest segments), however the segments overlap.
  */
 export function chainSegments(
   segments: readonly Segment[],
   start: number,
   end: number,
 ): Segment[] | undefined {
-  const chain: Segment[] = [];
-  let position = start;
-  while (position < end) {
-    let best: Segment | undefined;
+  if (start === end) return [];
+  const via = new Map<number, Segment>();
+  const queue = [start];
+  for (let i = 0; i < queue.length; i++) {
+    const position = queue[i] as number;
     for (const segment of segments) {
-      if (segment.start === position && segment.end <= end) {
-        if (best === undefined || segment.end > best.end) best = segment;
-      }
+      const usable = segment.start === position && segment.end > position && segment.end <= end;
+      if (!usable || via.has(segment.end)) continue;
+      via.set(segment.end, segment);
+      if (segment.end === end) return walkBack(via, start, end);
+      queue.push(segment.end);
     }
-    if (best === undefined) return undefined;
-    chain.push(best);
-    position = best.end;
+  }
+  return undefined;
+}
+
+function walkBack(via: ReadonlyMap<number, Segment>, start: number, end: number): Segment[] {
+  const chain: Segment[] = [];
+  for (let position = end; position !== start; ) {
+    const segment = via.get(position) as Segment;
+    chain.unshift(segment);
+    position = segment.start;
   }
   return chain;
 }

@@ -19,6 +19,7 @@ function openRecord(overrides: Partial<SessionRecord> = {}): SessionRecord {
     key: "uploads/some dir/file name.bin",
     uploadId: randomUUID().replaceAll("-", ""),
     offset: 0,
+    partsEnd: 0,
     etags: [],
     chunks: 0,
     version: 1,
@@ -48,14 +49,14 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
           "a record with total, part size and ETags",
           openRecord({
             total: 5 * TiB,
-            partSize: 512 * 1024 * 1024,
+            nextPartEnd: 512 * 1024 * 1024,
             offset: 3 * TiB + 17,
             etags: etagsFor("a", 3),
             chunks: 187,
             version: 9_000_001,
           }),
         ],
-        ["a zero-byte upload's record", openRecord({ total: 0, partSize: 5 * 1024 * 1024 })],
+        ["a zero-byte upload's record", openRecord({ total: 0, nextPartEnd: 5 * 1024 * 1024 })],
         ["a committing record", openRecord({ status: "committing", total: 10, offset: 10 })],
         ["a discarding record", openRecord({ status: "discarding", total: 10, offset: 3 })],
         ["a tombstone", openRecord({ status: "cancelled", total: 10, offset: 10, version: 4 })],
@@ -64,12 +65,16 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(await store.get(record.id)).toEqual(record);
         const fetched = await store.get(record.id);
         expect(fetched?.total).toBe(record.total);
-        expect(fetched?.partSize).toBe(record.partSize);
+        expect(fetched?.nextPartEnd).toBe(record.nextPartEnd);
       });
 
       it("a record holding 31 part ETags round-trips exactly", async () => {
         const etags = etagsFor("many", PART_CHUNK - 1);
-        const record = openRecord({ total: 200 * 1024 * 1024, partSize: 5 * 1024 * 1024, etags });
+        const record = openRecord({
+          total: 200 * 1024 * 1024,
+          nextPartEnd: 5 * 1024 * 1024,
+          etags,
+        });
         await store.create(record);
         expect((await store.get(record.id))?.etags).toEqual(etags);
         const next = { ...record, etags: [...etags].reverse(), version: 2 };
@@ -90,7 +95,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         const next: SessionRecord = {
           ...record,
           total: 1000,
-          partSize: 5 * 1024 * 1024,
+          nextPartEnd: 5 * 1024 * 1024,
           offset: 1000,
           etags: etagsFor("r", 1),
           status: "closed",
@@ -106,7 +111,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
       it("replace at a stale version fails, answers the stored record, and changes nothing", async () => {
         const record = openRecord({
           total: 99,
-          partSize: 5 * 1024 * 1024,
+          nextPartEnd: 5 * 1024 * 1024,
           etags: etagsFor("s", 2),
         });
         await store.create(record);
@@ -220,7 +225,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
 
     describe("scan (the cleanup sweep)", () => {
       it("finds every session record and every sealed chunk, and nothing else", async () => {
-        const first = openRecord({ total: 12, partSize: 5 * 1024 * 1024 });
+        const first = openRecord({ total: 12, nextPartEnd: 5 * 1024 * 1024 });
         const second = openRecord({ status: "closed", version: 7 });
         await store.create(first);
         await store.create(second);

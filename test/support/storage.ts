@@ -14,6 +14,7 @@ import type { Runtime } from "../../functions/ports/runtime.ts";
 import type { SessionStore } from "../../functions/ports/session-store.ts";
 import type { ServiceContext, ServiceSettings } from "../../functions/service/context.ts";
 import { createUploadService } from "../../functions/service/upload-service.ts";
+import { WarmCache } from "../../functions/service/warm-cache.ts";
 import { newSessionId } from "../../functions/wiring.ts";
 import {
   createBucket,
@@ -82,19 +83,33 @@ export function testRuntime(start = Date.now()) {
   return runtime;
 }
 
+/**
+ * A service over the given stores. Like a warm Lambda instance or the local server, each one
+ * has its own WarmCache (`warm: false` for an instance that remembers nothing).
+ */
 export function serviceOver(
   sessions: SessionStore,
   objects: ObjectStore,
   settings: Partial<ServiceSettings> = {},
+  { warm = true }: { warm?: boolean } = {},
 ) {
   const runtime = testRuntime();
-  const context: ServiceContext = { sessions, objects, runtime, settings: testSettings(settings) };
+  const context: ServiceContext = {
+    sessions,
+    objects,
+    runtime,
+    settings: testSettings(settings),
+    cache: warm ? new WarmCache(64 * MiB) : undefined,
+  };
   return { context, runtime, service: createUploadService(context) };
 }
 
-export async function realService(settings: Partial<ServiceSettings> = {}) {
+export async function realService(
+  settings: Partial<ServiceSettings> = {},
+  options: { warm?: boolean } = {},
+) {
   const storage = await freshStorage();
-  return { ...storage, ...serviceOver(storage.sessions, storage.objects, settings) };
+  return { ...storage, ...serviceOver(storage.sessions, storage.objects, settings, options) };
 }
 
 export function memoryService(settings: Partial<ServiceSettings> = {}) {

@@ -34,11 +34,12 @@ export function toItem(record: SessionRecord): Item {
     off: n(record.offset),
     etags: s(joinEtags(record.etags)),
     ch: n(record.chunks),
+    pe: n(record.partsEnd),
     ver: n(record.version),
     exp: n(record.expiresAt),
   };
   if (record.total !== undefined) item.tot = n(record.total);
-  if (record.partSize !== undefined) item.ps = n(record.partSize);
+  if (record.nextPartEnd !== undefined) item.npe = n(record.nextPartEnd);
   return item;
 }
 
@@ -60,7 +61,8 @@ export function fromItem(item: Item): SessionRecord {
     key: str(item, "key"),
     uploadId: str(item, "uid"),
     total: num(item, "tot"),
-    partSize: num(item, "ps"),
+    partsEnd: num(item, "pe") ?? 0,
+    nextPartEnd: num(item, "npe"),
     offset: num(item, "off") ?? 0,
     etags: splitEtags(item.etags?.S),
     chunks: num(item, "ch") ?? 0,

@@ -10,7 +10,7 @@ import {
 import {
   type FragmentDecision,
   type FragmentLimits,
-  partBounds,
+  nextPartEndAfter,
   partSizeFor,
   planFragment,
   type Write,
@@ -18,16 +18,56 @@ import {
 import type { ContentRange } from "../../../functions/bits/range.ts";
 import { bitsErrorFrom, thrownKind } from "./throws.ts";
 
-type Session = { offset: number; total: number | undefined; partSize: number | undefined };
+/** What the planner reads: the session record's byte bookkeeping and the recorded part count. */
+interface Model {
+  offset: number;
+  total: number | undefined;
+  partsEnd: number;
+  nextPartEnd: number | undefined;
+  parts: number;
+}
 
-const LIMITS: FragmentLimits = { maxFragmentBytes: MiB, maxUploadBytes: 1024 * MiB, partSize: 0 };
-const FRESH: Session = { offset: 0, total: undefined, partSize: undefined };
+const FRESH: Readonly<Model> = {
+  offset: 0,
+  total: undefined,
+  partsEnd: 0,
+  nextPartEnd: undefined,
+  parts: 0,
+};
 
-/** Deterministic file bytes: byte i is (i * 31 + 7) mod 256. */
+const KiB = 1024;
+const GiB = 1024 * MiB;
+
+const LIMITS: FragmentLimits = {
+  maxFragmentBytes: 16 * MiB,
+  maxUploadBytes: 1024 * GiB,
+  partSize: 8 * MiB,
+};
+
+let pool: Uint8Array | undefined;
+
+/**
+ * Deterministic file bytes from a xorshift stream: no short period, so a part put at the wrong
+ * place (even one moved by a multiple of 256 or of a MiB) cannot compare equal by accident.
+ * Every file is a prefix of the same stream.
+ */
 function fileOf(length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + 7) % 256;
-  return bytes;
+  if (pool === undefined || pool.length < length) {
+    const words = new Uint32Array(Math.ceil(Math.max(length, 64 * MiB) / 4));
+    let x = 0x2545f491;
+    for (let i = 0; i < words.length; i++) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      words[i] = x >>> 0;
+    }
+    pool = new Uint8Array(words.buffer);
+  }
+  return pool.subarray(0, length);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.compare(a, b) === 0;
 }
 
 const rangeOf = (first: number, last: number, total: number): ContentRange => ({
@@ -36,12 +76,12 @@ const rangeOf = (first: number, last: number, total: number): ContentRange => ({
   total,
 });
 
-/** Plans the fragment `first..last` of `file`, the body cut from the file itself. */
-function plan(session: Session, file: Uint8Array, first: number, last: number, limits = LIMITS) {
+/** Plans the fragment [first, end) of `file`, the body cut from the file itself. */
+function plan(record: Model, file: Uint8Array, first: number, end: number, limits = LIMITS) {
   return planFragment(
-    session,
-    rangeOf(first, last, file.length),
-    file.subarray(first, last + 1),
+    record,
+    rangeOf(first, end - 1, file.length),
+    file.subarray(first, end),
     limits,
   );
 }
@@ -51,9 +91,29 @@ function accepted(decision: FragmentDecision) {
   return decision;
 }
 
-/** A write with its bytes as a plain array, for readable equality checks. */
-function shape(write: Write) {
-  return { ...write, bytes: [...write.bytes] };
+/** A write without its bytes, with the end it reaches: what a storage layer is told to do. */
+function outline(write: Write) {
+  return write.kind === "stage"
+    ? { kind: write.kind, start: write.start, end: write.end }
+    : {
+        kind: write.kind,
+        partNumber: write.partNumber,
+        partStart: write.partStart,
+        from: write.from,
+        end: write.from + write.bytes.length,
+      };
+}
+
+/** The record the service stores after an accepted decision: parts grow by its part writes. */
+function recordAfter(before: Model, decision: FragmentDecision): Model {
+  const accept = accepted(decision);
+  return {
+    offset: accept.offset,
+    total: accept.total,
+    partsEnd: accept.partsEnd,
+    nextPartEnd: accept.nextPartEnd,
+    parts: before.parts + accept.writes.filter((write) => write.kind === "part").length,
+  };
 }
 
 describe("partSizeFor (S3 multipart: 10,000 parts of 5 MiB-5 GiB)", () => {
@@ -98,312 +158,822 @@ describe("partSizeFor (S3 multipart: 10,000 parts of 5 MiB-5 GiB)", () => {
   });
 });
 
-describe("partBounds", () => {
-  it("part n covers [(n-1)P, nP), the last part ending at the total", () => {
-    expect(partBounds(1, 10, 25)).toEqual({ start: 0, end: 10 });
-    expect(partBounds(2, 10, 25)).toEqual({ start: 10, end: 20 });
-    expect(partBounds(3, 10, 25)).toEqual({ start: 20, end: 25 });
+describe("nextPartEndAfter: the next part ends at a fragment end of a client keeping its length", () => {
+  const total = 1024 * MiB;
+
+  it("small fragments: the part ends j fragments after the completing one, at least the preferred size", () => {
+    // Part ended at 5 MiB, the 2 MiB fragment ended at 6 MiB: 1 MiB is staged; 5 MiB parts
+    // need 4 MiB more, two fragments: the next part is [5, 10) MiB.
+    expect(nextPartEndAfter(5 * MiB, 6 * MiB, 2 * MiB, total, 5 * MiB)).toBe(10 * MiB);
+    // 8 MiB preferred: 1 + 4 * 2 = 9 MiB >= 8 MiB.
+    expect(nextPartEndAfter(5 * MiB, 6 * MiB, 2 * MiB, total, 8 * MiB)).toBe(14 * MiB);
+    // 1 MiB fragments, nothing staged, 8 MiB preferred: exactly eight fragments.
+    expect(nextPartEndAfter(8 * MiB, 8 * MiB, MiB, total, 8 * MiB)).toBe(16 * MiB);
+    // 5 KB fragments: whole fragments past the preferred size, never fewer bytes.
+    expect(nextPartEndAfter(0, 5000, 5000, total, 8 * MiB)).toBe(5000 + 1677 * 5000);
+    expect(5000 + 1677 * 5000).toBeGreaterThanOrEqual(8 * MiB);
+    expect(5000 + 1676 * 5000).toBeLessThan(8 * MiB);
+  });
+
+  it("fragments of 5 MiB or more: a part is one fragment, whatever the preferred size", () => {
+    expect(nextPartEndAfter(40 * MiB, 40 * MiB, 5 * MiB, total, 8 * MiB)).toBe(45 * MiB);
+    expect(nextPartEndAfter(40 * MiB, 40 * MiB, 8 * MiB, total, 8 * MiB)).toBe(48 * MiB);
+    expect(nextPartEndAfter(40 * MiB, 40 * MiB, 13_000_000, total, 8 * MiB)).toBe(
+      40 * MiB + 13_000_000,
+    );
+    // A staged tail goes with the next fragment: still one fragment more (j = 1).
+    expect(nextPartEndAfter(40 * MiB, 43 * MiB, 8 * MiB, total, 8 * MiB)).toBe(51 * MiB);
+  });
+
+  it("at least one more fragment (j >= 1), even when the staged tail alone is a part's size", () => {
+    expect(nextPartEndAfter(0, 12 * MiB, 13 * MiB, total, 8 * MiB)).toBe(25 * MiB);
+    expect(nextPartEndAfter(0, 9 * MiB, 3 * MiB, total, 8 * MiB)).toBe(12 * MiB);
+  });
+
+  it("capped at the total: the part that reaches it is the last", () => {
+    expect(nextPartEndAfter(5 * MiB, 6 * MiB, 2 * MiB, 7 * MiB, 5 * MiB)).toBe(7 * MiB);
+    expect(nextPartEndAfter(40 * MiB, 40 * MiB, 8 * MiB, 41 * MiB, 8 * MiB)).toBe(41 * MiB);
+  });
+
+  it("a big file raises every part to partSizeFor(total): 5 TiB needs 525 MiB parts", () => {
+    const huge = S3_MAX_OBJECT_SIZE;
+    // 8 MiB fragments: 66 of them (528 MiB) make the first part >= 525 MiB.
+    expect(nextPartEndAfter(0, 0, 8 * MiB, huge, 8 * MiB)).toBe(528 * MiB);
+    // Even 100 MiB fragments are gathered six at a time.
+    expect(nextPartEndAfter(0, 0, 100 * MiB, huge, 8 * MiB)).toBe(600 * MiB);
+  });
+
+  it("property: aligned to the fragment (end + j*f, j >= 1), minimal, large enough, capped, <= 5 GiB", () => {
+    const unit = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
+    fc.assert(
+      fc.property(
+        fc.bigInt({ min: 1n, max: BigInt(S3_MAX_OBJECT_SIZE) }).map(Number),
+        // The configuration bounds: fragments and preferred parts up to 2 GiB (config.ts).
+        fc.oneof(fc.integer({ min: 1, max: 20 * MiB }), fc.integer({ min: 1, max: 2 * GiB })),
+        fc.integer({ min: S3_MIN_PART_SIZE, max: 2 * GiB }),
+        unit,
+        unit,
+        (total, length, preferred, stagedAt, endAt) => {
+          const f = Math.min(length, total);
+          // The completing fragment covered the old part end: its tail past it is shorter than f.
+          const staged = Math.floor(stagedAt * f);
+          const fragmentEnd = staged + Math.floor(endAt * (total - staged));
+          const partsEnd = fragmentEnd - staged;
+          const next = nextPartEndAfter(partsEnd, fragmentEnd, f, total, preferred);
+          const minimum = partSizeFor(total, S3_MIN_PART_SIZE);
+          const target = Math.max(
+            minimum,
+            f >= S3_MIN_PART_SIZE ? f : partSizeFor(total, preferred),
+          );
+          expect(next).toBeLessThanOrEqual(total);
+          expect(next - partsEnd).toBeLessThanOrEqual(S3_MAX_PART_SIZE);
+          if (fragmentEnd < total) expect(next).toBeGreaterThan(fragmentEnd);
+          if (next === total) return;
+          const j = (next - fragmentEnd) / f;
+          expect(Number.isInteger(j)).toBe(true);
+          expect(j).toBeGreaterThanOrEqual(1);
+          expect(next - partsEnd).toBeGreaterThanOrEqual(minimum);
+          expect(next - partsEnd).toBeGreaterThanOrEqual(target);
+          // Minimal: one fragment fewer would not reach the target.
+          if (j > 1) expect(next - f - partsEnd).toBeLessThan(target);
+          // f >= the part minimum and nothing staged: exactly one fragment.
+          if (f >= minimum && staged === 0) expect(next).toBe(fragmentEnd + f);
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });
 
 describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)", () => {
-  const P = 10;
+  /** 25 bytes: smaller than any part, so the first (and only) part ends at the total. */
   const file = fileOf(25);
-  const onGrid = (offset: number): Session => ({ offset, total: 25, partSize: P });
-
-  it("the first fragment fixes the total and the part size from the limits", () => {
-    const decision = accepted(plan(FRESH, file, 0, 3, { ...LIMITS, partSize: 6 * MiB }));
-    expect(decision.total).toBe(25);
-    expect(decision.partSize).toBe(6 * MiB);
-    expect(decision.offset).toBe(4);
+  const small = (offset: number): Model => ({
+    offset,
+    total: 25,
+    partsEnd: 0,
+    nextPartEnd: 25,
+    parts: 0,
   });
 
-  it("a session's part size is kept, whatever the limits now say", () => {
-    const decision = accepted(plan(onGrid(0), file, 0, 3, { ...LIMITS, partSize: 6 * MiB }));
-    expect(decision.partSize).toBe(P);
+  it("the first fragment fixes the total and the first part's end, min(total, partSizeFor)", () => {
+    const decision = accepted(plan(FRESH, file, 0, 4));
+    expect(decision).toMatchObject({ total: 25, offset: 4, partsEnd: 0, nextPartEnd: 25 });
+    const big = fileOf(30 * MiB);
+    expect(accepted(plan(FRESH, big, 0, 4)).nextPartEnd).toBe(8 * MiB);
+    const fives = { ...LIMITS, partSize: 5 * MiB };
+    expect(accepted(plan(FRESH, big, 0, 4, fives)).nextPartEnd).toBe(5 * MiB);
   });
 
-  it("T8: F == E (in order) is written and E becomes L+1", () => {
-    const decision = accepted(plan(onGrid(0), file, 0, 3));
+  it("the first part's end never depends on the first fragment", () => {
+    const big = fileOf(30 * MiB);
+    for (const end of [1, 5000, 3 * MiB, 8 * MiB - 1]) {
+      const decision = accepted(plan(FRESH, big, 0, end));
+      expect(decision.nextPartEnd).toBe(8 * MiB);
+      expect(decision.writes.map(outline)).toEqual([{ kind: "stage", start: 0, end }]);
+    }
+    // A first fragment past it writes part 1 = [0, 8 MiB) all the same.
+    const past = accepted(plan(FRESH, big, 0, 13_000_000));
+    expect(past.writes.map(outline)).toEqual([
+      { kind: "part", partNumber: 1, partStart: 0, from: 0, end: 8 * MiB },
+      { kind: "stage", start: 8 * MiB, end: 13_000_000 },
+    ]);
+  });
+
+  it("a file needing more than 10,000 preferred parts starts with a raised first part", () => {
+    // 100 GiB / 10,000 = 10.24 MiB: 11 MiB parts.
+    const total = 100 * GiB;
+    const decision = accepted(
+      planFragment(FRESH, rangeOf(0, 9, total), new Uint8Array(10), LIMITS),
+    );
+    expect(decision.nextPartEnd).toBe(11 * MiB);
+  });
+
+  it("T8: F == E (in order) is staged below the part end and E becomes L+1", () => {
+    const decision = accepted(plan(small(0), file, 0, 4));
     expect(decision.offset).toBe(4);
-    expect(decision.writes.map(shape)).toEqual([
-      { kind: "stage", start: 0, end: 4, bytes: [...file.subarray(0, 4)] },
+    expect(decision.writes).toEqual([
+      { kind: "stage", start: 0, end: 4, bytes: file.subarray(0, 4) },
     ]);
-    const next = accepted(plan(onGrid(4), file, 4, 6));
-    expect(next.offset).toBe(7);
-    expect(next.writes.map(shape)).toEqual([
-      { kind: "stage", start: 4, end: 7, bytes: [...file.subarray(4, 7)] },
-    ]);
+    const next = accepted(plan(small(4), file, 4, 7));
+    expect(next).toMatchObject({ offset: 7, partsEnd: 0, nextPartEnd: 25 });
+    expect(next.writes).toEqual([{ kind: "stage", start: 4, end: 7, bytes: file.subarray(4, 7) }]);
   });
 
   it("T10: an overlap (F < E <= L) writes only the new tail", () => {
-    const decision = accepted(plan(onGrid(5), file, 2, 8));
+    const decision = accepted(plan(small(5), file, 2, 9));
     expect(decision.offset).toBe(9);
-    expect(decision.writes.map(shape)).toEqual([
-      { kind: "stage", start: 5, end: 9, bytes: [...file.subarray(5, 9)] },
+    expect(decision.writes).toEqual([
+      { kind: "stage", start: 5, end: 9, bytes: file.subarray(5, 9) },
     ]);
   });
 
   it("T10: an overlap whose last byte is E writes that one new byte", () => {
-    const decision = accepted(plan(onGrid(5), file, 0, 5));
-    expect(decision.writes.map(shape)).toEqual([
-      { kind: "stage", start: 5, end: 6, bytes: [file[5]] },
+    const decision = accepted(plan(small(5), file, 0, 6));
+    expect(decision.writes).toEqual([
+      { kind: "stage", start: 5, end: 6, bytes: file.subarray(5, 6) },
     ]);
   });
 
   it.each([
-    [0, 4],
-    [3, 7],
-    [0, 7],
-    [7, 7],
+    [0, 5],
+    [3, 8],
+    [0, 8],
+    [7, 8],
   ])(
-    "T11: a fragment wholly below E (%i-%i, E=8) is held: 200 with E, nothing written",
-    (first, last) => {
-      expect(plan(onGrid(8), file, first, last)).toEqual({ kind: "held", offset: 8 });
+    "T11: a fragment wholly below E ([%i, %i), E=8) is held: 200 with E, nothing written",
+    (first, end) => {
+      expect(plan(small(8), file, first, end)).toEqual({ kind: "held", offset: 8 });
     },
   );
 
   it("T19: resending the final fragment of a complete file is held at the total", () => {
-    expect(plan(onGrid(25), file, 20, 24)).toEqual({ kind: "held", offset: 25 });
+    const complete = { ...small(25), partsEnd: 25, parts: 1 };
+    expect(plan(complete, file, 20, 25)).toEqual({ kind: "held", offset: 25 });
   });
 
   it("T9: F > E (gap) is 416 with E, nothing written ([MC-BUP] 3.2.5.2.6)", () => {
-    expect(plan(onGrid(8), file, 9, 12)).toEqual({ kind: "gap", offset: 8 });
-    expect(plan(FRESH, file, 1, 4)).toEqual({ kind: "gap", offset: 0 });
+    expect(plan(small(8), file, 9, 13)).toEqual({ kind: "gap", offset: 8 });
+    expect(plan(FRESH, file, 1, 5)).toEqual({ kind: "gap", offset: 0 });
+  });
+
+  it("Project decisions: a zero-byte file (bytes */0) is accepted, fixing total 0, writing nothing", () => {
+    const empty = new Uint8Array(0);
+    const decision = planFragment(FRESH, rangeOf(0, -1, 0), empty, LIMITS);
+    expect(decision).toEqual({
+      kind: "accept",
+      total: 0,
+      offset: 0,
+      partsEnd: 0,
+      nextPartEnd: 0,
+      writes: [],
+    });
+    expect(planFragment(recordAfter(FRESH, decision), rangeOf(0, -1, 0), empty, LIMITS)).toEqual({
+      kind: "held",
+      offset: 0,
+    });
   });
 
   it("T12: a total different from the first fragment's is 400 E_INVALIDARG ([MC-BUP] 2.2.1.2)", () => {
     const error = bitsErrorFrom(() =>
-      planFragment(onGrid(8), rangeOf(8, 9, 26), file.subarray(8, 10), LIMITS),
+      planFragment(small(8), rangeOf(8, 9, 26), file.subarray(8, 10), LIMITS),
     );
     expect(error.kind).toBe("invalidArg");
     expect(error.status).toBe(400);
+    expect(error.code).toBe(0x80070057);
   });
 
-  it("T12: a changed total is refused even for a fragment that would be held", () => {
+  it("T12: a changed total is refused even for a fragment that would be held or a gap", () => {
     expect(
-      thrownKind(() => planFragment(onGrid(8), rangeOf(0, 1, 30), file.subarray(0, 2), LIMITS)),
+      thrownKind(() => planFragment(small(8), rangeOf(0, 1, 30), file.subarray(0, 2), LIMITS)),
+    ).toBe("invalidArg");
+    expect(
+      thrownKind(() => planFragment(small(8), rangeOf(20, 21, 30), file.subarray(0, 2), LIMITS)),
     ).toBe("invalidArg");
   });
 
   it("T15: a total above the maximum upload size is 500 BG_E_TOO_LARGE", () => {
     const limits = { ...LIMITS, maxUploadBytes: 24 };
-    const error = bitsErrorFrom(() => plan(FRESH, file, 0, 3, limits));
+    const error = bitsErrorFrom(() => plan(FRESH, file, 0, 4, limits));
     expect(error.kind).toBe("tooLarge");
     expect(error.status).toBe(500);
     expect(error.code).toBe(0x80200020);
   });
 
   it("T15: a total of exactly the maximum upload size is accepted", () => {
-    expect(plan(FRESH, file, 0, 3, { ...LIMITS, maxUploadBytes: 25 }).kind).toBe("accept");
+    expect(plan(FRESH, file, 0, 4, { ...LIMITS, maxUploadBytes: 25 }).kind).toBe("accept");
   });
 
   it("T14: a body above the per-request maximum is 413 with no BITS error ([MC-BUP] 3.1.5.2.4)", () => {
     const limits = { ...LIMITS, maxFragmentBytes: 4 };
-    const error = bitsErrorFrom(() => plan(onGrid(0), file, 0, 4, limits));
+    const error = bitsErrorFrom(() => plan(small(0), file, 0, 5, limits));
     expect(error.kind).toBe("fragmentTooLarge");
     expect(error.status).toBe(413);
     expect(error.code).toBeUndefined();
-    expect(plan(onGrid(0), file, 0, 3, limits).kind).toBe("accept");
+    expect(plan(small(0), file, 0, 4, limits).kind).toBe("accept");
   });
 
-  it("a fragment that finishes a part writes the part: staged bytes before `from`, then the body", () => {
-    const decision = accepted(plan(onGrid(4), file, 4, 9));
-    expect(decision.offset).toBe(10);
-    expect(decision.writes.map(shape)).toEqual([
-      { kind: "part", partNumber: 1, partStart: 0, from: 4, bytes: [...file.subarray(4, 10)] },
+  it("a file smaller than one part is uploaded as part 1, with its staged head, at its last byte", () => {
+    const decision = accepted(plan(small(10), file, 8, 25));
+    expect(decision).toMatchObject({ offset: 25, partsEnd: 25, nextPartEnd: 25 });
+    expect(decision.writes).toEqual([
+      { kind: "part", partNumber: 1, partStart: 0, from: 10, bytes: file.subarray(10, 25) },
     ]);
   });
 
-  it("a fragment that starts a part and fills it writes the part alone", () => {
-    const decision = accepted(plan(onGrid(10), file, 10, 19));
-    expect(decision.writes.map(shape)).toEqual([
-      { kind: "part", partNumber: 2, partStart: 10, from: 10, bytes: [...file.subarray(10, 20)] },
-    ]);
-  });
+  describe("on real part sizes (a 40 MiB file, 8 MiB preferred parts)", () => {
+    const big = fileOf(40 * MiB);
+    const record: Model = {
+      offset: 10 * MiB,
+      total: 40 * MiB,
+      partsEnd: 8 * MiB,
+      nextPartEnd: 16 * MiB,
+      parts: 1,
+    };
 
-  it("a fragment spanning several parts writes each whole part and stages the remainder", () => {
-    const big = fileOf(45);
-    const session: Session = { offset: 3, total: 45, partSize: P };
-    const decision = accepted(plan(session, big, 0, 36));
-    expect(decision.offset).toBe(37);
-    expect(decision.writes.map(shape)).toEqual([
-      { kind: "part", partNumber: 1, partStart: 0, from: 3, bytes: [...big.subarray(3, 10)] },
-      { kind: "part", partNumber: 2, partStart: 10, from: 10, bytes: [...big.subarray(10, 20)] },
-      { kind: "part", partNumber: 3, partStart: 20, from: 20, bytes: [...big.subarray(20, 30)] },
-      { kind: "stage", start: 30, end: 37, bytes: [...big.subarray(30, 37)] },
-    ]);
-  });
-
-  it("the last part may be short: it is written when the fragment reaches the total", () => {
-    const decision = accepted(plan(onGrid(20), file, 20, 24));
-    expect(decision.offset).toBe(25);
-    expect(decision.writes.map(shape)).toEqual([
-      { kind: "part", partNumber: 3, partStart: 20, from: 20, bytes: [...file.subarray(20, 25)] },
-    ]);
-  });
-
-  it("the whole file in one fragment writes every part, the last one short", () => {
-    const decision = accepted(plan({ ...FRESH, partSize: P }, file, 0, 24));
-    expect(decision.writes.map((w) => (w.kind === "part" ? w.partNumber : -1))).toEqual([1, 2, 3]);
-    expect(decision.writes.map((w) => w.bytes.length)).toEqual([10, 10, 5]);
-  });
-
-  it("a file smaller than one part is written as part 1 when its last byte arrives", () => {
-    const small = fileOf(3);
-    const decision = accepted(plan({ ...FRESH, partSize: P }, small, 0, 2));
-    expect(decision.writes.map(shape)).toEqual([
-      { kind: "part", partNumber: 1, partStart: 0, from: 0, bytes: [...small] },
-    ]);
-  });
-
-  it("Project decisions: a zero-byte file is accepted, fixing total 0 and writing nothing", () => {
-    const empty = new Uint8Array(0);
-    const decision = planFragment(FRESH, rangeOf(0, -1, 0), empty, LIMITS);
-    expect(decision).toEqual({
-      kind: "accept",
-      total: 0,
-      partSize: S3_MIN_PART_SIZE,
-      offset: 0,
-      writes: [],
+    it("new bytes short of nextPartEnd are one stage write; the part bounds stay", () => {
+      const decision = accepted(plan(record, big, 10 * MiB, 16 * MiB - 1));
+      expect(decision).toMatchObject({
+        offset: 16 * MiB - 1,
+        partsEnd: 8 * MiB,
+        nextPartEnd: 16 * MiB,
+      });
+      expect(decision.writes.map(outline)).toEqual([
+        { kind: "stage", start: 10 * MiB, end: 16 * MiB - 1 },
+      ]);
     });
-    const again = planFragment(
-      { offset: 0, total: 0, partSize: S3_MIN_PART_SIZE },
-      rangeOf(0, -1, 0),
-      empty,
-      LIMITS,
-    );
-    expect(again).toEqual({ kind: "held", offset: 0 });
-  });
 
-  it("on the real grid: a 12 MiB file sent as 1 MiB fragments fills 5 MiB parts 1 and 2", () => {
-    const big = fileOf(12 * MiB);
-    const limits = { ...LIMITS, partSize: 5 * MiB };
-    let session: Session = FRESH;
-    const parts: number[] = [];
-    for (let first = 0; first < big.length; first += MiB) {
-      const decision = accepted(plan(session, big, first, first + MiB - 1, limits));
-      for (const write of decision.writes) {
-        if (write.kind === "part") parts.push(write.partNumber);
+    it("reaching nextPartEnd uploads part parts+1 = [partsEnd, nextPartEnd): staged head, then the slice", () => {
+      const decision = accepted(plan(record, big, 10 * MiB, 16 * MiB));
+      expect(decision.writes.map(outline)).toEqual([
+        { kind: "part", partNumber: 2, partStart: 8 * MiB, from: 10 * MiB, end: 16 * MiB },
+      ]);
+      const bytes = decision.writes[0]?.bytes as Uint8Array;
+      expect(sameBytes(bytes, big.subarray(10 * MiB, 16 * MiB))).toBe(true);
+      // No staged tail; 6 MiB fragments (>= 5 MiB): the next part is one more fragment.
+      expect(decision).toMatchObject({
+        offset: 16 * MiB,
+        partsEnd: 16 * MiB,
+        nextPartEnd: 22 * MiB,
+      });
+    });
+
+    it("past nextPartEnd: the part, then the rest staged; the next part end is aligned to the fragment", () => {
+      const decision = accepted(plan(record, big, 10 * MiB, 17 * MiB));
+      expect(decision.writes.map(outline)).toEqual([
+        { kind: "part", partNumber: 2, partStart: 8 * MiB, from: 10 * MiB, end: 16 * MiB },
+        { kind: "stage", start: 16 * MiB, end: 17 * MiB },
+      ]);
+      expect(decision.partsEnd).toBe(16 * MiB);
+      expect(decision.nextPartEnd).toBe(
+        nextPartEndAfter(16 * MiB, 17 * MiB, 7 * MiB, 40 * MiB, 8 * MiB),
+      );
+      expect(decision.nextPartEnd).toBe(24 * MiB);
+    });
+
+    it("the next part end uses the whole fragment's length, resent bytes included", () => {
+      const decision = accepted(plan(record, big, 9 * MiB, 17 * MiB));
+      expect(decision.writes.map(outline)).toEqual([
+        { kind: "part", partNumber: 2, partStart: 8 * MiB, from: 10 * MiB, end: 16 * MiB },
+        { kind: "stage", start: 16 * MiB, end: 17 * MiB },
+      ]);
+      expect(decision.nextPartEnd).toBe(25 * MiB);
+    });
+
+    it("small fragments gather into parts of the preferred size ending at a fragment end", () => {
+      const decision = accepted(plan({ ...record, offset: 15 * MiB }, big, 15 * MiB, 17 * MiB));
+      // 1 MiB staged + four 2 MiB fragments = 9 MiB >= 8 MiB.
+      expect(decision.nextPartEnd).toBe(25 * MiB);
+    });
+
+    it("the fragment that reaches the total uploads the last part [nextPartEnd, total) too", () => {
+      const near: Model = {
+        ...record,
+        offset: 30 * MiB,
+        partsEnd: 24 * MiB,
+        nextPartEnd: 32 * MiB,
+        parts: 2,
+      };
+      const decision = accepted(plan(near, big, 30 * MiB, 40 * MiB));
+      expect(decision.writes.map(outline)).toEqual([
+        { kind: "part", partNumber: 3, partStart: 24 * MiB, from: 30 * MiB, end: 32 * MiB },
+        { kind: "part", partNumber: 4, partStart: 32 * MiB, from: 32 * MiB, end: 40 * MiB },
+      ]);
+      expect(decision).toMatchObject({
+        offset: 40 * MiB,
+        partsEnd: 40 * MiB,
+        nextPartEnd: 40 * MiB,
+      });
+    });
+
+    it("a fragment ending where the last part ends uploads it alone", () => {
+      const last: Model = {
+        ...record,
+        offset: 35 * MiB,
+        partsEnd: 32 * MiB,
+        nextPartEnd: 40 * MiB,
+        parts: 3,
+      };
+      const decision = accepted(plan(last, big, 35 * MiB, 40 * MiB));
+      expect(decision.writes.map(outline)).toEqual([
+        { kind: "part", partNumber: 4, partStart: 32 * MiB, from: 35 * MiB, end: 40 * MiB },
+      ]);
+      expect(decision).toMatchObject({
+        offset: 40 * MiB,
+        partsEnd: 40 * MiB,
+        nextPartEnd: 40 * MiB,
+      });
+    });
+
+    it("the whole file in one fragment: part 1 from partSize, the rest as the last part", () => {
+      const twelve = fileOf(12 * MiB);
+      const decision = accepted(plan(FRESH, twelve, 0, 12 * MiB, { ...LIMITS, partSize: 5 * MiB }));
+      expect(decision.writes.map(outline)).toEqual([
+        { kind: "part", partNumber: 1, partStart: 0, from: 0, end: 5 * MiB },
+        { kind: "part", partNumber: 2, partStart: 5 * MiB, from: 5 * MiB, end: 12 * MiB },
+      ]);
+    });
+
+    it("a part's bounds come from the record: differently cut fragments upload the same part", () => {
+      const cuts: Array<[number, number]> = [
+        [10 * MiB, 16 * MiB],
+        [10 * MiB, 23 * MiB],
+        [4 * MiB, 17 * MiB],
+        [10 * MiB - 1, 16 * MiB + 5000],
+        [10 * MiB, 26 * MiB],
+      ];
+      const parts = cuts.map(([first, end]) => {
+        const write = accepted(plan(record, big, first, end)).writes[0];
+        if (write?.kind !== "part") throw new Error("expected a part write first");
+        return write;
+      });
+      const [one, ...others] = parts as [Write, ...Write[]];
+      for (const write of others) {
+        expect(outline(write)).toEqual(outline(one));
+        expect(sameBytes(write.bytes, one.bytes)).toBe(true);
       }
-      session = { offset: decision.offset, total: decision.total, partSize: decision.partSize };
-      if (first === 4 * MiB) expect(decision.writes.map((w) => w.kind)).toEqual(["part"]);
-      if (first === 5 * MiB) expect(decision.writes.map((w) => w.kind)).toEqual(["stage"]);
+    });
+  });
+});
+
+interface PartLog {
+  readonly partNumber: number;
+  readonly partStart: number;
+  readonly from: number;
+  readonly end: number;
+  /** The fragment [first, end) whose decision uploaded the part. */
+  readonly fragment: readonly [number, number];
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * One upload run through the planner the way the Fragment service runs it: each accepted
+ * decision's writes are applied to a model store (stage writes kept by start, parts assembled
+ * from their staged head and the write's bytes) and its bookkeeping becomes the new record.
+ * Every step checks the planner's promises; `finish` checks the uploaded parts.
+ */
+class Upload {
+  record: Model = { ...FRESH };
+  /** Staged segments by start: they tile [partsEnd, offset) exactly. */
+  readonly staged = new Map<number, Uint8Array>();
+  readonly parts = new Map<number, PartLog>();
+  readonly stages: Array<{ start: number; end: number }> = [];
+  stagedBytes = 0;
+
+  constructor(
+    readonly file: Uint8Array,
+    readonly limits: FragmentLimits,
+  ) {}
+
+  get total(): number {
+    return this.file.length;
+  }
+
+  /** The end of the part the record says comes next. */
+  get recordedPartEnd(): number {
+    return (
+      this.record.nextPartEnd ?? Math.min(this.total, partSizeFor(this.total, this.limits.partSize))
+    );
+  }
+
+  plan(first: number, end: number): FragmentDecision {
+    return plan(this.record, this.file, first, end, this.limits);
+  }
+
+  send(first: number, end: number): FragmentDecision {
+    const before = this.record;
+    const decision = this.plan(first, end);
+    if (first > before.offset) {
+      expect(decision).toEqual({ kind: "gap", offset: before.offset });
+      return decision;
     }
-    expect(session.partSize).toBe(5 * MiB);
-    expect(parts).toEqual([1, 2, 3]);
+    if (end <= before.offset && before.total !== undefined) {
+      expect(decision).toEqual({ kind: "held", offset: before.offset });
+      return decision;
+    }
+    const accept = accepted(decision);
+    const partEnd = this.recordedPartEnd;
+    let position = before.offset;
+    let parts = before.parts;
+    let partsEnd = before.partsEnd;
+    for (const write of accept.writes) {
+      if (write.kind === "stage") {
+        expect(write.start).toBe(position);
+        expect(write.end).toBeGreaterThan(write.start);
+        expect(write.bytes.length).toBe(write.end - write.start);
+        // A stage write never reaches a recorded part end: neither the one read...
+        if (parts === before.parts) expect(write.end).toBeLessThan(partEnd);
+        // ...nor the one recorded with it.
+        expect(write.end).toBeLessThan(accept.nextPartEnd);
+        this.staged.set(write.start, write.bytes);
+        this.stages.push({ start: write.start, end: write.end });
+        this.stagedBytes += write.bytes.length;
+        position = write.end;
+        continue;
+      }
+      expect(write.partNumber).toBe(parts + 1);
+      expect(write.partStart).toBe(partsEnd);
+      expect(write.from).toBe(position);
+      const writeEnd = write.from + write.bytes.length;
+      // The first part write ends where the record said; a second one is the last part.
+      expect(writeEnd).toBe(parts === before.parts ? partEnd : this.total);
+      expect(this.parts.has(write.partNumber)).toBe(false);
+      this.parts.set(write.partNumber, {
+        partNumber: write.partNumber,
+        partStart: write.partStart,
+        from: write.from,
+        end: writeEnd,
+        fragment: [first, end],
+        bytes: this.assemble(write),
+      });
+      parts += 1;
+      partsEnd = writeEnd;
+      position = writeEnd;
+    }
+    expect(position).toBe(end);
+    expect(accept.total).toBe(this.total);
+    expect(accept.offset).toBe(end);
+    expect(accept.partsEnd).toBe(partsEnd);
+    expect(accept.nextPartEnd).toBeLessThanOrEqual(this.total);
+    if (end < this.total) expect(accept.nextPartEnd).toBeGreaterThan(end);
+    else expect(partsEnd).toBe(this.total);
+    if (parts === before.parts) expect(accept.nextPartEnd).toBe(partEnd);
+    this.record = recordAfter(before, accept);
+    let held = 0;
+    for (const segment of this.staged.values()) held += segment.length;
+    expect(held).toBe(this.record.offset - this.record.partsEnd);
+    return decision;
+  }
+
+  /** A part's bytes: its staged head [partStart, from), which staged segments must cover. */
+  private assemble(write: Extract<Write, { kind: "part" }>): Uint8Array {
+    const bytes = new Uint8Array(write.from - write.partStart + write.bytes.length);
+    let at = write.partStart;
+    while (at < write.from) {
+      const segment = this.staged.get(at);
+      if (segment === undefined || at + segment.length > write.from) {
+        throw new Error(`part ${write.partNumber}: no staged segment at ${at} within its head`);
+      }
+      bytes.set(segment, at - write.partStart);
+      this.staged.delete(at);
+      at += segment.length;
+    }
+    bytes.set(write.bytes, write.from - write.partStart);
+    return bytes;
+  }
+
+  /** Sends [offset, offset + length) until the file is complete. */
+  sendRest(length: number) {
+    while (this.record.total === undefined || this.record.offset < this.total) {
+      const first = this.record.offset;
+      this.send(first, Math.min(this.total, first + length));
+    }
+  }
+
+  /** The parts in number order, checked against the file and S3's multipart rules. */
+  finish(): PartLog[] {
+    expect(this.record.total).toBe(this.total);
+    expect(this.record.offset).toBe(this.total);
+    expect(this.record.partsEnd).toBe(this.total);
+    expect(this.staged.size).toBe(0);
+    const parts = [...this.parts.values()].sort((a, b) => a.partNumber - b.partNumber);
+    expect(parts.map((part) => part.partNumber)).toEqual(parts.map((_, i) => i + 1));
+    expect(parts.length).toBe(this.record.parts);
+    expect(parts.length).toBeLessThanOrEqual(S3_MAX_PARTS);
+    const minimum = partSizeFor(this.total, S3_MIN_PART_SIZE);
+    let at = 0;
+    for (const [i, part] of parts.entries()) {
+      const size = part.bytes.length;
+      expect(part.partStart).toBe(at);
+      expect(part.end - part.partStart).toBe(size);
+      expect(size).toBeGreaterThan(0);
+      expect(size).toBeLessThanOrEqual(S3_MAX_PART_SIZE);
+      if (i < parts.length - 1) expect(size).toBeGreaterThanOrEqual(minimum);
+      if (!sameBytes(part.bytes, this.file.subarray(at, at + size))) {
+        throw new Error(`part ${part.partNumber} [${at}, ${at + size}) differs from the file`);
+      }
+      at += size;
+    }
+    expect(at).toBe(this.total);
+    return parts;
+  }
+}
+
+describe("planFragment property: any fragment schedule uploads the file as valid S3 parts", () => {
+  const unit = fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true });
+  // Windows sends 5 KB to its maximum; the service takes up to 16 MiB here.
+  const length = fc.oneof(
+    fc.integer({ min: 5_000, max: 200_000 }),
+    fc.integer({ min: 200_000, max: 3_000_000 }),
+    fc.integer({ min: 3_000_000, max: 13_000_000 }),
+  );
+  const step = fc.record({
+    kind: fc.constantFrom("next", "next", "overlap", "duplicate", "gap"),
+    length,
+    repeat: fc.integer({ min: 1, max: 12 }),
+    back: fc.integer({ min: 1, max: 13_000_000 }),
+    altBack: unit,
+    altEnd: unit,
+  });
+  const totals = fc.oneof(
+    fc.integer({ min: 0, max: 6 * MiB }),
+    fc.integer({ min: 6 * MiB, max: 40 * MiB }),
+  );
+  const partSizes = fc.oneof(
+    fc.constantFrom(5 * MiB, 8 * MiB),
+    fc.integer({ min: S3_MIN_PART_SIZE, max: 16 * MiB }),
+  );
+
+  type Step = typeof step extends fc.Arbitrary<infer T> ? T : never;
+
+  /**
+   * Before `upload` sends [first, end), plans another fragment on the same record that also
+   * completes the next part, and checks both upload the same part(s).
+   */
+  function checkOtherCut(upload: Upload, first: number, end: number, s: Step) {
+    const { offset } = upload.record;
+    const partEnd = upload.recordedPartEnd;
+    if (first > offset || end <= offset || end < partEnd) return 0;
+    const room = upload.limits.maxFragmentBytes - (partEnd - offset);
+    const otherFirst = offset - Math.floor(s.altBack * (Math.min(offset, room) + 1));
+    const reach = Math.min(upload.total - partEnd, room - (offset - otherFirst));
+    const otherEnd = partEnd + Math.floor(s.altEnd * (reach + 1));
+    const mine = accepted(upload.plan(first, end)).writes.filter((w) => w.kind === "part");
+    const other = accepted(upload.plan(otherFirst, otherEnd)).writes.filter(
+      (w) => w.kind === "part",
+    );
+    expect(mine.length).toBeGreaterThan(0);
+    expect(other.length).toBeGreaterThan(0);
+    // Both upload part parts+1; the last part too when both reach the total.
+    const shared = Math.min(mine.length, other.length);
+    for (let i = 0; i < shared; i++) {
+      const a = mine[i];
+      const b = other[i];
+      if (a?.kind !== "part" || b?.kind !== "part") throw new Error("expected part writes");
+      expect(outline(b)).toEqual(outline(a));
+      expect(sameBytes(a.bytes, b.bytes)).toBe(true);
+    }
+    return 1;
+  }
+
+  it("rebuilds the file; parts 1..n, >= partSizeFor(total, 5 MiB) but the last, <= 5 GiB; bounds from the record", () => {
+    let otherCuts = 0;
+    fc.assert(
+      fc.property(
+        totals,
+        partSizes,
+        fc.array(step, { maxLength: 24 }),
+        fc.integer({ min: 100_000, max: 13_000_000 }),
+        (total, partSize, steps, finishing) => {
+          const file = fileOf(total);
+          const upload = new Upload(file, { ...LIMITS, maxUploadBytes: total, partSize });
+          const send = (first: number, end: number, s: Step) => {
+            otherCuts += checkOtherCut(upload, first, end, s);
+            upload.send(first, end);
+          };
+          for (const s of steps) {
+            const offset = upload.record.offset;
+            if (total === 0) {
+              upload.send(0, 0);
+              continue;
+            }
+            if (s.kind === "next") {
+              for (let i = 0; i < s.repeat && upload.record.offset < total; i++) {
+                const first = upload.record.offset;
+                send(first, Math.min(total, first + s.length), s);
+              }
+            } else if (s.kind === "overlap") {
+              const first = Math.max(0, offset - s.back);
+              send(first, Math.min(total, first + s.length), s);
+            } else if (s.kind === "duplicate") {
+              if (offset === 0) continue;
+              const first = Math.max(0, offset - s.back);
+              send(first, Math.min(offset, first + s.length), s);
+            } else {
+              const first = offset + 1 + (s.back % 100_000);
+              if (first < total) send(first, Math.min(total, first + s.length), s);
+            }
+          }
+          upload.sendRest(finishing);
+          upload.finish();
+        },
+      ),
+      { numRuns: 200 },
+    );
+    // The other-cut check ran, not just vacuously.
+    expect(otherCuts).toBeGreaterThan(100);
   });
 });
 
 /**
- * Replays one fragment schedule against planFragment as the storage layer would: stage writes
- * are appended to the part's staged bytes, a part write prepends them. Checks the grid
- * invariants on every write and returns the parts in order.
+ * A client that starts with `start`-byte fragments (5 KB, Windows' smallest) and doubles them up
+ * to `steady`, then keeps that length, as BITS grows its fragments on a good link.
  */
-function replay(file: Uint8Array, partSize: number, steps: readonly Step[]) {
-  const total = file.length;
-  let session: Session = { offset: 0, total: undefined, partSize };
-  const staged = new Map<number, Uint8Array>();
-  const parts = new Map<number, Uint8Array>();
+function growingClient(total: number, start: number, steady: number, partSize: number) {
+  const upload = new Upload(fileOf(total), { ...LIMITS, maxUploadBytes: total, partSize });
+  let length = start;
+  while (upload.record.total === undefined || upload.record.offset < total) {
+    const first = upload.record.offset;
+    upload.send(first, Math.min(total, first + length));
+    length = Math.min(steady, length * 2);
+  }
+  return { upload, parts: upload.finish() };
+}
 
-  const apply = (first: number, last: number) => {
-    const before = session.offset;
-    const decision = plan(session, file, first, last, { ...LIMITS, maxUploadBytes: total });
-    if (first > before) {
-      expect(decision).toEqual({ kind: "gap", offset: before });
-      return;
-    }
-    if (last + 1 <= before && session.total !== undefined) {
-      expect(decision).toEqual({ kind: "held", offset: before });
-      return;
-    }
-    const accept = accepted(decision);
-    expect(accept.partSize).toBe(partSize);
-    expect(accept.offset).toBe(last + 1);
-    let position = before;
-    for (const write of accept.writes) {
-      if (write.kind === "stage") {
-        const partNumber = Math.floor(write.start / partSize) + 1;
-        const part = partBounds(partNumber, partSize, total);
-        // Stage writes never cross a part boundary and never finish a part.
-        expect(write.end).toBeLessThan(part.end);
-        expect(write.start).toBe(position);
-        const held = staged.get(partNumber) ?? new Uint8Array(0);
-        expect(write.start).toBe(part.start + held.length);
-        expect([...write.bytes]).toEqual([...file.subarray(write.start, write.end)]);
-        staged.set(partNumber, concat(held, write.bytes));
-        position = write.end;
-      } else {
-        const part = partBounds(write.partNumber, partSize, total);
-        expect(write.partStart).toBe(part.start);
-        expect(write.from).toBe(position);
-        const held = staged.get(write.partNumber) ?? new Uint8Array(0);
-        expect(write.from).toBe(part.start + held.length);
-        const bytes = concat(held, write.bytes);
-        // Every part is exactly partSize, except the last one.
-        const expected = write.partNumber * partSize < total ? partSize : total - part.start;
-        expect(bytes.length).toBe(expected);
-        expect(parts.has(write.partNumber)).toBe(false);
-        parts.set(write.partNumber, bytes);
-        staged.delete(write.partNumber);
-        position = part.end;
+describe("alignment: a client keeping its fragment length completes each part at a fragment end", () => {
+  const total = 256 * MiB;
+
+  /** A part that is exactly the fragment that uploaded it: no staged head, no staged tail. */
+  const isOneFragment = (part: PartLog) =>
+    part.from === part.partStart &&
+    part.fragment[0] === part.partStart &&
+    part.fragment[1] === part.end;
+
+  it.each([
+    [8 * MiB, 5 * KiB],
+    [8 * MiB, 5000],
+    [5 * MiB, 5 * KiB],
+    [5 * MiB, 5000],
+  ])(
+    "%i-byte fragments (grown from %i): after part 1 and at most two transitional parts, a part is one fragment; S3 writes < 1.1 per byte",
+    (steady, start) => {
+      const { upload, parts } = growingClient(total, start, steady, 8 * MiB);
+      const firstSteady = parts.findIndex((_, i) => parts.slice(i).every(isOneFragment));
+      // Part 1 follows partSize; parts 2 and 3 at most realign.
+      expect(firstSteady).toBeGreaterThan(0);
+      expect(firstSteady).toBeLessThanOrEqual(3);
+      const steadyParts = parts.slice(firstSteady);
+      for (const part of steadyParts.slice(0, -1)) expect(part.end - part.partStart).toBe(steady);
+      // The last part is the final fragment, at most one fragment long.
+      const last = steadyParts.at(-1) as PartLog;
+      expect(last.end).toBe(total);
+      expect(last.end - last.partStart).toBeLessThanOrEqual(steady);
+      // Nothing is staged once the parts are single fragments.
+      const steadyStart = steadyParts[0]?.partStart as number;
+      for (const stage of upload.stages) expect(stage.end).toBeLessThanOrEqual(steadyStart);
+      const written = 1 + upload.stagedBytes / total;
+      expect(written).toBeLessThan(1.1);
+    },
+  );
+
+  it.each([5 * KiB, 5000])(
+    "1 MiB fragments (grown from %i) with 8 MiB preferred parts: parts of exactly 8 MiB ending at fragment ends; S3 writes <= 2 per byte",
+    (start) => {
+      const { upload, parts } = growingClient(total, start, MiB, 8 * MiB);
+      // Part 1 follows partSize; part 2 realigns; from part 3 on, eight whole fragments each.
+      for (const part of parts.slice(2, -1)) {
+        expect(part.end - part.partStart).toBe(8 * MiB);
+        expect(part.fragment[1]).toBe(part.end);
+        expect(part.fragment[1] - part.fragment[0]).toBe(MiB);
+        expect(part.from - part.partStart).toBe(7 * MiB);
       }
+      const last = parts.at(-1) as PartLog;
+      expect(last.end - last.partStart).toBeLessThanOrEqual(8 * MiB);
+      const written = 1 + upload.stagedBytes / total;
+      expect(written).toBeLessThanOrEqual(2);
+    },
+  );
+});
+
+describe("at S3 scale (bookkeeping only): big files fit in 10,000 parts of 5 MiB to 5 GiB", () => {
+  const zeros = new Uint8Array(64 * MiB);
+
+  /** Part sizes of an in-order upload of `total` bytes in `length`-byte fragments. */
+  function partSizes(total: number, length: number, partSize: number): number[] {
+    const limits = { maxFragmentBytes: zeros.length, maxUploadBytes: total, partSize };
+    let record: Model = { ...FRESH };
+    const sizes: number[] = [];
+    while (record.total === undefined || record.offset < total) {
+      const first = record.offset;
+      const end = Math.min(total, first + length);
+      const decision = planFragment(
+        record,
+        rangeOf(first, end - 1, total),
+        zeros.subarray(0, end - first),
+        limits,
+      );
+      for (const write of decision.kind === "accept" ? decision.writes : []) {
+        if (write.kind === "part") sizes.push(write.from + write.bytes.length - write.partStart);
+      }
+      record = recordAfter(record, decision);
     }
-    expect(position).toBe(last + 1);
-    session = { offset: accept.offset, total: accept.total, partSize: accept.partSize };
-  };
-
-  for (const step of steps) {
-    const offset = session.offset;
-    let first = step.gap ? offset + 1 + step.shift : Math.max(0, offset - step.shift);
-    if (first >= total) first = Math.max(0, Math.min(offset, total - 1) - step.shift);
-    apply(first, Math.min(total - 1, first + step.length - 1));
+    return sizes;
   }
-  // Finish the upload in order, as a client would after its schedule.
-  while (session.offset < total) {
-    apply(session.offset, Math.min(total - 1, session.offset + 2 * partSize));
-  }
-  expect(staged.size).toBe(0);
-  const numbers = [...parts.keys()].sort((a, b) => a - b);
-  expect(numbers).toEqual(numbers.map((_, i) => i + 1));
-  return numbers.map((n) => parts.get(n) as Uint8Array);
-}
 
-interface Step {
-  readonly gap: boolean;
-  readonly shift: number;
-  readonly length: number;
-}
+  it.each([
+    [S3_MAX_OBJECT_SIZE, 64 * MiB],
+    [S3_MAX_OBJECT_SIZE, 13_000_000],
+    [1024 * GiB, 5 * MiB],
+  ])("a %i-byte file in %i-byte fragments", (total, length) => {
+    const sizes = partSizes(total, length, 8 * MiB);
+    const minimum = partSizeFor(total, S3_MIN_PART_SIZE);
+    expect(sizes.length).toBeLessThanOrEqual(S3_MAX_PARTS);
+    expect(sizes.reduce((sum, size) => sum + size, 0)).toBe(total);
+    for (const size of sizes.slice(0, -1)) {
+      expect(size).toBeGreaterThanOrEqual(minimum);
+      expect(size).toBeLessThanOrEqual(S3_MAX_PART_SIZE);
+    }
+  });
+});
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
-describe("planFragment property: any fragment schedule rebuilds the file on the part grid", () => {
-  it("the concatenated part writes equal the file, parts are partSize except the last", () => {
-    const step = fc.record({
-      // One step in five jumps past the offset.
-      gap: fc.integer({ min: 0, max: 4 }).map((n) => n === 0),
-      shift: fc.nat(12),
-      length: fc.integer({ min: 1, max: 40 }),
+describe("a 12 MiB file in 2 MiB fragments, 5 MiB preferred parts: the exact plan", () => {
+  it("part 1 = [0, 5) MiB from partSize, then parts aligned with the fragments: [5, 10), [10, 12)", () => {
+    const upload = new Upload(fileOf(12 * MiB), {
+      ...LIMITS,
+      maxUploadBytes: 12 * MiB,
+      partSize: 5 * MiB,
     });
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 200 }),
-        fc.integer({ min: 1, max: 32 }),
-        fc.array(step, { maxLength: 60 }),
-        (total, partSize, steps) => {
-          const file = fileOf(total);
-          const parts = replay(file, partSize, steps);
-          expect(parts.length).toBe(Math.ceil(total / partSize));
-          for (const part of parts.slice(0, -1)) expect(part.length).toBe(partSize);
-          expect([...parts.reduce(concat, new Uint8Array(0))]).toEqual([...file]);
-        },
-      ),
-      { numRuns: 300 },
-    );
+    const steps = [];
+    for (let first = 0; first < 12 * MiB; first += 2 * MiB) {
+      const decision = accepted(upload.send(first, first + 2 * MiB));
+      steps.push({
+        offset: decision.offset / MiB,
+        partsEnd: decision.partsEnd / MiB,
+        nextPartEnd: decision.nextPartEnd / MiB,
+        writes: decision.writes.map((write) =>
+          Object.fromEntries(
+            Object.entries(outline(write)).map(([key, value]) => [
+              key,
+              typeof value === "number" && key !== "partNumber" ? value / MiB : value,
+            ]),
+          ),
+        ),
+      });
+    }
+    expect(steps).toEqual([
+      { offset: 2, partsEnd: 0, nextPartEnd: 5, writes: [{ kind: "stage", start: 0, end: 2 }] },
+      { offset: 4, partsEnd: 0, nextPartEnd: 5, writes: [{ kind: "stage", start: 2, end: 4 }] },
+      {
+        // Part 1 ends at 5 MiB; 1 MiB staged; 1 + 2 * 2 = 5 MiB: the next part ends at 6 + 4.
+        offset: 6,
+        partsEnd: 5,
+        nextPartEnd: 10,
+        writes: [
+          { kind: "part", partNumber: 1, partStart: 0, from: 4, end: 5 },
+          { kind: "stage", start: 5, end: 6 },
+        ],
+      },
+      { offset: 8, partsEnd: 5, nextPartEnd: 10, writes: [{ kind: "stage", start: 6, end: 8 }] },
+      {
+        // Part 2 ends with the fragment; 3 more fragments would pass the total: capped at 12.
+        offset: 10,
+        partsEnd: 10,
+        nextPartEnd: 12,
+        writes: [{ kind: "part", partNumber: 2, partStart: 5, from: 8, end: 10 }],
+      },
+      {
+        offset: 12,
+        partsEnd: 12,
+        nextPartEnd: 12,
+        writes: [{ kind: "part", partNumber: 3, partStart: 10, from: 10, end: 12 }],
+      },
+    ]);
+    const parts = upload.finish();
+    expect(parts.map((part) => [part.partStart / MiB, part.end / MiB])).toEqual([
+      [0, 5],
+      [5, 10],
+      [10, 12],
+    ]);
+    expect(upload.stagedBytes).toBe(7 * MiB);
   });
 });
