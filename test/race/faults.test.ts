@@ -64,7 +64,7 @@ interface Run {
   readonly uploads: readonly { call: number; answered: boolean; gone: boolean }[];
 }
 
-async function upload(plan?: FaultPlan): Promise<Run> {
+async function upload(warm: boolean, plan?: FaultPlan): Promise<Run> {
   const storage = await freshStorage();
   const clients = faultyClients(plan);
   try {
@@ -72,6 +72,7 @@ async function upload(plan?: FaultPlan): Promise<Run> {
       new DynamoDbSessionStore(clients.dynamodb, storage.table),
       new S3ObjectStore(clients.s3, storage.bucket),
       SETTINGS,
+      { warm },
     );
     let error: string | undefined;
     try {
@@ -154,11 +155,22 @@ async function limited<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-/** The fault-free run: its calls are the ones each fault hits, one at a time. */
-const dry = await upload();
-const K = dry.calls.length;
+/**
+ * A warm instance (one that remembers the session and the bytes it staged, as a reused Lambda
+ * container does) and a cold one (which reads everything back) make different calls.
+ */
+const INSTANCES = [
+  { name: "warm", warm: true },
+  { name: "cold", warm: false },
+] as const;
 
-function expectClean(expect: ExpectStatic, run: Run, plan: FaultPlan | undefined) {
+/** The fault-free runs: their calls are the ones each fault hits, one at a time. */
+const dryRuns = {
+  warm: await upload(true),
+  cold: await upload(false),
+};
+
+function expectClean(expect: ExpectStatic, dry: Run, run: Run, plan: FaultPlan | undefined) {
   expect(run.error, "the upload finishes").toBeUndefined();
   expect(run.digest, "the stored object is exactly the bytes sent").toBe(DIGEST);
   expect(run.keys.filter((key) => key.startsWith(STAGING_PREFIX))).toEqual([]);
@@ -179,37 +191,43 @@ function expectClean(expect: ExpectStatic, run: Run, plan: FaultPlan | undefined
   ).toEqual([]);
 }
 
-describe("a fault-free multi-part upload (the dry run)", () => {
-  it(`makes ${K} storage calls and leaves only the object`, () => {
-    const commands = dry.calls.map((call) => shortName(call.command));
-    expect(commands.filter((c) => c === "CreateMultipartUpload")).toHaveLength(1);
-    expect(commands.filter((c) => c === "UploadPart")).toHaveLength(2);
-    expect(commands.filter((c) => c === "CompleteMultipartUpload")).toHaveLength(1);
-    expect(dry.calls.every((call) => call.outcome !== "pending")).toBe(true);
-    expect(dry.injected).toBeUndefined();
-    expect(dry.uploads).toEqual([{ call: expect.any(Number), answered: true, gone: true }]);
-    expectClean(expect, dry, undefined);
+for (const { name, warm } of INSTANCES) {
+  const dry = dryRuns[name];
+  const K = dry.calls.length;
+
+  describe(`${name} instance: a fault-free multi-part upload (the dry run)`, () => {
+    it(`makes ${K} storage calls and leaves only the object`, () => {
+      const commands = dry.calls.map((call) => shortName(call.command));
+      expect(commands.filter((c) => c === "CreateMultipartUpload")).toHaveLength(1);
+      expect(commands.filter((c) => c === "UploadPart")).toHaveLength(2);
+      expect(commands.filter((c) => c === "CompleteMultipartUpload")).toHaveLength(1);
+      expect(commands.includes("GetObject")).toBe(!warm);
+      expect(dry.calls.every((call) => call.outcome !== "pending")).toBe(true);
+      expect(dry.injected).toBeUndefined();
+      expect(dry.uploads).toEqual([{ call: expect.any(Number), answered: true, gone: true }]);
+      expectClean(expect, dry, dry, undefined);
+    });
   });
-});
 
-const cases = Array.from({ length: K }, (_, i) => ({
-  at: i + 1,
-  command: shortName(dry.calls[i]?.command ?? "?"),
-}));
+  const cases = Array.from({ length: K }, (_, i) => ({
+    at: i + 1,
+    command: shortName(dry.calls[i]?.command ?? "?"),
+  }));
 
-for (const kind of FAULT_KINDS) {
-  describe.concurrent(`every call fails once: ${kind}`, () => {
-    for (const { at, command } of cases) {
-      it(`fault ${kind} at call ${at} (${command})`, async ({ expect }) => {
-        const plan = { at, kind };
-        const run = await limited(() => upload(plan));
-        expect(run.injected, "the fault hit the same call as in the dry run").toEqual({
-          index: at,
-          command: `${command}Command`,
-          fault: kind,
+  for (const kind of FAULT_KINDS) {
+    describe.concurrent(`${name} instance: every call fails once: ${kind}`, () => {
+      for (const { at, command } of cases) {
+        it(`fault ${kind} at call ${at} (${command})`, async ({ expect }) => {
+          const plan = { at, kind };
+          const run = await limited(() => upload(warm, plan));
+          expect(run.injected, "the fault hit the same call as in the dry run").toEqual({
+            index: at,
+            command: `${command}Command`,
+            fault: kind,
+          });
+          expectClean(expect, dry, run, plan);
         });
-        expectClean(expect, run, plan);
-      });
-    }
-  });
+      }
+    });
+  }
 }
