@@ -38,18 +38,34 @@ const CONCURRENT = { sessions: 32, bytes: (quick ? 4 : 16) * MiB, fragment: MiB 
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 const mibps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
 
+/** Whether a server that serves GET for uploads (ours does) stored the exact bytes. */
+async function storedAs(url: URL, data: Uint8Array): Promise<"exact" | "different" | "unknown"> {
+  try {
+    const response = await fetch(url);
+    if (response.status !== 200) return "unknown";
+    const stored = new Uint8Array(await response.arrayBuffer());
+    return sha256(stored) === sha256(data) ? "exact" : "different";
+  } catch {
+    return "unknown";
+  }
+}
+
 async function againstTarget(url: string) {
   const data = randomBytes(FILE_BYTES, 42);
   const throughput = [];
   for (const fragmentBytes of FRAGMENTS) {
     const transport = httpTransport(url);
     const started = performance.now();
-    await bitsUpload(transport, `/bench/${fragmentBytes}.bin`, data, {
-      maxFragment: fragmentBytes,
-    });
+    // A new name each run: a server that refuses overwrites would answer 403.
+    const path = `/bench/${Date.now()}-${fragmentBytes}.bin`;
+    await bitsUpload(transport, path, data, { maxFragment: fragmentBytes });
     const ms = performance.now() - started;
     transport.close();
-    throughput.push({ fragmentBytes, bitsMiBps: round(mibps(data.length, ms)) });
+    throughput.push({
+      fragmentBytes,
+      bitsMiBps: round(mibps(data.length, ms)),
+      stored: await storedAs(new URL(path, url), data),
+    });
   }
   console.table(throughput);
   writeFileSync("bench-results.json", `${JSON.stringify({ target: url, throughput }, null, 2)}\n`);
