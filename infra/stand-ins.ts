@@ -127,6 +127,19 @@ export async function createSessionTable(dynamodb: DynamoDBClient, table: string
   );
 }
 
+/** Creates a bucket and a session table on running stand-ins; returns clients for them. */
+export async function provision(standIns: StandIns, bucket: string, table: string) {
+  const clients = {
+    s3: standInS3(standIns.s3Endpoint),
+    dynamodb: standInDynamoDb(standIns.dynamodbEndpoint),
+  };
+  await Promise.all([
+    createBucket(clients.s3, bucket),
+    createSessionTable(clients.dynamodb, table),
+  ]);
+  return clients;
+}
+
 /** Both stand-ins, started together. */
 export async function startStandIns(): Promise<StandIns> {
   const [s3, dynamodb] = await Promise.all([startS3StandIn(), startDynamoDbStandIn()]);

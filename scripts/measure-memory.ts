@@ -11,14 +11,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { BITS_PROTOCOL_GUID, MiB } from "../functions/bits/constants.ts";
-import {
-  createBucket,
-  createSessionTable,
-  standInDynamoDb,
-  standInS3,
-  startDynamoDbStandIn,
-  startS3StandIn,
-} from "../infra/stand-ins.ts";
+import { provision, startStandIns } from "../infra/stand-ins.ts";
 
 const FRAGMENT = MiB;
 const PART = 8 * MiB;
@@ -141,14 +134,15 @@ async function main() {
     .slice(2)
     .map(Number)
     .filter((n) => n > 0);
-  const [s3, dynamodb] = await Promise.all([startS3StandIn(), startDynamoDbStandIn()]);
+  const standIns = await startStandIns();
   const results = [];
   try {
     for (const sizeMiB of sizes.length > 0 ? sizes : [64, 256]) {
       const name = `mem${sizeMiB}`;
-      await createBucket(standInS3(s3.endpoint), name);
-      await createSessionTable(standInDynamoDb(dynamodb.endpoint), name);
-      const server = await startServer(s3.endpoint, dynamodb.endpoint, name, name);
+      const clients = await provision(standIns, name, name);
+      clients.s3.destroy();
+      clients.dynamodb.destroy();
+      const server = await startServer(standIns.s3Endpoint, standIns.dynamodbEndpoint, name, name);
       try {
         await upload(`${server.url}/warm.bin`, 2 * PART);
         const before = memoryOf(server.pid);
@@ -170,7 +164,7 @@ async function main() {
       }
     }
   } finally {
-    await Promise.all([s3.stop(), dynamodb.stop()]);
+    await standIns.stop();
     agent.destroy();
   }
   console.table(results);

@@ -51,6 +51,10 @@ export async function endSession(
       record.version,
     );
     if (result.ok) {
+      context.cache?.forgetSession(
+        record.id,
+        stagingPrefixFor(context.settings.stagingPrefix, record.id),
+      );
       context.runtime.log("info", `session ${ending === "committing" ? "closed" : "cancelled"}`, {
         sessionId: record.id,
         key: record.key,

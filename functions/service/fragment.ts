@@ -25,8 +25,8 @@ const MAX_ATTEMPTS = 8;
  * Fragment ([MC-BUP] 3.2.5.2.6, bits-protocol.md 5.2). Bytes are written to S3 first and the
  * new offset is recorded after, conditionally on the version read, so the offset never claims
  * a byte that is not stored. A handler that loses the race re-reads and re-decides; what it
- * wrote is the same bytes of the file at the same place (parts sit on a fixed grid), or staged
- * objects that the session's end removes.
+ * wrote is the same bytes of the file at the same place (a part's bounds come from the record,
+ * not from the request), or staged objects that the session's end removes.
  */
 export async function fragment(context: ServiceContext, packet: Fragment): Promise<BitsResponse> {
   const { sessions, settings, cache } = context;
@@ -78,6 +78,7 @@ export async function fragment(context: ServiceContext, packet: Fragment): Promi
         if (error instanceof StagedBytesLost) return rewind(context, current);
         if (error instanceof UploadGoneError) {
           // The bytes held so far are gone with it: the client starts over ([MC-BUP] 3.1.5.2.1).
+          cache?.forgetSession(current.id, stagingPrefixFor(settings.stagingPrefix, current.id));
           await discard(context, current);
           throw new BitsError("sessionNotFound", "the session's upload is gone");
         }
@@ -125,10 +126,9 @@ function settledAnswer(context: ServiceContext, record: SessionRecord | undefine
  */
 async function rewind(context: ServiceContext, record: SessionRecord): Promise<BitsResponse> {
   const offset = record.partsEnd;
-  const result = await context.sessions.replace(
-    { ...record, offset, version: record.version + 1 },
-    record.version,
-  );
+  const rewound = { ...record, offset, version: record.version + 1 };
+  const result = await context.sessions.replace(rewound, record.version);
+  context.cache?.rememberRecord(result.ok ? rewound : undefined, record.id);
   context.runtime.log("warn", "staged bytes lost; resuming from the recorded parts", {
     sessionId: record.id,
     offset,

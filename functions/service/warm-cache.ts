@@ -62,6 +62,12 @@ export class WarmCache {
     }
   }
 
+  /** Drops everything kept for a session that has ended. */
+  forgetSession(id: string, prefix: string): void {
+    this.records.delete(id);
+    this.forgetStaged([...this.staged.keys()].filter((key) => key.startsWith(prefix)));
+  }
+
   private oldest<V>(map: Map<string, V>): string {
     return map.keys().next().value as string;
   }

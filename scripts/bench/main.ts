@@ -13,14 +13,7 @@ import { startLocalServer } from "../../functions/adapters/node/local-server.ts"
 import { MiB } from "../../functions/bits/constants.ts";
 import { loadConfig } from "../../functions/config.ts";
 import { buildContext, jsonRuntime } from "../../functions/wiring.ts";
-import {
-  createBucket,
-  createSessionTable,
-  standInDynamoDb,
-  standInS3,
-  startDynamoDbStandIn,
-  startS3StandIn,
-} from "../../infra/stand-ins.ts";
+import { provision, standInS3, startStandIns } from "../../infra/stand-ins.ts";
 import { httpTransport } from "../../test/support/transports.ts";
 import { bitsUpload, randomBytes } from "../../test/support/windows-client.ts";
 import { coldStart, directUpload, percentile, sha256, timed } from "./measure.ts";
@@ -73,11 +66,9 @@ async function againstTarget(url: string) {
 
 async function main() {
   if (targetUrl !== undefined) return againstTarget(targetUrl);
-  const [s3, dynamodb] = await Promise.all([startS3StandIn(), startDynamoDbStandIn()]);
-  const clients = { s3: standInS3(s3.endpoint), dynamodb: standInDynamoDb(dynamodb.endpoint) };
-  const direct = standInS3(s3.endpoint);
-  await createBucket(direct, "bench");
-  await createSessionTable(clients.dynamodb, "bench");
+  const standIns = await startStandIns();
+  const clients = await provision(standIns, "bench", "bench");
+  const direct = standInS3(standIns.s3Endpoint);
   const metered = meter(clients.s3, clients.dynamodb);
 
   /** The service as configured for the front door, behind the local server. */
@@ -214,7 +205,7 @@ async function main() {
     clients.s3.destroy();
     clients.dynamodb.destroy();
     direct.destroy();
-    await Promise.all([s3.stop(), dynamodb.stop()]);
+    await standIns.stop();
   }
 }
 
