@@ -24,7 +24,7 @@ import { freshStorage, STAGING_PREFIX, serviceOver, uploadIsGone } from "../supp
 import { randomBytes } from "../support/windows-client.ts";
 
 /**
- * Issue 3, interleavings: handlers of one session race each other at every storage call, under
+ * Interleavings: handlers of one session race each other at every storage call, under
  * every schedule with at most two preemptions on the in-memory fakes (one on the real stand-ins,
  * at most 16 schedules), schedules that only reorder commuting calls counted once, and under
  * seeded random schedules. After each race a client that follows
@@ -452,7 +452,7 @@ async function explore(
   return entry;
 }
 
-describe("every interleaving of handlers of one session keeps the guarantee (issue 3)", () => {
+describe("every interleaving of handlers of one session keeps the guarantee stated in the README", () => {
   afterAll(() => {
     for (const [key, t] of stats) {
       if (t.bounded + t.random === 0) continue; // a replay

@@ -5,7 +5,7 @@ import { serviceOver } from "./storage.ts";
 import { seeded } from "./windows-client.ts";
 
 /**
- * A deterministic scheduler for handlers of one session racing each other (issue 3). Every
+ * A deterministic scheduler for handlers of one session racing each other. Every
  * storage call of every handler waits at a turn gate; a step is taken only when every unfinished
  * handler waits at a gate, and the schedule picks which waiting handler's call goes ahead. One
  * list of choices therefore fixes the whole interleaving, whatever the latency of the stores,
