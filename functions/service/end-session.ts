@@ -46,16 +46,13 @@ export async function endSession(
       record = decided;
     }
     await finish(context, record, ending);
+    const ended: SessionStatus = ending === "committing" ? "closed" : "cancelled";
     const result = await context.sessions.replace(
-      tombstone(context, record, ending === "committing" ? "closed" : "cancelled"),
+      tombstone(context, record, ended),
       record.version,
     );
     if (result.ok) {
-      context.cache?.forgetSession(
-        record.id,
-        stagingPrefixFor(context.settings.stagingPrefix, record.id),
-      );
-      context.runtime.log("info", `session ${ending === "committing" ? "closed" : "cancelled"}`, {
+      context.runtime.log("info", `session ${ended}`, {
         sessionId: record.id,
         key: record.key,
         committed: ending === "committing",
@@ -117,8 +114,11 @@ export async function releaseStorage(context: ServiceContext, record: SessionRec
   await removeTemporaryState(context, record);
 }
 
+/** Every ending goes through here: staged bytes, part lists and what this instance kept. */
 async function removeTemporaryState(context: ServiceContext, record: SessionRecord) {
-  await deleteStaged(context.objects, stagingPrefixFor(context.settings.stagingPrefix, record.id));
+  const prefix = stagingPrefixFor(context.settings.stagingPrefix, record.id);
+  context.cache?.forgetSession(record.id, prefix);
+  await deleteStaged(context.objects, prefix);
   // One chunk past the recorded ones: a writer that lost its race may have sealed it.
   await context.sessions.deletePartChunks(record.id, record.chunks + 1);
 }

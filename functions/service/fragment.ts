@@ -78,7 +78,6 @@ export async function fragment(context: ServiceContext, packet: Fragment): Promi
         if (error instanceof StagedBytesLost) return rewind(context, current);
         if (error instanceof UploadGoneError) {
           // The bytes held so far are gone with it: the client starts over ([MC-BUP] 3.1.5.2.1).
-          cache?.forgetSession(current.id, stagingPrefixFor(settings.stagingPrefix, current.id));
           await discard(context, current);
           throw new BitsError("sessionNotFound", "the session's upload is gone");
         }
