@@ -1,0 +1,88 @@
+import type { SecretText } from "../ports/secrets.ts";
+import { BasicAuthenticator, parseHtpasswd } from "./basic.ts";
+import { certificatePrincipal } from "./client-cert.ts";
+import { parseUrlKeys, SignedUrlAuthenticator } from "./signed-url.ts";
+import { AUTH_MODES, type Authenticator, type AuthMode, type AuthResult } from "./types.ts";
+
+/** The secrets and settings the enabled modes need. */
+export interface AuthenticatorOptions {
+  /** The realm of the Basic challenge. */
+  readonly realm: string;
+  /** The htpasswd file; required when `basic` is enabled. */
+  readonly htpasswd?: SecretText;
+  /** The signing keys of upload URLs; required when `signed-url` is enabled. */
+  readonly urlKeys?: SecretText;
+  /** bcrypt's compare, for tests that count calls. */
+  readonly compare?: (password: string, hash: string) => Promise<boolean>;
+}
+
+const ANONYMOUS: AuthResult = {
+  kind: "ok",
+  principal: { name: "anonymous", mode: "anonymous", identified: false },
+};
+
+/**
+ * One authenticator for the enabled modes, tried from the strongest proof to none
+ * (docs/security.md, "Authentication"): a verified client certificate, then a signed URL, then
+ * Basic, then anonymous. A request that presents a credential is judged by it alone: a bad
+ * signature or a wrong password never falls through to a weaker mode.
+ */
+export function createAuthenticator(
+  modes: readonly AuthMode[],
+  options: AuthenticatorOptions,
+): Authenticator {
+  const unknown = modes.filter((mode) => !AUTH_MODES.includes(mode));
+  if (unknown.length > 0) throw new Error(`unknown auth mode: ${unknown.join(", ")}`);
+  if (modes.length === 0) throw new Error("at least one auth mode must be enabled");
+  const enabled = new Set(modes);
+  const anonymous = enabled.has("anonymous");
+  const clientCert = enabled.has("client-cert");
+  const basic = enabled.has("basic") ? basicAuthenticator(options) : undefined;
+  const signed = enabled.has("signed-url") ? signedAuthenticator(options) : undefined;
+
+  return {
+    async authenticate(request, nowMs) {
+      if (clientCert && request.clientCertificate !== undefined) {
+        const principal = certificatePrincipal(request.clientCertificate);
+        if (principal !== undefined) return { kind: "ok", principal };
+      }
+      const signedResult = await signed?.authenticate(request, nowMs);
+      if (signedResult !== undefined) return signedResult;
+      // With anonymous also enabled, Basic is optional: only a request that sends credentials
+      // is held to them (and a wrong password is challenged, not let in as anonymous).
+      if (basic !== undefined && (!anonymous || request.headers.has("authorization"))) {
+        return basic.authenticate(request, nowMs);
+      }
+      if (anonymous) return ANONYMOUS;
+      return { kind: "denied", reason: "no credentials" };
+    },
+    async ready() {
+      if (options.htpasswd && basic)
+        checked(options.htpasswd.source, parseHtpasswd, await options.htpasswd.current());
+      if (options.urlKeys && signed)
+        checked(options.urlKeys.source, parseUrlKeys, await options.urlKeys.current());
+    },
+  };
+}
+
+/** Parses a secret once at start, naming where it came from when it is malformed. */
+function checked<T>(source: string, parse: (text: string) => T, text: string): T {
+  try {
+    return parse(text);
+  } catch (error) {
+    throw new Error(`${source}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+function basicAuthenticator(options: AuthenticatorOptions): BasicAuthenticator {
+  if (options.htpasswd === undefined) throw new Error("basic auth needs an htpasswd file");
+  return new BasicAuthenticator(options.htpasswd, {
+    realm: options.realm,
+    ...(options.compare === undefined ? {} : { compare: options.compare }),
+  });
+}
+
+function signedAuthenticator(options: AuthenticatorOptions): SignedUrlAuthenticator {
+  if (options.urlKeys === undefined) throw new Error("signed-url auth needs url signing keys");
+  return new SignedUrlAuthenticator(options.urlKeys);
+}
