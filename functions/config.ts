@@ -1,4 +1,6 @@
+import { AUTH_MODES, type AuthMode } from "./auth/types.ts";
 import { MiB, S3_MAX_OBJECT_SIZE, S3_MIN_PART_SIZE } from "./bits/constants.ts";
+import { normalizePrefix } from "./bits/key.ts";
 
 export interface Config {
   readonly bucket: string;
@@ -16,7 +18,26 @@ export interface Config {
   readonly s3Endpoint: string | undefined;
   readonly dynamodbEndpoint: string | undefined;
   readonly logLevel: LogLevel;
+  /** Enabled auth modes; undefined when none was chosen (only the local server allows that). */
+  readonly auth: readonly AuthMode[] | undefined;
+  readonly authRealm: string;
+  /** Where the htpasswd text and the URL signing keys come from, when their mode is on. */
+  readonly htpasswd: SecretLocation | undefined;
+  readonly urlKeys: SecretLocation | undefined;
+  readonly secretsRefreshSeconds: number;
+  /** Template of the key prefix each principal is confined to (`{principal}`); "" for none. */
+  readonly principalPrefix: string;
+  readonly overwritePrincipals: readonly string[];
+  readonly maxSessionsPerPrincipal: number;
+  readonly maxSessions: number;
+  readonly maxFragmentsPerMiB: number;
+  /** Bytes a warm instance keeps of what it staged. */
+  readonly warmCacheBytes: number;
 }
+
+export type SecretLocation =
+  | { readonly kind: "file"; readonly path: string }
+  | { readonly kind: "ssm"; readonly name: string };
 
 export type LogLevel = "info" | "warn" | "error" | "silent";
 
@@ -105,13 +126,39 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     return raw;
   };
 
-  const keyPrefix = read("BITS_KEY_PREFIX")?.trim() ?? "";
-  if (keyPrefix.startsWith("/")) problems.push("BITS_KEY_PREFIX must not start with /");
-  const stagingPrefix = text("BITS_STAGING_PREFIX", ".bits-staging/");
-  if (!stagingPrefix.endsWith("/")) problems.push("BITS_STAGING_PREFIX must end with /");
-  if (keyPrefix.startsWith(stagingPrefix)) {
+  // Prefixes are whole path segments: "uploads" and "uploads/" are the same prefix.
+  const prefix = (name: string, fallback: string) => {
+    const raw = read(name) ?? fallback;
+    const value = normalizePrefix(raw);
+    if (value === undefined) {
+      problems.push(`${name}=${JSON.stringify(raw)} must be path segments (no empty, . or ..)`);
+    }
+    return value;
+  };
+  const keyPrefix = prefix("BITS_KEY_PREFIX", "") ?? "";
+  const stagingPrefix = prefix("BITS_STAGING_PREFIX", ".bits-staging/");
+  if (stagingPrefix === "") problems.push("BITS_STAGING_PREFIX is required");
+  if (stagingPrefix && keyPrefix.startsWith(stagingPrefix)) {
     problems.push("BITS_KEY_PREFIX must not lie inside BITS_STAGING_PREFIX");
   }
+  if (keyPrefix !== "" && stagingPrefix?.startsWith(keyPrefix)) {
+    problems.push("BITS_STAGING_PREFIX must not lie inside BITS_KEY_PREFIX");
+  }
+  const count = (name: string, fallback: number): number => {
+    const raw = read(name);
+    if (raw === undefined || raw.trim() === "") return fallback;
+    const value = Number(raw);
+    if (!Number.isSafeInteger(value) || value < 1) {
+      problems.push(`${name}=${JSON.stringify(raw)} must be a whole number >= 1`);
+      return fallback;
+    }
+    return value;
+  };
+  const list = (name: string) =>
+    (read(name) ?? "")
+      .split(",")
+      .map((item) => item.trim())
+      .filter((item) => item !== "");
   const uploadPaths = (read("BITS_UPLOAD_PATHS") ?? "/")
     .split(",")
     .map((path) => path.trim())
@@ -124,16 +171,40 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     problems.push("BITS_LOG_LEVEL must be info, warn, error or silent");
   }
 
+  const auth = authModes(read("BITS_AUTH"), problems);
+  const secret = (mode: AuthMode, file: string, parameter: string): SecretLocation | undefined => {
+    const path = read(file)?.trim() || undefined;
+    const name = read(parameter)?.trim() || undefined;
+    if (!auth?.includes(mode)) return undefined;
+    if (path !== undefined && name !== undefined)
+      problems.push(`set ${file} or ${parameter}, not both`);
+    if (path !== undefined) return { kind: "file", path };
+    if (name !== undefined) return { kind: "ssm", name };
+    problems.push(`BITS_AUTH=${mode} needs ${file} (a file) or ${parameter} (an SSM parameter)`);
+    return undefined;
+  };
+  const realm = read("BITS_AUTH_REALM")?.trim() || "BITS uploads";
+  // It goes inside a quoted string of WWW-Authenticate.
+  if (!/^[\x20-\x7e]{1,100}$/.test(realm) || /["\\]/.test(realm)) {
+    problems.push("BITS_AUTH_REALM must be printable ASCII without quotes or backslashes");
+  }
+  const principalPrefix = read("BITS_PRINCIPAL_PREFIX")?.trim() ?? "";
+  if (principalPrefix !== "" && !principalPrefix.includes("{principal}")) {
+    problems.push("BITS_PRINCIPAL_PREFIX must contain {principal}");
+  }
+
   const config: Config = {
     bucket: text("BITS_BUCKET"),
     table: text("BITS_TABLE"),
     keyPrefix,
     uploadPaths: Object.freeze(uploadPaths),
-    stagingPrefix,
+    stagingPrefix: stagingPrefix ?? "",
     // 5 KB is the smallest fragment Windows sends ([MC-BUP] note <10>).
     // Both at most 2 GiB, so a part (a staged tail plus whole fragments) stays under S3's 5 GiB.
     maxFragmentBytes: bytes("BITS_MAX_FRAGMENT_SIZE", MiB, 5 * 1024, 2048 * MiB),
-    maxUploadBytes: bytes("BITS_MAX_UPLOAD_SIZE", S3_MAX_OBJECT_SIZE, 0, S3_MAX_OBJECT_SIZE),
+    // 10 GiB by default, not S3's 5 TiB: what one client may make the operator store and pay
+    // for is a choice to make knowingly (docs/security.md).
+    maxUploadBytes: bytes("BITS_MAX_UPLOAD_SIZE", 10 * 1024 * MiB, 0, S3_MAX_OBJECT_SIZE),
     partSize: bytes("BITS_PART_SIZE", 8 * MiB, S3_MIN_PART_SIZE, 2048 * MiB),
     allowOverwrite: flag("BITS_ALLOW_OVERWRITE", false),
     sessionTimeoutSeconds: seconds("BITS_SESSION_TIMEOUT", 1_209_600),
@@ -142,9 +213,41 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     s3Endpoint: optional("BITS_S3_ENDPOINT"),
     dynamodbEndpoint: optional("BITS_DYNAMODB_ENDPOINT"),
     logLevel,
+    auth,
+    authRealm: realm,
+    htpasswd: secret("basic", "BITS_HTPASSWD", "BITS_HTPASSWD_PARAMETER"),
+    urlKeys: secret("signed-url", "BITS_URL_KEYS", "BITS_URL_KEYS_PARAMETER"),
+    secretsRefreshSeconds: seconds("BITS_SECRETS_REFRESH", 300),
+    principalPrefix,
+    overwritePrincipals: Object.freeze(list("BITS_OVERWRITE_PRINCIPALS")),
+    maxSessionsPerPrincipal: count("BITS_MAX_SESSIONS_PER_PRINCIPAL", 50),
+    maxSessions: count("BITS_MAX_SESSIONS", 10_000),
+    maxFragmentsPerMiB: count("BITS_MAX_FRAGMENTS_PER_MIB", 512),
+    warmCacheBytes: bytes("BITS_WARM_CACHE_SIZE", 64 * MiB, 0, 1024 * MiB),
   };
   if (problems.length > 0) {
     throw new ConfigError(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
   }
   return Object.freeze(config);
+}
+
+/**
+ * `BITS_AUTH`: a comma-separated list of modes. Unset means "not chosen", which only the local
+ * server on loopback accepts; `anonymous` cannot be combined (it would make the others moot).
+ */
+function authModes(raw: string | undefined, problems: string[]): readonly AuthMode[] | undefined {
+  if (raw === undefined || raw.trim() === "") return undefined;
+  const modes = raw
+    .split(",")
+    .map((mode) => mode.trim().toLowerCase())
+    .filter((mode) => mode !== "");
+  const unknown = modes.filter((mode) => !(AUTH_MODES as readonly string[]).includes(mode));
+  if (unknown.length > 0 || modes.length === 0) {
+    problems.push(`BITS_AUTH=${JSON.stringify(raw)} must list modes from ${AUTH_MODES.join(", ")}`);
+    return undefined;
+  }
+  if (modes.includes("anonymous") && modes.length > 1) {
+    problems.push("BITS_AUTH=anonymous cannot be combined with other modes");
+  }
+  return Object.freeze([...new Set(modes)] as AuthMode[]);
 }

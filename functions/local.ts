@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import type { TlsOptions } from "node:tls";
 import {
   createBucket,
   createSessionTable,
@@ -8,7 +10,25 @@ import {
 } from "../infra/stand-ins.ts";
 import { startLocalServer } from "./adapters/node/local-server.ts";
 import { ConfigError, loadConfig } from "./config.ts";
-import { buildContext } from "./wiring.ts";
+import { buildAuthenticator, buildContext, jsonRuntime } from "./wiring.ts";
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "::1", "localhost"]);
+
+/** HTTPS for the local server: BITS_TLS_CERT and BITS_TLS_KEY (PEM), BITS_TLS_CA for clients. */
+function tlsOptions(env: NodeJS.ProcessEnv): TlsOptions | undefined {
+  const cert = env.BITS_TLS_CERT?.trim();
+  const key = env.BITS_TLS_KEY?.trim();
+  const ca = env.BITS_TLS_CA?.trim();
+  if (!cert && !key && !ca) return undefined;
+  if (!cert || !key) throw new ConfigError("BITS_TLS_CERT and BITS_TLS_KEY go together");
+  const read = (path: string) => readFileSync(path);
+  return {
+    cert: read(cert),
+    key: read(key),
+    // A certificate is asked for, not required: clients without one may still use Basic.
+    ...(ca ? { ca: read(ca), requestCert: true, rejectUnauthorized: false } : {}),
+  };
+}
 
 /**
  * `npm start`: the upload server on 127.0.0.1:$PORT. Unless told otherwise it starts its own
@@ -26,6 +46,26 @@ async function main() {
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new ConfigError("PORT must be a port number");
   const host = env.HOST ?? "127.0.0.1";
+  const tls = tlsOptions(env);
+  // On loopback nobody else can reach the server, so no auth is needed. Anywhere else the
+  // operator must choose, and anonymous only when named (docs/security.md).
+  if (config.auth === undefined && !LOOPBACK_HOSTS.has(host)) {
+    throw new ConfigError(
+      `HOST=${host} is reachable from other machines: set BITS_AUTH (basic, signed-url, client-cert), or BITS_AUTH=anonymous to allow anyone`,
+    );
+  }
+  if (config.auth?.includes("basic") && !tls && !LOOPBACK_HOSTS.has(host)) {
+    throw new ConfigError(
+      "BITS_AUTH=basic off loopback needs TLS: set BITS_TLS_CERT and BITS_TLS_KEY",
+    );
+  }
+  if (config.auth?.includes("client-cert") && !tls?.ca) {
+    throw new ConfigError(
+      "BITS_AUTH=client-cert needs BITS_TLS_CA (and BITS_TLS_CERT, BITS_TLS_KEY)",
+    );
+  }
+  const runtime = jsonRuntime(config.logLevel);
+  const authenticator = await buildAuthenticator(config, config.auth, runtime);
 
   const stops: (() => Promise<void>)[] = [];
   let clients: ReturnType<typeof buildContext>["clients"] | undefined;
@@ -49,19 +89,20 @@ async function main() {
     if (s3) await createBucket(clients.s3, config.bucket);
     if (dynamodb) await createSessionTable(clients.dynamodb, config.table);
   }
-  const { service, context } = buildContext(effective, undefined, clients);
+  const { service, context } = buildContext(effective, runtime, clients, authenticator);
   const server = await startLocalServer(
     {
       service,
       objects: context.objects,
       keyRules: { keyPrefix: config.keyPrefix, reservedPrefix: config.stagingPrefix },
       maxBodyBytes: config.maxFragmentBytes,
+      tls,
     },
     port,
     host,
   );
   console.log(
-    `BITS upload server listening on ${server.url}/ (S3 ${effective.s3Endpoint ?? "AWS"} bucket ${config.bucket}, DynamoDB ${effective.dynamodbEndpoint ?? "AWS"} table ${config.table})`,
+    `BITS upload server listening on ${server.url}/ (auth ${config.auth?.join(",") ?? "none, loopback only"}; S3 ${effective.s3Endpoint ?? "AWS"} bucket ${config.bucket}, DynamoDB ${effective.dynamodbEndpoint ?? "AWS"} table ${config.table})`,
   );
   const shutdown = async () => {
     await server.close();
@@ -73,6 +114,8 @@ async function main() {
 }
 
 main().catch((error: unknown) => {
-  console.error(error instanceof ConfigError ? error.message : error);
+  console.error(
+    error instanceof Error && !(error as { $metadata?: unknown }).$metadata ? error.message : error,
+  );
   process.exit(1);
 });

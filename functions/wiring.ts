@@ -3,17 +3,16 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { v4 as uuidv4 } from "uuid";
 import { DynamoDbSessionStore } from "./adapters/dynamodb/dynamodb-session-store.ts";
 import { S3ObjectStore } from "./adapters/s3/s3-object-store.ts";
-import type { Config, LogLevel } from "./config.ts";
+import { FileSecret } from "./adapters/secrets/file-secret.ts";
+import { RefreshingSecret } from "./adapters/secrets/refreshing-secret.ts";
+import { createAuthenticator } from "./auth/authenticator.ts";
+import type { Authenticator, AuthMode } from "./auth/types.ts";
+import type { Config, LogLevel, SecretLocation } from "./config.ts";
 import type { Runtime } from "./ports/runtime.ts";
+import type { SecretText } from "./ports/secrets.ts";
 import type { ServiceContext } from "./service/context.ts";
-import { createUploadService } from "./service/upload-service.ts";
+import { ANONYMOUS, createUploadService } from "./service/upload-service.ts";
 import { WarmCache } from "./service/warm-cache.ts";
-
-/**
- * Staged bytes a warm instance keeps to build parts without reading them back: a part's worth
- * for a few concurrent sessions (a Lambda instance serves one request at a time).
- */
-const WARM_STAGED_BYTES = 64 * 1024 * 1024;
 
 const RANK: Record<LogLevel, number> = { info: 0, warn: 1, error: 2, silent: 3 };
 
@@ -49,17 +48,62 @@ export function awsClients(config: Config) {
 
 export type AwsClients = ReturnType<typeof awsClients>;
 
+/**
+ * Where a secret comes from. The SSM client is loaded only when a parameter is named: it is
+ * about 200 KB of bundle that deployments without Basic or signed URLs never pay for at cold
+ * start (esbuild splits it into its own chunk).
+ */
+export async function secretFrom(
+  location: SecretLocation,
+  config: Config,
+  runtime: Runtime,
+): Promise<SecretText> {
+  let inner: SecretText;
+  if (location.kind === "file") {
+    inner = new FileSecret(location.path);
+  } else {
+    const { ssmSecret } = await import("./adapters/secrets/ssm-secret.ts");
+    inner = ssmSecret(config.region, location.name);
+  }
+  return new RefreshingSecret(inner, {
+    refreshMs: config.secretsRefreshSeconds * 1000,
+    now: runtime.now,
+  });
+}
+
+/**
+ * The authenticator the configuration asks for. Its secrets are read once here, so a missing
+ * parameter or a malformed htpasswd file stops the start instead of failing every request.
+ */
+export async function buildAuthenticator(
+  config: Config,
+  modes: readonly AuthMode[] | undefined,
+  runtime: Runtime = jsonRuntime(config.logLevel),
+): Promise<Authenticator> {
+  if (modes === undefined || (modes.length === 1 && modes[0] === "anonymous")) return ANONYMOUS;
+  const htpasswd = config.htpasswd && (await secretFrom(config.htpasswd, config, runtime));
+  const urlKeys = config.urlKeys && (await secretFrom(config.urlKeys, config, runtime));
+  const authenticator = createAuthenticator(modes, {
+    realm: config.authRealm,
+    ...(htpasswd ? { htpasswd } : {}),
+    ...(urlKeys ? { urlKeys } : {}),
+  });
+  if (authenticator.ready) await authenticator.ready();
+  return authenticator;
+}
+
 /** Builds the service from configuration: the only place adapters meet the core. */
 export function buildContext(
   config: Config,
   runtime: Runtime = jsonRuntime(config.logLevel),
   clients: AwsClients = awsClients(config),
+  authenticator: Authenticator = ANONYMOUS,
 ) {
   const context: ServiceContext = {
     sessions: new DynamoDbSessionStore(clients.dynamodb, config.table),
     objects: new S3ObjectStore(clients.s3, config.bucket),
     runtime,
-    cache: new WarmCache(WARM_STAGED_BYTES),
+    cache: new WarmCache(config.warmCacheBytes),
     settings: {
       keyPrefix: config.keyPrefix,
       uploadPaths: config.uploadPaths,
@@ -72,7 +116,11 @@ export function buildContext(
       allowOverwrite: config.allowOverwrite,
       sessionTimeoutSeconds: config.sessionTimeoutSeconds,
       tombstoneSeconds: config.tombstoneSeconds,
+      caps: { perSlot: config.maxSessionsPerPrincipal, total: config.maxSessions },
+      maxFragmentsPerMiB: config.maxFragmentsPerMiB,
+      principalPrefix: config.principalPrefix,
+      overwritePrincipals: config.overwritePrincipals,
     },
   };
-  return { context, clients, service: createUploadService(context) };
+  return { context, clients, service: createUploadService(context, authenticator) };
 }

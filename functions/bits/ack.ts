@@ -59,6 +59,21 @@ export function errorAck(error: BitsError, fields: AckFields = {}): BitsResponse
   };
 }
 
+/**
+ * The answer to a request without valid credentials: a plain HTTP challenge, never an Ack. The
+ * Windows client answers it with the job's credentials and resends the packet
+ * ([MC-BUP] 3.1.5.1.7); an Ack with an error would be a protocol failure to it instead.
+ */
+export function challenge(realm: string): BitsResponse {
+  return {
+    status: 401,
+    headers: {
+      "WWW-Authenticate": `Basic realm="${realm}", charset="UTF-8"`,
+      "Content-Length": "0",
+    },
+  };
+}
+
 /** Methods other than BITS_POST on the upload path ([MC-BUP] 2.2.1). */
 export function methodNotAllowed(): BitsResponse {
   return { status: 405, headers: { Allow: "BITS_POST", "Content-Length": "0" } };

@@ -9,6 +9,11 @@ export const ERRORS = {
   invalidArg: { status: 400, code: HRESULT.E_INVALIDARG },
   /** Destination exists and overwrite is off, or the caller may not write it ([MC-BUP] 2.2.1.2). */
   accessDenied: { status: 403, code: HRESULT.E_ACCESSDENIED },
+  /**
+   * Too many open sessions, for this principal or for the server: 503 is transient, so the
+   * client tries again later (bits-protocol.md 6.3, "session limit per user exceeded").
+   */
+  sessionLimit: { status: 503, code: HRESULT.E_ACCESSDENIED },
   /** Uploads are not enabled for this path (Windows answers 501, [MC-BUP] note <22>). */
   uploadsDisabled: { status: 501, code: HRESULT.E_ACCESSDENIED },
   /** Unknown, expired or ended session ([MC-BUP] 3.2.5.2.3). */

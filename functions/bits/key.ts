@@ -2,39 +2,98 @@ import { MAX_KEY_BYTES } from "./constants.ts";
 import { invalidArg } from "./errors.ts";
 
 export interface KeyRules {
+  /** Normalised by `normalizePrefix`: empty, or segments ending in `/`. */
   readonly keyPrefix: string;
   /** Keys under this prefix belong to the server (staged fragments) and are refused. */
   readonly reservedPrefix: string;
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
-const CONTROL = /[\u0000-\u001f\u007f]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/**
+ * Characters that make a key display differently from what it is: the bidirectional embedding,
+ * override and isolate controls (the "Trojan Source" characters) and the invisible direction
+ * marks. A key is shown to people in consoles and logs, so they are refused (docs/security.md).
+ */
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 
 /**
- * Maps the request path to the S3 object key under `prefix`. Each segment is percent-decoded
- * exactly once; a segment that is empty, `.` or `..`, that decodes to a separator, or that holds
- * a control character is refused, as is a path naming a directory (bits-protocol.md 9.2;
- * [MC-BUP] 2.2.1.2: "destination URL is a directory" is E_INVALIDARG).
+ * The destination a request path names, as a normalised path (`/a/b.zip`). Each segment is
+ * percent-decoded exactly once and normalised to Unicode NFC, so two spellings of one name are
+ * one key. A segment that is empty, `.` or `..`, that decodes to a separator, or that holds a
+ * control or bidirectional-control character is refused, as is a path naming a directory
+ * (bits-protocol.md 9.2; [MC-BUP] 2.2.1.2: "destination URL is a directory" is E_INVALIDARG).
  */
-export function objectKeyFor(path: string, prefix: string, reserved: string): string {
+export function destinationPath(path: string): string {
   if (!path.startsWith("/") || path.endsWith("/")) {
     throw invalidArg("destination is a directory");
   }
-  const segments = path.slice(1).split("/");
-  const decoded = segments.map((segment) => {
-    let text: string;
-    try {
-      text = decodeURIComponent(segment);
-    } catch {
-      throw invalidArg("bad percent-encoding in path");
-    }
-    if (text === "" || text === "." || text === "..") throw invalidArg("bad path segment");
-    if (text.includes("/") || text.includes("\\")) throw invalidArg("separator inside segment");
-    if (CONTROL.test(text)) throw invalidArg("control character in path");
-    return text;
-  });
-  const key = prefix + decoded.join("/");
+  const decoded = path
+    .slice(1)
+    .split("/")
+    .map((segment) => {
+      let text: string;
+      try {
+        text = decodeURIComponent(segment);
+      } catch {
+        throw invalidArg("bad percent-encoding in path");
+      }
+      return checkSegment(text.normalize("NFC"));
+    });
+  return `/${decoded.join("/")}`;
+}
+
+function checkSegment(text: string): string {
+  if (text === "" || text === "." || text === "..") throw invalidArg("bad path segment");
+  if (text.includes("/") || text.includes("\\")) throw invalidArg("separator inside segment");
+  if (CONTROL.test(text)) throw invalidArg("control character in path");
+  if (BIDI.test(text)) throw invalidArg("bidirectional control character in path");
+  return text;
+}
+
+/** Maps the request path to the S3 object key under `prefix` (see `destinationPath`). */
+export function objectKeyFor(path: string, prefix: string, reserved: string): string {
+  const key = prefix + destinationPath(path).slice(1);
   if (reserved !== "" && key.startsWith(reserved)) throw invalidArg("reserved key prefix");
   if (new TextEncoder().encode(key).length > MAX_KEY_BYTES) throw invalidArg("key too long");
   return key;
+}
+
+/**
+ * A configured key prefix as whole path segments: `uploads`, `/uploads/` and `uploads/` all
+ * become `uploads/`, so a prefix can never run into a neighbour (`uploads` must not allow
+ * `uploads-private/x`). Empty stays empty. Undefined when a segment is not a valid one.
+ */
+export function normalizePrefix(text: string): string | undefined {
+  const trimmed = text.trim().replace(/^\/+|\/+$/g, "");
+  if (trimmed === "") return "";
+  try {
+    return `${trimmed
+      .split("/")
+      .map((segment) => checkSegment(segment.normalize("NFC")))
+      .join("/")}/`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The key prefix a principal is confined to: `template` (`{principal}`, `tenants/{principal}`)
+ * with the principal's name put in, as whole segments under `keyPrefix`. Undefined when the
+ * name cannot be one path segment (it holds `/`, a control character, or is `.`/`..`): such a
+ * principal may write nothing.
+ */
+export function confinedPrefix(
+  keyPrefix: string,
+  template: string,
+  principal: string,
+): string | undefined {
+  try {
+    checkSegment(principal);
+  } catch {
+    return undefined;
+  }
+  if (principal.normalize("NFC") !== principal) return undefined;
+  const joined = normalizePrefix(template.replaceAll("{principal}", principal));
+  return joined === undefined ? undefined : keyPrefix + joined;
 }

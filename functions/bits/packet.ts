@@ -10,11 +10,13 @@ export type Packet =
   | {
       readonly type: "fragment";
       readonly sessionId: string;
+      /** The key the URL maps to: a session answers only packets sent to its own URL. */
+      readonly key: string;
       readonly range: ContentRange;
       readonly body: Uint8Array;
     }
-  | { readonly type: "close-session"; readonly sessionId: string }
-  | { readonly type: "cancel-session"; readonly sessionId: string };
+  | { readonly type: "close-session"; readonly sessionId: string; readonly key: string }
+  | { readonly type: "cancel-session"; readonly sessionId: string; readonly key: string };
 
 export type PacketType = Packet["type"];
 
@@ -69,12 +71,12 @@ export function parsePacket(request: BitsRequest, rules: KeyRules): Packet {
     // Ping, Create-, Close- and Cancel-Session carry no body ([MC-BUP] 2.2.2-2.2.10).
     throw invalidArg(`${type} with a body`);
   }
+  if (type === "ping") return { type };
+  const key = objectKeyFor(request.path, rules.keyPrefix, rules.reservedPrefix);
   switch (type) {
-    case "ping":
-      return { type };
     case "create-session":
       checkProtocols(request.headers.get("bits-supported-protocols"));
-      return { type, key: objectKeyFor(request.path, rules.keyPrefix, rules.reservedPrefix) };
+      return { type, key };
     case "fragment": {
       const encoding = request.headers.get("content-encoding")?.trim().toLowerCase();
       if (encoding !== undefined && encoding !== "identity") {
@@ -82,11 +84,11 @@ export function parsePacket(request: BitsRequest, rules: KeyRules): Packet {
         throw invalidArg("Content-Encoding other than identity");
       }
       const range = parseContentRange(request.headers.get("content-range"), request.body.length);
-      return { type, sessionId: requireSessionId(request), range, body: request.body };
+      return { type, sessionId: requireSessionId(request), key, range, body: request.body };
     }
     case "close-session":
     case "cancel-session":
-      return { type, sessionId: requireSessionId(request) };
+      return { type, sessionId: requireSessionId(request), key };
   }
 }
 

@@ -9,6 +9,24 @@ export interface BitsRequest {
   readonly path: string;
   readonly headers: ReadonlyMap<string, string>;
   readonly body: Uint8Array;
+  /** Query parameters, percent-decoded (a signed upload URL carries its signature there). */
+  readonly query?: ReadonlyMap<string, string> | undefined;
+  /** What the front door knows of the client; absent for requests built in tests. */
+  readonly peer?: Peer | undefined;
+}
+
+/** The client as the front door saw it. */
+export interface Peer {
+  /** The client's IP address (behind an ALB: the last `X-Forwarded-For` entry). */
+  readonly address?: string | undefined;
+  /** True when the request travelled over TLS, or never left the machine (loopback). */
+  readonly secure: boolean;
+  /** Correlates the front door's request, the invocation and the log line. */
+  readonly requestId?: string | undefined;
+  /** A client certificate the front door verified (ALB mutual TLS in verify mode). */
+  readonly clientCertificate?:
+    | { readonly subject: string; readonly issuer?: string; readonly serial?: string }
+    | undefined;
 }
 
 /** Builds the lower-cased header map from any list of name/value pairs. */
@@ -32,6 +50,7 @@ export interface BitsResponse {
 const REASONS: Record<number, string> = {
   200: "OK",
   400: "Bad Request",
+  401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",

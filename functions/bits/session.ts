@@ -18,8 +18,21 @@ export type EndingStatus = "committing" | "discarding";
 export interface SessionRecord {
   readonly id: string;
   readonly status: SessionStatus;
-  /** Destination object key. */
+  /** Destination object key. Packets on another URL do not reach the session. */
   readonly key: string;
+  /**
+   * Who created the session: packets from anyone else are answered as for an unknown session,
+   * so a session ID is worth nothing to another client (bits-protocol.md 11).
+   */
+  readonly principal: string;
+  /** The counter this open session occupies (docs/security.md, "Caps"). */
+  readonly slot: string;
+  /** Whether completing may replace an existing object; decided at Create-Session. */
+  readonly overwrite: boolean;
+  /** Largest total this session accepts (the server's limit, or a signed URL's lower one). */
+  readonly maxBytes: number;
+  /** Fragments that wrote something; bounded relative to the file's size. */
+  readonly fragments: number;
   /** The S3 multipart upload that receives the file. */
   readonly uploadId: string;
   /** Total length from the first Fragment's Content-Range; undefined before it. */
@@ -76,4 +89,17 @@ export function isEnded(record: SessionRecord): boolean {
 export function endingFor(record: SessionRecord, packet: "close" | "cancel"): EndingStatus {
   if (record.status === "committing" || record.status === "discarding") return record.status;
   return packet === "close" && isComplete(record) ? "committing" : "discarding";
+}
+
+/** Fragments any file may take, however small: Windows starts at 5 KB and resends on errors. */
+export const FRAGMENT_ALLOWANCE_BASE = 64;
+
+/**
+ * How many writing fragments a session of `total` bytes may take: a fixed allowance plus
+ * `perMiB` per MiB. Windows never sends fragments below 5 KB except the last ([MC-BUP] note
+ * <10>), so 512 per MiB (2 KiB each on average) leaves room for resends and shrinking after
+ * 413, while one small file can no longer buy a million S3 PUTs (docs/security.md, Caps).
+ */
+export function fragmentAllowance(total: number, perMiB: number): number {
+  return FRAGMENT_ALLOWANCE_BASE + Math.ceil((total * perMiB) / (1024 * 1024));
 }

@@ -10,16 +10,56 @@ export type ReplaceResult =
   /** The record was not at the expected version; `current` is what is there now. */
   | { readonly ok: false; readonly current: SessionRecord | undefined };
 
+/** How many sessions may be open at once: in one slot (a principal) and in all. */
+export interface SessionCaps {
+  readonly perSlot: number;
+  readonly total: number;
+}
+
+export type CreateResult =
+  | "created"
+  /** The session ID is already taken. */
+  | "taken"
+  /** The slot already holds `perSlot` open sessions. */
+  | "slot-full"
+  /** `total` sessions are open. */
+  | "server-full";
+
+export type ClaimResult = { readonly ok: true } | { readonly ok: false; readonly owner: string };
+
 /**
  * Session state. Every change is conditional on the version the caller read, so concurrent
  * handlers of one session (the ALB's retry racing the original) cannot both win.
+ *
+ * Open sessions are counted per slot and in all (docs/security.md, "Caps"). A session enters
+ * the count atomically with its creation and leaves it exactly once: atomically with the write
+ * that ends it (`replace` with `release`), or, if DynamoDB's TTL removed it while still open,
+ * through `releaseRemoved`, which is idempotent.
  */
 export interface SessionStore {
   get(id: string): Promise<SessionRecord | undefined>;
-  /** Creates the record; false when the ID is already taken. */
-  create(record: SessionRecord): Promise<boolean>;
-  /** Replaces the record if it is still at `expectedVersion`. */
-  replace(record: SessionRecord, expectedVersion: number): Promise<ReplaceResult>;
+  /** Creates the record and counts it as open, unless a cap is reached or the ID is taken. */
+  create(record: SessionRecord, caps: SessionCaps): Promise<CreateResult>;
+  /**
+   * Replaces the record if it is still at `expectedVersion`. With `release`, the same atomic
+   * write stops counting the session as open (it is being ended).
+   */
+  replace(
+    record: SessionRecord,
+    expectedVersion: number,
+    options?: { readonly release?: boolean },
+  ): Promise<ReplaceResult>;
+  /** Stops counting a session that was removed while open; repeated calls change nothing. */
+  releaseRemoved(record: SessionRecord): Promise<void>;
+  /** Open sessions counted in a slot, or in all. */
+  openSessions(slot?: string): Promise<number>;
+  /**
+   * Claims the right to write `key` until `expiresAt` (epoch seconds), for `owner`. Granted when
+   * nobody holds it, `owner` already does, or the holder's claim has expired (`now`).
+   */
+  claimKey(key: string, owner: string, expiresAt: number, now: number): Promise<ClaimResult>;
+  /** Gives a claim back; a claim held by someone else is left alone. */
+  releaseKey(key: string, owner: string): Promise<void>;
   /** Writes sealed chunk `index` of part ETags; idempotent. */
   putPartChunk(id: string, index: number, etags: readonly string[]): Promise<void>;
   /** Reads sealed chunks 0..count-1, in order; throws if one is missing. */

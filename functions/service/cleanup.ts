@@ -1,4 +1,5 @@
 import { isEnded, isLive, type SessionRecord } from "../bits/session.ts";
+import { sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { releaseStorage } from "./end-session.ts";
 import { sessionIdOfStagingDir } from "./staging.ts";
@@ -8,13 +9,34 @@ import { sessionIdOfStagingDir } from "./staging.ts";
  * part lists deleted ([MC-BUP] 3.2.6.1: on expiry the server MUST delete all session data).
  * The destination object is never touched, so a completed upload stays as it is. Idempotent.
  */
-export async function cleanUpSession(context: ServiceContext, record: SessionRecord) {
+export async function cleanUpSession(
+  context: ServiceContext,
+  record: SessionRecord,
+  { removed }: { removed: boolean },
+) {
   await releaseStorage(context, record);
+  if (record.status === "open") await releaseSlot(context, record, removed);
   context.runtime.log("info", "expired session cleaned up", {
-    sessionId: record.id,
+    session: sessionTag(record.id),
     key: record.key,
     status: record.status,
   });
+}
+
+/**
+ * An expired session still counted as open stops counting, exactly once. One that DynamoDB's
+ * TTL removed is released through an idempotent marker (the stream delivers at least once).
+ * One still in the table is ended by a versioned write that keeps its past expiry, so it stays
+ * unknown to clients; a fragment that renewed it meanwhile makes that write fail, and the
+ * session, live again, keeps counting.
+ */
+async function releaseSlot(context: ServiceContext, record: SessionRecord, removed: boolean) {
+  if (removed) {
+    await context.sessions.releaseRemoved(record);
+    return;
+  }
+  const ended = { ...record, status: "cancelled" as const, version: record.version + 1 };
+  await context.sessions.replace(ended, record.version, { release: true });
 }
 
 export interface SweepReport {
@@ -51,7 +73,7 @@ export async function sweep(context: ServiceContext): Promise<SweepReport> {
     return record !== undefined && !isEnded(record) && isLive(record, nowSeconds(context));
   };
 
-  for (const record of expired) await cleanUpSession(context, record);
+  for (const record of expired) await cleanUpSession(context, record, { removed: false });
 
   let orphanChunkSessions = 0;
   for (const [id, count] of chunks) {

@@ -1,7 +1,7 @@
 import type { FragmentLimits } from "../bits/fragment-plan.ts";
 import type { ObjectStore } from "../ports/object-store.ts";
 import type { Runtime } from "../ports/runtime.ts";
-import type { SessionStore } from "../ports/session-store.ts";
+import type { SessionCaps, SessionStore } from "../ports/session-store.ts";
 import type { WarmCache } from "./warm-cache.ts";
 
 export interface ServiceSettings {
@@ -16,6 +16,14 @@ export interface ServiceSettings {
   readonly sessionTimeoutSeconds: number;
   /** How long closed and cancelled sessions answer repeats with 200. */
   readonly tombstoneSeconds: number;
+  /** Open sessions allowed per slot (a principal) and in all (docs/security.md, Caps). */
+  readonly caps: SessionCaps;
+  /** Fragments that write, per MiB of the file, on top of a fixed allowance. */
+  readonly maxFragmentsPerMiB: number;
+  /** Template of the key prefix a principal is confined to (`{principal}`); "" for none. */
+  readonly principalPrefix: string;
+  /** Principals that may replace existing objects even when `allowOverwrite` is off. */
+  readonly overwritePrincipals: readonly string[];
 }
 
 export interface ServiceContext {

@@ -3,22 +3,31 @@ import { BitsError } from "../bits/errors.ts";
 import type { Packet } from "../bits/packet.ts";
 import type { BitsResponse } from "../bits/request.ts";
 import type { SessionRecord } from "../bits/session.ts";
+import { type Call, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 
 type CreateSession = Extract<Packet, { type: "create-session" }>;
 
 /**
  * Create-Session ([MC-BUP] 3.2.5.2.4): refuse an existing destination when overwrite is off
- * (403 + E_ACCESSDENIED, 2.2.1.2), open the multipart upload and store a new session.
+ * (403 + E_ACCESSDENIED, 2.2.1.2), open the multipart upload and store a new session, bound to
+ * its principal and URL and counted against the caps on open sessions in the same write.
  */
 export async function createSession(
   context: ServiceContext,
   packet: CreateSession,
+  call: Call,
 ): Promise<BitsResponse> {
   const { objects, sessions, runtime, settings } = context;
-  if (!settings.allowOverwrite && (await objects.head(packet.key)) !== undefined) {
+  const overwrite =
+    settings.allowOverwrite || settings.overwritePrincipals.includes(call.principal.name);
+  if (!overwrite && (await objects.head(packet.key)) !== undefined) {
     throw new BitsError("accessDenied", "destination exists and overwrite is off");
   }
+  const maxBytes = Math.min(
+    settings.limits.maxUploadBytes,
+    call.principal.grant?.maxBytes ?? Number.POSITIVE_INFINITY,
+  );
   for (let attempt = 0; attempt < 3; attempt++) {
     const id = runtime.newSessionId();
     const uploadId = await objects.createUpload(packet.key, id);
@@ -26,6 +35,11 @@ export async function createSession(
       id,
       status: "open",
       key: packet.key,
+      principal: call.principal.name,
+      slot: call.slot,
+      overwrite,
+      maxBytes,
+      fragments: 0,
       uploadId,
       offset: 0,
       partsEnd: 0,
@@ -34,20 +48,26 @@ export async function createSession(
       version: 1,
       expiresAt: nowSeconds(context) + settings.sessionTimeoutSeconds,
     };
-    let created: boolean;
+    let created: Awaited<ReturnType<typeof sessions.create>>;
     try {
-      created = await sessions.create(record);
+      created = await sessions.create(record, settings.caps);
     } catch (error) {
       // The record may or may not exist; either way the client retries with a new session, so
       // this upload would be orphaned. An orphan record pointing at an aborted upload is harmless.
       await objects.abortUpload(packet.key, uploadId).catch(() => {});
       throw error;
     }
-    if (created) {
-      runtime.log("info", "session created", { sessionId: id, key: record.key });
+    if (created === "created") {
+      runtime.log("info", "session created", { session: sessionTag(id), key: record.key });
       return createSessionAck(id);
     }
     await objects.abortUpload(packet.key, uploadId);
+    if (created === "slot-full") {
+      throw new BitsError("sessionLimit", `${settings.caps.perSlot} sessions open for this client`);
+    }
+    if (created === "server-full") {
+      throw new BitsError("sessionLimit", `${settings.caps.total} sessions open on the server`);
+    }
   }
   throw new BitsError("internal", "could not allocate a session ID");
 }

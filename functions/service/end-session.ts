@@ -10,6 +10,7 @@ import {
   type SessionRecord,
   type SessionStatus,
 } from "../bits/session.ts";
+import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { deleteStaged, stagingPrefixFor } from "./staging.ts";
 
@@ -28,17 +29,22 @@ const MAX_ATTEMPTS = 8;
 export async function endSession(
   context: ServiceContext,
   packet: EndPacket,
+  call: Call,
 ): Promise<BitsResponse> {
   let record = await context.sessions.get(packet.sessionId);
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     if (record === undefined || !isLive(record, nowSeconds(context))) {
       throw new BitsError("sessionNotFound", "no such session");
     }
+    if (!ownedBy(record, packet, call)) {
+      throw new BitsError("sessionNotFound", "no such session for this client and URL");
+    }
     if (isEnded(record)) return ack(200, { sessionId: record.id });
     const ending = endingFor(record, packet.type === "close-session" ? "close" : "cancel");
     if (record.status === "open") {
       const decided: SessionRecord = { ...record, status: ending, version: record.version + 1 };
-      const result = await context.sessions.replace(decided, record.version);
+      // The session stops counting as open in the same write that decides its end.
+      const result = await context.sessions.replace(decided, record.version, { release: true });
       if (!result.ok) {
         record = result.current;
         continue;
@@ -53,7 +59,7 @@ export async function endSession(
     );
     if (result.ok) {
       context.runtime.log("info", `session ${ended}`, {
-        sessionId: record.id,
+        session: sessionTag(record.id),
         key: record.key,
         committed: ending === "committing",
       });
@@ -85,10 +91,28 @@ async function finish(context: ServiceContext, record: SessionRecord, ending: En
   }
 }
 
-/** Completes the multipart upload, or writes the empty object of a zero-byte file. */
+/**
+ * Completes the multipart upload, or writes the empty object of a zero-byte file. With
+ * overwrite off, under a claim on the key (see `claimKey`).
+ */
 async function commit(context: ServiceContext, record: SessionRecord) {
-  const { objects, sessions, settings } = context;
-  const options = { overwrite: settings.allowOverwrite, owner: record.id };
+  if (record.overwrite) return complete(context, record);
+  await claimKey(context, record);
+  // Only a known outcome gives the claim back: after an error the completion may still land,
+  // and the claim must keep others out until it expires.
+  const outcome = await complete(context, record);
+  await context.sessions.releaseKey(record.key, record.id).catch((error: unknown) => {
+    context.runtime.log("warn", "key claim left to expire", {
+      session: sessionTag(record.id),
+      error: String(error),
+    });
+  });
+  return outcome;
+}
+
+async function complete(context: ServiceContext, record: SessionRecord) {
+  const { objects, sessions } = context;
+  const options = { overwrite: record.overwrite, owner: record.id };
   if (record.total === 0) {
     const outcome = await objects.putObject(record.key, new Uint8Array(0), options);
     await objects.abortUpload(record.key, record.uploadId);
@@ -99,13 +123,38 @@ async function commit(context: ServiceContext, record: SessionRecord) {
   return objects.completeUpload(record.key, record.uploadId, etags, options);
 }
 
+/** A claim outlives any completion that could still be running (the function's timeout). */
+const CLAIM_SECONDS = 300;
+const CLAIM_WAITS_MS = [50, 100, 200, 400, 800, 1600];
+
+/**
+ * With overwrite off, two sessions completing one key must not both succeed. S3 refuses the
+ * second with `If-None-Match: *`, but a store that ignores the header would let both win, so a
+ * conditional write in the session table is the second guard: whoever holds the key's claim
+ * checks that the key is free and completes; anyone else waits for the claim to be given back
+ * and then finds the object there (S3 reads are strongly consistent). A claim left by a
+ * crashed completion expires. Waiting too long is a transient error: the client resends.
+ */
+async function claimKey(context: ServiceContext, record: SessionRecord) {
+  for (const wait of [...CLAIM_WAITS_MS, undefined]) {
+    const now = nowSeconds(context);
+    const claim = await context.sessions.claimKey(record.key, record.id, now + CLAIM_SECONDS, now);
+    if (claim.ok) return;
+    if (wait === undefined) break;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+  throw new BitsError("internal", "another session is completing the same key");
+}
+
 /**
  * Abandons a session whose upload cannot be completed (its data is gone or unusable), leaving a
  * tombstone: the client is then told BG_E_SESSION_NOT_FOUND and starts over.
  */
 export async function discard(context: ServiceContext, record: SessionRecord) {
   await releaseStorage(context, record);
-  await context.sessions.replace(tombstone(context, record, "cancelled"), record.version);
+  await context.sessions.replace(tombstone(context, record, "cancelled"), record.version, {
+    release: record.status === "open",
+  });
 }
 
 /** Aborts the upload and removes staged bytes and part lists; never touches the object. */

@@ -4,6 +4,7 @@ import { type FragmentDecision, planFragment, type Write } from "../bits/fragmen
 import type { Packet } from "../bits/packet.ts";
 import type { BitsResponse } from "../bits/request.ts";
 import {
+  fragmentAllowance,
   isComplete,
   isLive,
   PART_CHUNK,
@@ -11,6 +12,7 @@ import {
   type SessionRecord,
 } from "../bits/session.ts";
 import { UploadGoneError } from "../ports/object-store.ts";
+import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { discard } from "./end-session.ts";
 import { chainSegments, listSegments, stagedKey, stagingPrefixFor } from "./staging.ts";
@@ -28,7 +30,11 @@ const MAX_ATTEMPTS = 8;
  * wrote is the same bytes of the file at the same place (a part's bounds come from the record,
  * not from the request), or staged objects that the session's end removes.
  */
-export async function fragment(context: ServiceContext, packet: Fragment): Promise<BitsResponse> {
+export async function fragment(
+  context: ServiceContext,
+  packet: Fragment,
+  call: Call,
+): Promise<BitsResponse> {
   const { sessions, settings, cache } = context;
   // A warm instance writes on the record it remembers and reads only when that fails: a
   // sequential client then costs one DynamoDB request per fragment.
@@ -45,14 +51,15 @@ export async function fragment(context: ServiceContext, packet: Fragment): Promi
       await reread();
       continue;
     }
-    const settled = settledAnswer(context, record);
+    const settled = settledAnswer(context, record, packet, call);
     if (settled !== undefined) return settled;
     const current = record as SessionRecord;
     const decision = planFragment(
       { ...current, parts: recordedParts(current) },
       packet.range,
       packet.body,
-      settings.limits,
+      // A signed URL may allow less than the server does; records older than that field, more.
+      { ...settings.limits, maxUploadBytes: current.maxBytes || settings.limits.maxUploadBytes },
     );
     if (decision.kind !== "accept") {
       // An offset the client is told must be the stored one, never a remembered one.
@@ -64,6 +71,12 @@ export async function fragment(context: ServiceContext, packet: Fragment): Promi
         sessionId: current.id,
         receivedContentRange: decision.offset,
       });
+    }
+    if (current.fragments >= fragmentAllowance(decision.total, settings.maxFragmentsPerMiB)) {
+      // A client that writes the file in slivers would make the operator pay a PUT and a write
+      // each: the session ends here and the job fails (docs/security.md, Caps).
+      await discard(context, current);
+      throw new BitsError("accessDenied", "too many fragments for the file's size");
     }
     const staged: string[] = [];
     let written: Awaited<ReturnType<typeof write>>;
@@ -89,6 +102,7 @@ export async function fragment(context: ServiceContext, packet: Fragment): Promi
       continue;
     }
     const result = await sessions.replace(written.next, current.version);
+    call.audit.bytesStored += written.bytesStored;
     if (result.ok) {
       cache?.rememberRecord(written.next);
       await dropQuietly(context, current.id, written.consumed);
@@ -107,9 +121,17 @@ export async function fragment(context: ServiceContext, packet: Fragment): Promi
  * complete answers a resent fragment with the total, like the final Ack ([MC-BUP] 3.2.5.2.6);
  * unknown, expired, discarded or cancelled sessions are not found ([MC-BUP] 3.2.5.2.3).
  */
-function settledAnswer(context: ServiceContext, record: SessionRecord | undefined) {
+function settledAnswer(
+  context: ServiceContext,
+  record: SessionRecord | undefined,
+  packet: Fragment,
+  call: Call,
+) {
   if (record === undefined || !isLive(record, nowSeconds(context))) {
     throw new BitsError("sessionNotFound", "no such session");
+  }
+  if (!ownedBy(record, packet, call)) {
+    throw new BitsError("sessionNotFound", "no such session for this client and URL");
   }
   if (record.status === "open") return undefined;
   if ((record.status === "committing" || record.status === "closed") && isComplete(record)) {
@@ -129,7 +151,7 @@ async function rewind(context: ServiceContext, record: SessionRecord): Promise<B
   const result = await context.sessions.replace(rewound, record.version);
   context.cache?.rememberRecord(result.ok ? rewound : undefined, record.id);
   context.runtime.log("warn", "staged bytes lost; resuming from the recorded parts", {
-    sessionId: record.id,
+    session: sessionTag(record.id),
     offset,
     rewound: result.ok,
   });
@@ -157,17 +179,19 @@ async function write(
   record: SessionRecord,
   decision: Accept,
   staged: string[],
-): Promise<{ next: SessionRecord; consumed: string[] }> {
+): Promise<{ next: SessionRecord; consumed: string[]; bytesStored: number }> {
   const { objects, sessions, settings } = context;
   const prefix = stagingPrefixFor(settings.stagingPrefix, record.id);
   let etags = [...record.etags];
   let chunks = record.chunks;
   const consumed: string[] = [];
+  let bytesStored = 0;
   for (const step of decision.writes) {
     if (step.kind === "stage") {
       const key = stagedKey(prefix, step.start, step.end);
       staged.push(key);
       await objects.put(key, step.bytes);
+      bytesStored += step.bytes.length;
       context.cache?.rememberStaged(key, step.bytes);
       continue;
     }
@@ -176,6 +200,7 @@ async function write(
     }
     const { bytes, stagedKeys } = await assemblePart(context, prefix, step);
     etags.push(await objects.uploadPart(record.key, record.uploadId, step.partNumber, bytes));
+    bytesStored += bytes.length;
     consumed.push(...stagedKeys);
     while (etags.length >= PART_CHUNK) {
       await sessions.putPartChunk(record.id, chunks, etags.slice(0, PART_CHUNK));
@@ -191,10 +216,11 @@ async function write(
     offset: decision.offset,
     etags,
     chunks,
+    fragments: record.fragments + 1,
     version: record.version + 1,
     expiresAt: nowSeconds(context) + settings.sessionTimeoutSeconds,
   };
-  return { next, consumed };
+  return { next, consumed, bytesStored };
 }
 
 /**
@@ -208,7 +234,7 @@ async function dropQuietly(context: ServiceContext, sessionId: string, keys: str
     await context.objects.delete(keys);
   } catch (error) {
     context.runtime.log("warn", "staged objects left for session end", {
-      sessionId,
+      session: sessionTag(sessionId),
       error: String(error),
     });
   }

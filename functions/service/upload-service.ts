@@ -1,15 +1,19 @@
-import { ack, errorAck, methodNotAllowed } from "../bits/ack.ts";
+import type { Authenticator, AuthRequest, Principal } from "../auth/types.ts";
+import { ack, challenge, errorAck, methodNotAllowed } from "../bits/ack.ts";
 import { BitsError } from "../bits/errors.ts";
+import { confinedPrefix, destinationPath, objectKeyFor } from "../bits/key.ts";
 import {
   isBitsPost,
   type Packet,
   type PacketType,
+  packetTypeOf,
   parsePacket,
   sessionIdOf,
 } from "../bits/packet.ts";
 import type { BitsRequest, BitsResponse } from "../bits/request.ts";
 import { isLive } from "../bits/session.ts";
-import type { ServiceContext } from "./context.ts";
+import { type Call, sessionTag, slotFor } from "./call.ts";
+import { nowSeconds, type ServiceContext } from "./context.ts";
 import { createSession } from "./create-session.ts";
 import { endSession } from "./end-session.ts";
 import { fragment } from "./fragment.ts";
@@ -17,6 +21,7 @@ import { fragment } from "./fragment.ts";
 type Handler<T extends PacketType> = (
   context: ServiceContext,
   packet: Extract<Packet, { type: T }>,
+  call: Call,
 ) => Promise<BitsResponse>;
 
 /** One handler per packet type ([MC-BUP] 3.2.5.2.5-8). Ping needs no session (3.2.5.2.2). */
@@ -32,53 +37,150 @@ export interface UploadService {
   handle(request: BitsRequest): Promise<BitsResponse>;
 }
 
+/** Lets everyone in: the default of tests and of the local server on loopback. */
+export const ANONYMOUS: Authenticator = {
+  authenticate: async () => ({
+    kind: "ok",
+    principal: { name: "anonymous", mode: "anonymous", identified: false },
+  }),
+};
+
+/** What one request did, for its audit line. */
+interface Outcome {
+  principal?: Principal | undefined;
+  packet?: Packet | undefined;
+  call?: Call | undefined;
+  reason?: string | undefined;
+}
+
 /**
  * The BITS upload server, independent of front door and storage: a request value in, an Ack
- * value out. Every failure becomes a well-formed Ack here and nowhere else.
+ * value out. Every failure becomes a well-formed Ack here and nowhere else, and every request,
+ * refused ones included, leaves one audit line (docs/security.md, "What is logged").
  */
-export function createUploadService(context: ServiceContext): UploadService {
-  const rules = {
-    keyPrefix: context.settings.keyPrefix,
-    reservedPrefix: context.settings.stagingPrefix,
-  };
+export function createUploadService(
+  context: ServiceContext,
+  authenticator: Authenticator = ANONYMOUS,
+): UploadService {
   return {
     async handle(request) {
-      if (!isBitsPost(request)) return methodNotAllowed();
-      let packet: Packet | undefined;
-      try {
-        if (!uploadsEnabled(context.settings.uploadPaths, request.path)) {
-          throw new BitsError("uploadsDisabled", "uploads are not enabled for this path");
-        }
-        packet = parsePacket(request, rules);
-        const handler = HANDLERS[packet.type] as Handler<PacketType>;
-        return await handler(context, packet);
-      } catch (error) {
-        const failure =
-          error instanceof BitsError ? error : new BitsError("internal", "unexpected failure");
-        if (failure.kind === "internal") logFailure(context, error, sessionIdOf(request));
-        const sessionId = await knownSessionId(context, request, packet, failure);
-        return errorAck(failure, sessionId === undefined ? {} : { sessionId });
-      }
+      const started = context.runtime.now();
+      const outcome: Outcome = {};
+      const response = await serve(context, authenticator, request, outcome);
+      audit(context, request, response, outcome, started);
+      return response;
     },
   };
 }
 
+async function serve(
+  context: ServiceContext,
+  authenticator: Authenticator,
+  request: BitsRequest,
+  outcome: Outcome,
+): Promise<BitsResponse> {
+  if (!isBitsPost(request)) return methodNotAllowed();
+  const { settings } = context;
+  try {
+    // Authentication comes first, as in IIS: a client without credentials learns nothing else.
+    const auth = await authenticator.authenticate(authRequest(request), context.runtime.now());
+    if (auth.kind === "challenge") {
+      outcome.reason = auth.reason;
+      return challenge(auth.realm);
+    }
+    if (auth.kind === "denied") throw new BitsError("accessDenied", auth.reason);
+    outcome.principal = auth.principal;
+    if (!uploadsEnabled(settings.uploadPaths, request.path)) {
+      throw new BitsError("uploadsDisabled", "uploads are not enabled for this path");
+    }
+    const packet = parsePacket(request, {
+      keyPrefix: settings.keyPrefix,
+      reservedPrefix: settings.stagingPrefix,
+    });
+    outcome.packet = packet;
+    const call: Call = {
+      principal: auth.principal,
+      slot: slotFor(auth.principal, request.peer),
+      audit: { bytesStored: 0 },
+    };
+    outcome.call = call;
+    if (packet.type !== "ping") authorize(context, call.principal, packet);
+    const handler = HANDLERS[packet.type] as Handler<PacketType>;
+    return await handler(context, packet, call);
+  } catch (error) {
+    const failure =
+      error instanceof BitsError ? error : new BitsError("internal", "unexpected failure");
+    outcome.reason = failure.message;
+    if (failure.kind === "internal") logFailure(context, error, sessionIdOf(request));
+    const sessionId = await knownSessionId(context, request, outcome, failure);
+    return errorAck(failure, sessionId === undefined ? {} : { sessionId });
+  }
+}
+
+function authRequest(request: BitsRequest): AuthRequest {
+  let destination: string | undefined;
+  try {
+    destination = destinationPath(request.path);
+  } catch {
+    destination = undefined;
+  }
+  return {
+    destination,
+    query: request.query ?? new Map(),
+    headers: request.headers,
+    secure: request.peer?.secure ?? false,
+    clientCertificate: request.peer?.clientCertificate,
+  };
+}
+
 /**
- * The session ID to echo on an error Ack: only one that names a live session (Project
- * decisions). A packet refused before its session was looked up costs one read here.
+ * May this principal write this key ([MC-BUP] 3.2.5.2.3, step 2)? Confined principals only
+ * under their own prefix; a signed URL only until it expires, for a new upload: one that
+ * started in time may finish, since BITS may take days to resume (docs/security.md).
+ */
+function authorize(
+  context: ServiceContext,
+  principal: Principal,
+  packet: Exclude<Packet, { type: "ping" }>,
+) {
+  const { keyPrefix, principalPrefix } = context.settings;
+  if (principalPrefix !== "") {
+    const allowed = confinedPrefix(keyPrefix, principalPrefix, principal.name);
+    if (allowed === undefined || !packet.key.startsWith(allowed)) {
+      throw new BitsError("accessDenied", "outside the principal's prefix");
+    }
+  }
+  const grant = principal.grant;
+  if (packet.type === "create-session" && grant !== undefined) {
+    if (grant.expiresAt <= nowSeconds(context)) {
+      throw new BitsError("accessDenied", "the signed URL has expired");
+    }
+  }
+}
+
+/**
+ * The session ID to echo on an error Ack: only one that names a live session of this principal
+ * on this URL (Project decisions; a session ID says nothing to anyone else). A packet refused
+ * before its session was looked up costs one read here.
  */
 async function knownSessionId(
   context: ServiceContext,
   request: BitsRequest,
-  packet: Packet | undefined,
+  outcome: Outcome,
   failure: BitsError,
 ): Promise<string | undefined> {
   const id = sessionIdOf(request);
-  if (id === undefined || failure.kind === "sessionNotFound") return undefined;
-  if (packet !== undefined && packet.type !== "ping" && packet.type !== "create-session") return id;
+  const { packet, principal } = outcome;
+  if (id === undefined || failure.kind === "sessionNotFound" || principal === undefined) {
+    return undefined;
+  }
+  if (packet?.type === "ping" || packet?.type === "create-session") return undefined;
   try {
+    const { keyPrefix, stagingPrefix } = context.settings;
+    const key = packet?.key ?? objectKeyFor(request.path, keyPrefix, stagingPrefix);
     const record = await context.sessions.get(id);
-    return isLive(record, Math.floor(context.runtime.now() / 1000)) ? id : undefined;
+    const owned = record?.principal === principal.name && record.key === key;
+    return owned && isLive(record, nowSeconds(context)) ? id : undefined;
   } catch {
     return undefined;
   }
@@ -94,7 +196,45 @@ export function uploadsEnabled(prefixes: readonly string[], path: string): boole
 
 function logFailure(context: ServiceContext, error: unknown, sessionId: string | undefined) {
   context.runtime.log("error", "request failed", {
-    sessionId,
+    session: sessionId === undefined ? undefined : sessionTag(sessionId),
     error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+  });
+}
+
+/** One JSON line per request (docs/security.md, "What is logged"). */
+function audit(
+  context: ServiceContext,
+  request: BitsRequest,
+  response: BitsResponse,
+  outcome: Outcome,
+  started: number,
+) {
+  const { principal, packet, call } = outcome;
+  const sessionId = sessionIdOf(request);
+  let type: string | undefined = packet?.type;
+  if (type === undefined) {
+    try {
+      type = packetTypeOf(request);
+    } catch {
+      type = undefined;
+    }
+  }
+  context.runtime.log(response.status < 400 ? "info" : "warn", "request", {
+    requestId: request.peer?.requestId,
+    client: request.peer?.address,
+    userAgent: request.headers.get("user-agent")?.slice(0, 200),
+    method: request.method.slice(0, 20),
+    path: request.path.slice(0, 1100),
+    key: packet !== undefined && "key" in packet ? packet.key : undefined,
+    packet: type,
+    principal: principal?.name,
+    auth: principal?.mode,
+    session: sessionId === undefined ? undefined : sessionTag(sessionId),
+    status: response.status,
+    error: response.headers["BITS-Error-Code"],
+    reason: response.status < 400 ? undefined : outcome.reason,
+    received: request.body.length,
+    stored: call?.audit.bytesStored ?? 0,
+    ms: context.runtime.now() - started,
   });
 }

@@ -30,12 +30,24 @@ export class WarmCache {
     if (this.records.size > MAX_RECORDS) this.records.delete(this.oldest(this.records));
   }
 
+  /**
+   * Keeps a copy of staged bytes. A copy, not the view: `bytes` is usually a slice of a whole
+   * request body, and keeping the view would keep the whole body alive while counting only the
+   * slice (a client sending 1 MiB fragments that each add one byte would then hold 1 MiB per
+   * byte counted). The bound counts exactly the memory held.
+   */
   rememberStaged(key: string, bytes: Uint8Array): void {
     if (bytes.length > this.maxStagedBytes) return;
     this.forgetStaged([key]);
-    this.staged.set(key, bytes);
+    // `new Uint8Array(view)` copies; a Buffer's `slice` would not.
+    this.staged.set(key, new Uint8Array(bytes));
     this.stagedBytes += bytes.length;
     while (this.stagedBytes > this.maxStagedBytes) this.forgetStaged([this.oldest(this.staged)]);
+  }
+
+  /** Bytes held now; never above the bound given at construction. */
+  get heldBytes(): number {
+    return this.stagedBytes;
   }
 
   stagedBytesOf(key: string): Uint8Array | undefined {

@@ -2,7 +2,9 @@ import { createHash, randomUUID } from "node:crypto";
 import { beforeEach, describe, expect, it } from "vitest";
 import { S3_MAX_PARTS } from "../../functions/bits/constants.ts";
 import { PART_CHUNK, type SessionRecord } from "../../functions/bits/session.ts";
-import type { SessionStore } from "../../functions/ports/session-store.ts";
+import type { SessionCaps, SessionStore } from "../../functions/ports/session-store.ts";
+
+const CAPS: SessionCaps = { perSlot: 1_000, total: 1_000_000 };
 
 const TiB = 1024 ** 4;
 /** The quoted MD5 ETags S3 gives parts. */
@@ -17,6 +19,11 @@ function openRecord(overrides: Partial<SessionRecord> = {}): SessionRecord {
     id: `{${randomUUID().toUpperCase()}}`,
     status: "open",
     key: "uploads/some dir/file name.bin",
+    principal: "alice",
+    slot: `p:${randomUUID()}`,
+    overwrite: false,
+    maxBytes: 10 * 1024 ** 3,
+    fragments: 0,
     uploadId: randomUUID().replaceAll("-", ""),
     offset: 0,
     partsEnd: 0,
@@ -61,7 +68,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         ["a discarding record", openRecord({ status: "discarding", total: 10, offset: 3 })],
         ["a tombstone", openRecord({ status: "cancelled", total: 10, offset: 10, version: 4 })],
       ])("create then get answers an equal record: %s", async (_, record) => {
-        expect(await store.create(record)).toBe(true);
+        expect(await store.create(record, CAPS)).toBe("created");
         expect(await store.get(record.id)).toEqual(record);
         const fetched = await store.get(record.id);
         expect(fetched?.total).toBe(record.total);
@@ -75,23 +82,23 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
           nextPartEnd: 5 * 1024 * 1024,
           etags,
         });
-        await store.create(record);
+        await store.create(record, CAPS);
         expect((await store.get(record.id))?.etags).toEqual(etags);
         const next = { ...record, etags: [...etags].reverse(), version: 2 };
         expect(await store.replace(next, 1)).toEqual({ ok: true });
         expect((await store.get(record.id))?.etags).toEqual([...etags].reverse());
       });
 
-      it("create of a taken ID answers false and keeps the first record", async () => {
+      it('create of a taken ID answers "taken" and keeps the first record', async () => {
         const first = openRecord();
-        expect(await store.create(first)).toBe(true);
-        expect(await store.create({ ...first, key: "other", version: 7 })).toBe(false);
+        expect(await store.create(first, CAPS)).toBe("created");
+        expect(await store.create({ ...first, key: "other", version: 7 }, CAPS)).toBe("taken");
         expect(await store.get(first.id)).toEqual(first);
       });
 
       it("replace at the expected version succeeds and get answers the new record", async () => {
         const record = openRecord();
-        await store.create(record);
+        await store.create(record, CAPS);
         const next: SessionRecord = {
           ...record,
           total: 1000,
@@ -114,7 +121,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
           nextPartEnd: 5 * 1024 * 1024,
           etags: etagsFor("s", 2),
         });
-        await store.create(record);
+        await store.create(record, CAPS);
         const stored = { ...record, offset: 50, version: 2 };
         await store.replace(stored, 1);
         const result = await store.replace({ ...record, offset: 99, version: 2 }, 1);
@@ -145,7 +152,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
       it("chunks belong to their session and sit beside its record", async () => {
         const record = openRecord();
         const other = openRecord();
-        await store.create(record);
+        await store.create(record, CAPS);
         await store.putPartChunk(record.id, 0, etagsFor("mine", PART_CHUNK));
         await store.putPartChunk(other.id, 0, etagsFor("theirs", PART_CHUNK));
         expect(await store.getPartChunks(record.id, 1)).toEqual([etagsFor("mine", PART_CHUNK)]);
@@ -200,7 +207,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
 
       it("deletePartChunks removes chunks 0..count-1; missing ones are fine", async () => {
         const record = openRecord();
-        await store.create(record);
+        await store.create(record, CAPS);
         const keep = openRecord().id;
         for (const i of [0, 1, 2]) await store.putPartChunk(record.id, i, etagsFor(`d${i}`, 4));
         await store.putPartChunk(keep, 0, etagsFor("keep", 4));
@@ -223,12 +230,145 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
       });
     });
 
+    describe("open-session caps (docs/security.md, Caps)", () => {
+      it("create counts the session in its slot and in all", async () => {
+        const record = openRecord();
+        expect(await store.create(record, CAPS)).toBe("created");
+        expect(await store.openSessions(record.slot)).toBe(1);
+        expect(await store.openSessions()).toBe(1);
+      });
+
+      it("a full slot refuses the next session and creates nothing", async () => {
+        const caps = { perSlot: 2, total: 100 };
+        const slot = "p:bob";
+        for (let i = 0; i < 2; i++) {
+          expect(await store.create(openRecord({ slot }), caps)).toBe("created");
+        }
+        const refused = openRecord({ slot });
+        expect(await store.create(refused, caps)).toBe("slot-full");
+        expect(await store.get(refused.id)).toBeUndefined();
+        expect(await store.openSessions(slot)).toBe(2);
+        expect(await store.openSessions()).toBe(2);
+        // Another slot is not affected.
+        expect(await store.create(openRecord({ slot: "p:carol" }), caps)).toBe("created");
+      });
+
+      it("a full server refuses any slot and creates nothing", async () => {
+        const caps = { perSlot: 10, total: 2 };
+        await store.create(openRecord({ slot: "p:a" }), caps);
+        await store.create(openRecord({ slot: "p:b" }), caps);
+        const refused = openRecord({ slot: "p:c" });
+        expect(await store.create(refused, caps)).toBe("server-full");
+        expect(await store.get(refused.id)).toBeUndefined();
+        expect(await store.openSessions("p:c")).toBe(0);
+        expect(await store.openSessions()).toBe(2);
+      });
+
+      it("a taken ID counts nothing", async () => {
+        const record = openRecord();
+        await store.create(record, CAPS);
+        expect(await store.create({ ...record, slot: "p:other" }, CAPS)).toBe("taken");
+        expect(await store.openSessions("p:other")).toBe(0);
+        expect(await store.openSessions()).toBe(1);
+      });
+
+      it("replace with release frees the slot in the same write, and only if it wins", async () => {
+        const caps = { perSlot: 1, total: 10 };
+        const record = openRecord();
+        await store.create(record, caps);
+        const ending = { ...record, status: "committing" as const, version: 2 };
+        const stale = await store.replace({ ...ending, version: 9 }, 5, { release: true });
+        expect(stale).toEqual({ ok: false, current: record });
+        expect(await store.openSessions(record.slot)).toBe(1);
+        expect(await store.replace(ending, 1, { release: true })).toEqual({ ok: true });
+        expect(await store.get(record.id)).toEqual(ending);
+        expect(await store.openSessions(record.slot)).toBe(0);
+        expect(await store.openSessions()).toBe(0);
+        expect(await store.create(openRecord({ slot: record.slot }), caps)).toBe("created");
+      });
+
+      it("replace with release of an unknown ID fails and frees nothing", async () => {
+        const record = openRecord();
+        await store.create(record, CAPS);
+        const other = openRecord({ slot: record.slot, version: 2 });
+        expect(await store.replace(other, 1, { release: true })).toEqual({
+          ok: false,
+          current: undefined,
+        });
+        expect(await store.openSessions(record.slot)).toBe(1);
+      });
+
+      it("releaseRemoved frees a removed session's slot once, however often it is called", async () => {
+        const record = openRecord();
+        await store.create(record, CAPS);
+        await store.create(openRecord({ slot: record.slot }), CAPS);
+        await store.releaseRemoved(record);
+        await store.releaseRemoved(record);
+        await store.releaseRemoved(structuredClone(record));
+        expect(await store.openSessions(record.slot)).toBe(1);
+        expect(await store.openSessions()).toBe(1);
+      });
+
+      it("concurrent creates never pass the cap", async () => {
+        const caps = { perSlot: 3, total: 100 };
+        const slot = "p:crowd";
+        const results = await Promise.all(
+          Array.from({ length: 8 }, () => store.create(openRecord({ slot }), caps)),
+        );
+        expect(results.filter((result) => result === "created")).toHaveLength(3);
+        expect(results.filter((result) => result === "slot-full")).toHaveLength(5);
+        expect(await store.openSessions(slot)).toBe(3);
+      });
+    });
+
+    describe("destination key claims (overwrite off: one committer per key)", () => {
+      const now = 1_000_000;
+      it("a free key is granted; its owner may claim it again", async () => {
+        expect(await store.claimKey("k/a", "{A}", now + 300, now)).toEqual({ ok: true });
+        expect(await store.claimKey("k/a", "{A}", now + 600, now + 1)).toEqual({ ok: true });
+      });
+
+      it("a held key is refused to another owner, who learns the holder", async () => {
+        await store.claimKey("k/b", "{A}", now + 300, now);
+        expect(await store.claimKey("k/b", "{B}", now + 300, now + 10)).toEqual({
+          ok: false,
+          owner: "{A}",
+        });
+      });
+
+      it("an expired claim can be taken over", async () => {
+        await store.claimKey("k/c", "{A}", now + 300, now);
+        expect(await store.claimKey("k/c", "{B}", now + 900, now + 301)).toEqual({ ok: true });
+        expect(await store.claimKey("k/c", "{A}", now + 900, now + 302)).toEqual({
+          ok: false,
+          owner: "{B}",
+        });
+      });
+
+      it("release frees the key for others, but only when the releaser holds it", async () => {
+        await store.claimKey("k/d", "{A}", now + 300, now);
+        await store.releaseKey("k/d", "{B}");
+        expect((await store.claimKey("k/d", "{B}", now + 300, now)).ok).toBe(false);
+        await store.releaseKey("k/d", "{A}");
+        expect(await store.claimKey("k/d", "{B}", now + 300, now)).toEqual({ ok: true });
+      });
+
+      it("of two concurrent claims on one key exactly one wins", async () => {
+        const results = await Promise.all(
+          ["{A}", "{B}", "{C}", "{D}"].map((owner) => store.claimKey("k/e", owner, now + 300, now)),
+        );
+        expect(results.filter((result) => result.ok)).toHaveLength(1);
+      });
+    });
+
     describe("scan (the cleanup sweep)", () => {
       it("finds every session record and every sealed chunk, and nothing else", async () => {
         const first = openRecord({ total: 12, nextPartEnd: 5 * 1024 * 1024 });
         const second = openRecord({ status: "closed", version: 7 });
-        await store.create(first);
-        await store.create(second);
+        await store.create(first, CAPS);
+        await store.create(second, CAPS);
+        await store.claimKey(first.key, first.id, 2_000_000_000, 1);
+        await store.releaseRemoved(second);
         await store.putPartChunk(first.id, 0, etagsFor("s0", PART_CHUNK));
         await store.putPartChunk(first.id, 3, etagsFor("s3", 2));
         await store.putPartChunk("{ORPHAN}", 1, etagsFor("o", 1));

@@ -1,9 +1,15 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
+import bcrypt from "bcryptjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const execFileAsync = promisify(execFile);
+
 import { buildBundles } from "../../scripts/build.ts";
+import { startSsmStandIn } from "../support/ssm-stand-in.ts";
 
 /** Imports a bundle in a fresh Node process and hands it one event; prints its answer. */
 const PROBE = `
@@ -33,8 +39,9 @@ describe("the Lambda bundles esbuild writes (what serverless.yml packages)", () 
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const run = (bundle: string, event: unknown) => {
-    const out = execFileSync(
+  /** Asynchronous, so that a stand-in served by this process can answer the bundle. */
+  const run = async (bundle: string, event: unknown, env: Record<string, string> = {}) => {
+    const { stdout: out } = await execFileAsync(
       process.execPath,
       [join(dir, "probe.mjs"), join(dir, bundle), JSON.stringify(event)],
       {
@@ -45,7 +52,9 @@ describe("the Lambda bundles esbuild writes (what serverless.yml packages)", () 
           BITS_BUCKET: "bucket",
           BITS_TABLE: "table",
           BITS_LOG_LEVEL: "silent",
+          BITS_AUTH: "anonymous",
           NODE_NO_WARNINGS: "1",
+          ...env,
         },
         encoding: "utf8",
         timeout: 30_000,
@@ -54,8 +63,8 @@ describe("the Lambda bundles esbuild writes (what serverless.yml packages)", () 
     return JSON.parse(out.trim().split("\n").at(-1) ?? "{}") as { result: unknown; ms: number };
   };
 
-  it("the upload bundle imports in a fresh Node process and answers a Ping event with an Ack", () => {
-    const { result, ms } = run("upload/handler.mjs", PING_ALB_EVENT);
+  it("the upload bundle imports in a fresh Node process and answers a Ping event with an Ack", async () => {
+    const { result, ms } = await run("upload/handler.mjs", PING_ALB_EVENT);
     expect(result).toEqual({
       statusCode: 200,
       statusDescription: "200 OK",
@@ -67,6 +76,60 @@ describe("the Lambda bundles esbuild writes (what serverless.yml packages)", () 
       `upload bundle: ${sizes.upload} bytes; fresh import + first Ping: ${ms.toFixed(0)} ms`,
     );
     console.log(`cleanup bundle: ${sizes.cleanup} bytes`);
+  });
+
+  it("a deployed function never defaults to anonymous: without BITS_AUTH the cold start stops", () => {
+    expect(() =>
+      execFileSync(process.execPath, [join(dir, "upload/handler.mjs")], {
+        env: {
+          PATH: process.env.PATH ?? "",
+          BITS_BUCKET: "b",
+          BITS_TABLE: "t",
+          NODE_NO_WARNINGS: "1",
+        },
+        encoding: "utf8",
+        stdio: "pipe",
+      }),
+    ).toThrow(/BITS_AUTH is required/);
+  });
+
+  it("with Basic auth whose htpasswd lives in SSM, the bundle loads its SSM chunk, challenges and admits", async () => {
+    const ssm = await startSsmStandIn();
+    try {
+      ssm.put("/bits/htpasswd", `alice:${bcrypt.hashSync("s3cret", 4)}\n`);
+      const env = {
+        BITS_AUTH: "basic",
+        BITS_HTPASSWD_PARAMETER: "/bits/htpasswd",
+        // The SDK's service-specific endpoint variable points the bundled client at the stand-in.
+        AWS_ENDPOINT_URL_SSM: ssm.endpoint,
+        AWS_ACCESS_KEY_ID: "local",
+        AWS_SECRET_ACCESS_KEY: "local",
+      };
+      const https = { ...PING_ALB_EVENT.headers, "x-forwarded-proto": "https" };
+      const challenged = await run(
+        "upload/handler.mjs",
+        { ...PING_ALB_EVENT, headers: https },
+        env,
+      );
+      expect(challenged.result).toMatchObject({
+        statusCode: 401,
+        headers: { "WWW-Authenticate": 'Basic realm="BITS uploads", charset="UTF-8"' },
+      });
+      expect(JSON.stringify(challenged.result)).not.toContain("BITS-Packet-Type");
+      const authorization = `Basic ${Buffer.from("alice:s3cret").toString("base64")}`;
+      const admitted = await run(
+        "upload/handler.mjs",
+        { ...PING_ALB_EVENT, headers: { ...https, authorization } },
+        env,
+      );
+      expect(admitted.result).toMatchObject({
+        statusCode: 200,
+        headers: { "BITS-Packet-Type": "Ack" },
+      });
+      console.log(`fresh import + SSM read + bcrypt + first Ping: ${admitted.ms.toFixed(0)} ms`);
+    } finally {
+      await ssm.close();
+    }
   });
 
   it("a bad configuration stops the cold start with a message naming the variable", () => {

@@ -89,11 +89,19 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
     expect(await uploadIsGone(env.bucket, "up/abandoned.bin", record?.uploadId ?? "")).toBe(false);
 
     const cleanup = createCleanupHandler(env.context);
-    expect(await cleanup(await expireByTtl(env.table, id))).toEqual({ cleaned: 1 });
+    expect(await env.sessions.openSessions()).toBe(1);
+    const removal = await expireByTtl(env.table, id);
+    expect(await cleanup(removal)).toEqual({ cleaned: 1 });
+    // The stream delivers at least once: a repeated batch frees the slot only once.
+    expect(await cleanup(removal)).toEqual({ cleaned: 1 });
 
     expect(await uploadIsGone(env.bucket, "up/abandoned.bin", record?.uploadId ?? "")).toBe(true);
     expect(await bucketKeys(env.bucket)).toEqual([]);
-    expect(await tableItems(env.table)).toEqual({ records: [], others: [] });
+    const left = await tableItems(env.table);
+    expect(left.records).toEqual([]);
+    expect(left.others).toEqual([]);
+    expect(await env.sessions.openSessions()).toBe(0);
+    expect(await env.sessions.openSessions(record?.slot)).toBe(0);
   });
 
   it("a completed object is untouched, even when an expired record still names its upload", async () => {
@@ -131,8 +139,18 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
     await sendUpTo(env, live, "/up/live.bin", data, 3 * MiB);
     const liveStaged = await stagedKeys(env.bucket);
 
+    expect(await env.sessions.openSessions()).toBe(2);
     const report = await createCleanupHandler(env.context)({ source: "aws.events" });
     expect(report).toEqual({ expiredSessions: 1, orphanChunkSessions: 1, orphanStagedObjects: 1 });
+    // The expired session stops counting against the caps, and stays unknown to clients.
+    expect(await env.sessions.openSessions()).toBe(1);
+    expect((await fragment(env.service, expired, data, 0, 99, "/up/expired.bin")).status).toBe(500);
+    expect(await createCleanupHandler(env.context)({ source: "aws.events" })).toEqual({
+      expiredSessions: 0,
+      orphanChunkSessions: 0,
+      orphanStagedObjects: 0,
+    });
+    expect(await env.sessions.openSessions()).toBe(1);
 
     expect(await uploadIsGone(env.bucket, "up/expired.bin", expiredRecord?.uploadId ?? "")).toBe(
       true,
@@ -156,5 +174,6 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
     ).toBe(200);
     const object = await env.objects.get("up/live.bin");
     expect(object && sha256(object)).toBe(sha256(data));
+    expect(await env.sessions.openSessions()).toBe(0);
   });
 });

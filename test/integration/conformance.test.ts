@@ -166,7 +166,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     it("T16: the final fragment answers BRCR = total, no BITS-Reply-URL; the object appears on Close", async () => {
       expect(await frag(300, 999)).toEqual({ status: 200, headers: brcr(1000) });
       expect(await env.objects.head("upload/t8.bin")).toBeUndefined();
-      expect(await endSession(env.service, "Close-Session", id)).toEqual({
+      expect(await endSession(env.service, "Close-Session", id, "/upload/t8.bin")).toEqual({
         status: 200,
         headers: { ...ACK, "BITS-Session-Id": id },
       });
@@ -175,7 +175,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     });
 
     it("T20/T23: Close-Session after completion and its repeat both answer 200 (tombstone)", async () => {
-      const res = await endSession(env.service, "Close-Session", id);
+      const res = await endSession(env.service, "Close-Session", id, "/upload/t8.bin");
       expect(res).toEqual({ status: 200, headers: { ...ACK, "BITS-Session-Id": id } });
       expect((await env.sessions.get(id))?.status).toBe("closed");
     });

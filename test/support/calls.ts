@@ -1,5 +1,5 @@
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
-import { type BitsResponse, headerMap } from "../../functions/bits/request.ts";
+import { type BitsResponse, headerMap, type Peer } from "../../functions/bits/request.ts";
 import type { UploadService } from "../../functions/service/upload-service.ts";
 
 export interface Call {
@@ -9,6 +9,8 @@ export interface Call {
   readonly method?: string;
   /** Leave Content-Length out (it is added by default, as every BITS client does). */
   readonly noContentLength?: boolean;
+  /** The client as a front door would describe it. */
+  readonly peer?: Peer;
 }
 
 /** Sends one packet straight to the service. */
@@ -18,11 +20,15 @@ export function call(service: UploadService, options: Call): Promise<BitsRespons
     ...(options.noContentLength ? {} : { "Content-Length": String(body.length) }),
     ...options.headers,
   };
+  // A query string in `path` arrives decoded, as every front door hands it over.
+  const [path = "/", search = ""] = (options.path ?? "/upload/file.txt").split("?");
   return service.handle({
     method: options.method ?? "BITS_POST",
-    path: options.path ?? "/upload/file.txt",
+    path,
     headers: headerMap(Object.entries(headers)),
     body,
+    query: new Map(new URLSearchParams(search)),
+    ...(options.peer ? { peer: options.peer } : {}),
   });
 }
 

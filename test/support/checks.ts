@@ -6,12 +6,14 @@ export const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).
 
 /**
  * After every session has ended: the bucket holds exactly the completed objects, the table
- * nothing but tombstones, and no session's multipart upload is still open.
+ * nothing but tombstones (no key claim left behind), no session's multipart upload is still
+ * open, and no session counts as open any more.
  */
 export async function expectOnlyResults(bucket: string, table: string, objectKeys: string[]) {
   expect(await bucketKeys(bucket)).toEqual([...objectKeys].sort());
-  const { records, others } = await tableItems(table);
+  const { records, others, counters } = await tableItems(table);
   expect(others).toEqual([]);
+  for (const [slot, open] of counters) expect({ slot, open }).toEqual({ slot, open: 0 });
   for (const record of records) {
     expect(record.status).not.toBe("open");
     expect(record.etags).toEqual([]);

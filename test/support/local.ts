@@ -3,8 +3,11 @@ import type { ServiceSettings } from "../../functions/service/context.ts";
 import { realService } from "./storage.ts";
 
 /** The local HTTP server over the real stand-ins, with its own bucket and table. */
-export async function localServer(settings: Partial<ServiceSettings> = {}) {
-  const env = await realService(settings);
+export async function localServer(
+  settings: Partial<ServiceSettings> = {},
+  options: Parameters<typeof realService>[1] = {},
+) {
+  const env = await realService(settings, options);
   const server = await startLocalServer(
     {
       service: env.service,

@@ -7,6 +7,7 @@ import { fromItem } from "../../functions/adapters/dynamodb/session-item.ts";
 import { MemoryObjectStore } from "../../functions/adapters/memory/memory-object-store.ts";
 import { MemorySessionStore } from "../../functions/adapters/memory/memory-session-store.ts";
 import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
+import type { Authenticator } from "../../functions/auth/types.ts";
 import { MiB } from "../../functions/bits/constants.ts";
 import type { SessionRecord } from "../../functions/bits/session.ts";
 import type { ObjectStore } from "../../functions/ports/object-store.ts";
@@ -65,6 +66,10 @@ export function testSettings(overrides: Partial<ServiceSettings> = {}): ServiceS
     allowOverwrite: false,
     sessionTimeoutSeconds: 1_209_600,
     tombstoneSeconds: 86_400,
+    caps: { perSlot: 1_000, total: 100_000 },
+    maxFragmentsPerMiB: 512,
+    principalPrefix: "",
+    overwritePrincipals: [],
     ...overrides,
   };
 }
@@ -91,7 +96,11 @@ export function serviceOver(
   sessions: SessionStore,
   objects: ObjectStore,
   settings: Partial<ServiceSettings> = {},
-  { warm = true }: { warm?: boolean } = {},
+  {
+    warm = true,
+    authenticator,
+    cacheBytes = 64 * MiB,
+  }: { warm?: boolean; authenticator?: Authenticator; cacheBytes?: number } = {},
 ) {
   const runtime = testRuntime();
   const context: ServiceContext = {
@@ -99,14 +108,14 @@ export function serviceOver(
     objects,
     runtime,
     settings: testSettings(settings),
-    cache: warm ? new WarmCache(64 * MiB) : undefined,
+    cache: warm ? new WarmCache(cacheBytes) : undefined,
   };
-  return { context, runtime, service: createUploadService(context) };
+  return { context, runtime, service: createUploadService(context, authenticator) };
 }
 
 export async function realService(
   settings: Partial<ServiceSettings> = {},
-  options: { warm?: boolean } = {},
+  options: { warm?: boolean; authenticator?: Authenticator; cacheBytes?: number } = {},
 ) {
   const storage = await freshStorage();
   return { ...storage, ...serviceOver(storage.sessions, storage.objects, settings, options) };
@@ -139,12 +148,15 @@ export async function tableItems(table: string) {
   const out = await dynamodb.send(new ScanCommand({ TableName: table, ConsistentRead: true }));
   const records: SessionRecord[] = [];
   const others: string[] = [];
+  /** Open-session counters (docs/security.md, Caps), by slot; "" is the whole count. */
+  const counters = new Map<string, number>();
   for (const item of out.Items ?? []) {
     const pk = item.pk?.S ?? "";
     if (pk.startsWith("S#")) records.push(fromItem(item));
-    else others.push(pk);
+    else if (pk === "N" || pk.startsWith("N#")) counters.set(pk.slice(2), Number(item.n?.N ?? 0));
+    else if (!pk.startsWith("X#")) others.push(pk);
   }
-  return { records, others };
+  return { records, others, counters };
 }
 
 /** True when S3 no longer knows the multipart upload (completed or aborted). */

@@ -61,7 +61,15 @@ export function lambdaEvent(shape: EventShape, req: WireRequest): unknown {
     headers["Content-Length"] = String(req.body.length);
   const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
   const multi = Object.fromEntries(Object.entries(lower).map(([k, v]) => [k, [v]]));
-  const queryParams = Object.fromEntries(new URLSearchParams(query));
+  // The ALB hands the query over as sent, still percent-encoded (platform: ALB does not decode).
+  const rawParams = query
+    .split("&")
+    .filter((pair) => pair !== "")
+    .map((pair) => {
+      const equals = pair.indexOf("=");
+      return equals < 0 ? [pair, ""] : [pair.slice(0, equals), pair.slice(equals + 1)];
+    });
+  const queryParams = Object.fromEntries(rawParams);
   switch (shape) {
     case "alb":
       return {
@@ -78,7 +86,7 @@ export function lambdaEvent(shape: EventShape, req: WireRequest): unknown {
         requestContext: { elb: { targetGroupArn: "arn:aws:elasticloadbalancing:tg" } },
         httpMethod: req.method,
         path,
-        multiValueQueryStringParameters: {},
+        multiValueQueryStringParameters: Object.fromEntries(rawParams.map(([k, v]) => [k, [v]])),
         multiValueHeaders: multi,
         body,
         isBase64Encoded: true,
@@ -90,7 +98,7 @@ export function lambdaEvent(shape: EventShape, req: WireRequest): unknown {
         httpMethod: req.method,
         headers,
         multiValueHeaders: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])),
-        queryStringParameters: null,
+        queryStringParameters: Object.fromEntries(new URLSearchParams(query)),
         multiValueQueryStringParameters: null,
         pathParameters: { proxy: path?.slice(1) },
         stageVariables: null,
@@ -124,8 +132,12 @@ export function lambdaEvent(shape: EventShape, req: WireRequest): unknown {
 }
 
 /** Drives the Lambda handler with the events of one front door. */
-export function lambdaTransport(service: UploadService, shape: EventShape): Transport {
-  const handler = createLambdaHandler(service);
+export function lambdaTransport(
+  service: UploadService,
+  shape: EventShape,
+  options: { trustClientCertificates?: boolean } = {},
+): Transport {
+  const handler = createLambdaHandler(service, options);
   return async (req) => {
     const method = shape === "v2" ? "POST" : req.method;
     const headers =

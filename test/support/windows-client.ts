@@ -26,6 +26,11 @@ export interface ClientOptions {
   readonly ping?: boolean;
   /** Upper bound on requests, so a broken server cannot make a test loop forever. */
   readonly maxRequests?: number;
+  /**
+   * The job's Basic credentials (`bitsadmin /setcredentials JOB SERVER BASIC user pass`): sent
+   * only in answer to a 401 challenge, then on every later request, as WinHTTP does.
+   */
+  readonly credentials?: { readonly user: string; readonly password: string };
 }
 
 export interface UploadOutcome {
@@ -55,15 +60,35 @@ export async function bitsUpload(
   const statuses: number[] = [];
   let requests = 0;
 
+  let authorization: string | undefined;
   const send = async (headers: Record<string, string>, body: Uint8Array = new Uint8Array(0)) => {
     if (++requests > maxRequests) throw new Error(`gave up after ${maxRequests} requests`);
-    const response = await transport({
-      method: "BITS_POST",
-      path,
-      headers: { "User-Agent": "Microsoft BITS/7.8", ...headers },
-      body,
-    });
+    const attempt = () =>
+      transport({
+        method: "BITS_POST",
+        path,
+        headers: {
+          "User-Agent": "Microsoft BITS/7.8",
+          ...headers,
+          ...(authorization ? { Authorization: authorization } : {}),
+        },
+        body,
+      });
+    let response = await attempt();
     statuses.push(response.status);
+    if (response.status === 401) {
+      // [MC-BUP] 3.1.5.1.7: answer the challenge once with the job's credentials; a second 401
+      // means they are wrong, and the job fails.
+      const challenge = header(response, "www-authenticate") ?? "";
+      if (authorization !== undefined || !options.credentials || !/^basic/i.test(challenge)) {
+        throw new Error(`access denied (401, challenge ${JSON.stringify(challenge)})`);
+      }
+      const { user, password } = options.credentials;
+      authorization = `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+      response = await attempt();
+      statuses.push(response.status);
+      if (response.status === 401) throw new Error("access denied (credentials refused)");
+    }
     if (header(response, "bits-packet-type")?.toLowerCase() !== "ack") {
       throw new Error(`response ${response.status} is not an Ack`);
     }

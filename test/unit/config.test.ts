@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { MiB, S3_MAX_OBJECT_SIZE } from "../../functions/bits/constants.ts";
+import { MiB } from "../../functions/bits/constants.ts";
 import { ConfigError, loadConfig, parseBytes } from "../../functions/config.ts";
 
 const REQUIRED = { BITS_BUCKET: "uploads", BITS_TABLE: "sessions" };
@@ -24,7 +24,7 @@ describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", 
       uploadPaths: ["/"],
       stagingPrefix: ".bits-staging/",
       maxFragmentBytes: MiB,
-      maxUploadBytes: S3_MAX_OBJECT_SIZE,
+      maxUploadBytes: 10 * 1024 * MiB,
       partSize: 8 * MiB,
       allowOverwrite: false,
       sessionTimeoutSeconds: 1_209_600,
@@ -33,6 +33,17 @@ describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", 
       s3Endpoint: undefined,
       dynamodbEndpoint: undefined,
       logLevel: "info",
+      auth: undefined,
+      authRealm: "BITS uploads",
+      htpasswd: undefined,
+      urlKeys: undefined,
+      secretsRefreshSeconds: 300,
+      principalPrefix: "",
+      overwritePrincipals: [],
+      maxSessionsPerPrincipal: 50,
+      maxSessions: 10_000,
+      maxFragmentsPerMiB: 512,
+      warmCacheBytes: 64 * MiB,
     });
   });
 
@@ -69,6 +80,17 @@ describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", 
       BITS_S3_ENDPOINT: "http://127.0.0.1:4566",
       BITS_DYNAMODB_ENDPOINT: "https://dynamodb.local",
       BITS_LOG_LEVEL: "WARN",
+      BITS_AUTH: "Basic, signed-url",
+      BITS_AUTH_REALM: "Acme uploads",
+      BITS_HTPASSWD: "/etc/bits/htpasswd",
+      BITS_URL_KEYS_PARAMETER: "/bits/url-keys",
+      BITS_SECRETS_REFRESH: "60",
+      BITS_PRINCIPAL_PREFIX: "users/{principal}",
+      BITS_OVERWRITE_PRINCIPALS: "backup, ops",
+      BITS_MAX_SESSIONS_PER_PRINCIPAL: "5",
+      BITS_MAX_SESSIONS: "500",
+      BITS_MAX_FRAGMENTS_PER_MIB: "64",
+      BITS_WARM_CACHE_SIZE: "16MiB",
     });
     expect(config).toEqual({
       bucket: "b",
@@ -86,6 +108,17 @@ describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", 
       s3Endpoint: "http://127.0.0.1:4566",
       dynamodbEndpoint: "https://dynamodb.local",
       logLevel: "warn",
+      auth: ["basic", "signed-url"],
+      authRealm: "Acme uploads",
+      htpasswd: { kind: "file", path: "/etc/bits/htpasswd" },
+      urlKeys: { kind: "ssm", name: "/bits/url-keys" },
+      secretsRefreshSeconds: 60,
+      principalPrefix: "users/{principal}",
+      overwritePrincipals: ["backup", "ops"],
+      maxSessionsPerPrincipal: 5,
+      maxSessions: 500,
+      maxFragmentsPerMiB: 64,
+      warmCacheBytes: 16 * MiB,
     });
   });
 
@@ -206,9 +239,9 @@ describe("loadConfig: BITS_ALLOW_OVERWRITE (bits-protocol.md 9.4: off by default
 describe("loadConfig: every problem reported together in one ConfigError", () => {
   it("names each bad variable in one error", () => {
     const error = configError({
-      BITS_KEY_PREFIX: "/abs/",
+      BITS_KEY_PREFIX: "a/../b",
       BITS_UPLOAD_PATHS: "upload",
-      BITS_STAGING_PREFIX: "stage",
+      BITS_STAGING_PREFIX: "x//y",
       BITS_MAX_FRAGMENT_SIZE: "lots",
       BITS_MAX_UPLOAD_SIZE: "-5",
       BITS_PART_SIZE: "1 MiB",
@@ -218,6 +251,9 @@ describe("loadConfig: every problem reported together in one ConfigError", () =>
       BITS_S3_ENDPOINT: "ftp://s3",
       BITS_DYNAMODB_ENDPOINT: "localhost:8000",
       BITS_LOG_LEVEL: "debug",
+      BITS_AUTH: "kerberos",
+      BITS_MAX_SESSIONS: "0",
+      BITS_PRINCIPAL_PREFIX: "users",
     });
     expect(error).toBeInstanceOf(Error);
     expect(error.name).toBe("ConfigError");
@@ -236,11 +272,14 @@ describe("loadConfig: every problem reported together in one ConfigError", () =>
       "BITS_S3_ENDPOINT",
       "BITS_DYNAMODB_ENDPOINT",
       "BITS_LOG_LEVEL",
+      "BITS_AUTH",
+      "BITS_MAX_SESSIONS",
+      "BITS_PRINCIPAL_PREFIX",
     ]) {
       expect(error.message).toContain(name);
     }
     // One line per problem.
-    expect(error.message.split("\n  - ")).toHaveLength(15);
+    expect(error.message.split("\n  - ")).toHaveLength(18);
   });
 
   it("a missing bucket or table is required", () => {
@@ -270,5 +309,85 @@ describe("loadConfig: every problem reported together in one ConfigError", () =>
     ["SILENT", "silent"],
   ])("BITS_LOG_LEVEL=%j is %s", (value, level) => {
     expect(loadConfig({ ...REQUIRED, BITS_LOG_LEVEL: value }).logLevel).toBe(level);
+  });
+});
+
+describe("loadConfig: prefixes are whole path segments (docs/security.md)", () => {
+  it.each(["uploads", "uploads/", "/uploads/", " uploads "])(
+    "BITS_KEY_PREFIX=%j is uploads/",
+    (value) => {
+      expect(loadConfig({ ...REQUIRED, BITS_KEY_PREFIX: value }).keyPrefix).toBe("uploads/");
+    },
+  );
+
+  it("nested prefixes keep their segments; the staging prefix gets its slash", () => {
+    const config = loadConfig({
+      ...REQUIRED,
+      BITS_KEY_PREFIX: "a/b",
+      BITS_STAGING_PREFIX: "stage",
+    });
+    expect(config.keyPrefix).toBe("a/b/");
+    expect(config.stagingPrefix).toBe("stage/");
+  });
+
+  it.each(["a//b", "a/../b", "./a", "a/\u0007"])("BITS_KEY_PREFIX=%j is refused", (value) => {
+    expect(configError({ ...REQUIRED, BITS_KEY_PREFIX: value }).message).toContain(
+      "BITS_KEY_PREFIX",
+    );
+  });
+
+  it("a staging prefix inside the key prefix is refused", () => {
+    const message = configError({
+      ...REQUIRED,
+      BITS_KEY_PREFIX: "uploads",
+      BITS_STAGING_PREFIX: "uploads/.staging",
+    }).message;
+    expect(message).toContain("BITS_STAGING_PREFIX must not lie inside BITS_KEY_PREFIX");
+  });
+});
+
+describe("loadConfig: BITS_AUTH (docs/security.md, Authentication)", () => {
+  it("unset means not chosen", () => {
+    expect(loadConfig(REQUIRED).auth).toBeUndefined();
+  });
+
+  it.each([
+    ["anonymous", ["anonymous"]],
+    ["CLIENT-CERT", ["client-cert"]],
+    ["basic,signed-url,client-cert", ["basic", "signed-url", "client-cert"]],
+  ])("%j enables %j", (value, modes) => {
+    const env = {
+      ...REQUIRED,
+      BITS_AUTH: value,
+      BITS_HTPASSWD: "/h",
+      BITS_URL_KEYS: "/k",
+    };
+    expect(loadConfig(env).auth).toEqual(modes);
+  });
+
+  it("anonymous cannot be combined with another mode", () => {
+    expect(configError({ ...REQUIRED, BITS_AUTH: "anonymous,basic" }).message).toContain(
+      "cannot be combined",
+    );
+  });
+
+  it("basic needs an htpasswd file or parameter, signed-url its keys, not both at once", () => {
+    expect(configError({ ...REQUIRED, BITS_AUTH: "basic" }).message).toContain("BITS_HTPASSWD");
+    expect(configError({ ...REQUIRED, BITS_AUTH: "signed-url" }).message).toContain(
+      "BITS_URL_KEYS",
+    );
+    const both = { ...REQUIRED, BITS_AUTH: "basic", BITS_HTPASSWD: "/h" };
+    expect(configError({ ...both, BITS_HTPASSWD_PARAMETER: "/p" }).message).toContain("not both");
+  });
+
+  it("a secret of a mode that is off is ignored", () => {
+    const config = loadConfig({ ...REQUIRED, BITS_AUTH: "anonymous", BITS_HTPASSWD: "/h" });
+    expect(config.htpasswd).toBeUndefined();
+  });
+
+  it("a realm with a quote or backslash is refused", () => {
+    expect(configError({ ...REQUIRED, BITS_AUTH_REALM: 'say "hi"' }).message).toContain(
+      "BITS_AUTH_REALM",
+    );
   });
 });

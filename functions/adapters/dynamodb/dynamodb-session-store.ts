@@ -2,25 +2,53 @@ import {
   type AttributeValue,
   BatchGetItemCommand,
   BatchWriteItemCommand,
+  DeleteItemCommand,
   type DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
   ScanCommand,
+  type TransactWriteItem,
+  TransactWriteItemsCommand,
 } from "@aws-sdk/client-dynamodb";
 import type { SessionRecord } from "../../bits/session.ts";
-import type { ReplaceResult, SessionStore, StoredItem } from "../../ports/session-store.ts";
+import type {
+  ClaimResult,
+  CreateResult,
+  ReplaceResult,
+  SessionCaps,
+  SessionStore,
+  StoredItem,
+} from "../../ports/session-store.ts";
 import {
+  ALL_COUNTER,
   chunkKey,
+  claimKey,
   fromItem,
   joinEtags,
   parseChunkKey,
+  releasedKey,
   sessionKey,
+  slotKey,
   splitEtags,
   toItem,
 } from "./session-item.ts";
 
 const isConditionFailure = (error: unknown) =>
   (error as { name?: string }).name === "ConditionalCheckFailedException";
+
+type Reason = { Code?: string; Item?: Record<string, AttributeValue> };
+
+/** Why a transaction was cancelled, one reason per action; undefined for other errors. */
+function cancellation(error: unknown): Reason[] | undefined {
+  const e = error as { name?: string; CancellationReasons?: Reason[] };
+  return e.name === "TransactionCanceledException" ? (e.CancellationReasons ?? []) : undefined;
+}
+
+/** Transactions touching the same counter at once conflict; they are simply tried again. */
+const MAX_CONFLICT_RETRIES = 8;
+
+/** How long a release marker is kept: longer than the stream retries a batch (docs/security.md). */
+const RELEASE_MARKER_SECONDS = 7 * 86_400;
 
 /**
  * SessionStore on one DynamoDB table (partition key `pk`, TTL on `exp`). Every change is a
@@ -44,23 +72,37 @@ export class DynamoDbSessionStore implements SessionStore {
     return out.Item ? fromItem(out.Item) : undefined;
   }
 
-  async create(record: SessionRecord): Promise<boolean> {
-    try {
-      await this.client.send(
-        new PutItemCommand({
+  /**
+   * One transaction: the record (if the ID is free) and the two counters (if below their caps).
+   * Nothing is half-created: a refused cap leaves no record, a taken ID counts nothing.
+   */
+  async create(record: SessionRecord, caps: SessionCaps): Promise<CreateResult> {
+    const items: TransactWriteItem[] = [
+      {
+        Put: {
           TableName: this.table,
           Item: toItem(record),
           ConditionExpression: "attribute_not_exists(pk)",
-        }),
-      );
-      return true;
-    } catch (error) {
-      if (isConditionFailure(error)) return false;
-      throw error;
-    }
+        },
+      },
+      this.count(slotKey(record.slot), 1, caps.perSlot),
+      this.count(ALL_COUNTER, 1, caps.total),
+    ];
+    const reasons = await this.transact(items);
+    if (reasons === undefined) return "created";
+    const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
+    if (failed(0)) return "taken";
+    if (failed(1)) return "slot-full";
+    if (failed(2)) return "server-full";
+    throw new Error(`session creation cancelled: ${reasons.map((r) => r.Code).join(",")}`);
   }
 
-  async replace(record: SessionRecord, expectedVersion: number): Promise<ReplaceResult> {
+  async replace(
+    record: SessionRecord,
+    expectedVersion: number,
+    options: { readonly release?: boolean } = {},
+  ): Promise<ReplaceResult> {
+    if (options.release) return this.replaceAndRelease(record, expectedVersion);
     try {
       await this.client.send(
         new PutItemCommand({
@@ -76,6 +118,142 @@ export class DynamoDbSessionStore implements SessionStore {
       if (!isConditionFailure(error)) throw error;
       const item = (error as { Item?: Record<string, AttributeValue> }).Item;
       return { ok: false, current: item ? fromItem(item) : undefined };
+    }
+  }
+
+  private async replaceAndRelease(
+    record: SessionRecord,
+    expectedVersion: number,
+  ): Promise<ReplaceResult> {
+    const reasons = await this.transact([
+      {
+        Put: {
+          TableName: this.table,
+          Item: toItem(record),
+          ConditionExpression: "ver = :v",
+          ExpressionAttributeValues: { ":v": { N: String(expectedVersion) } },
+          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+        },
+      },
+      this.count(slotKey(record.slot), -1),
+      this.count(ALL_COUNTER, -1),
+    ]);
+    if (reasons === undefined) return { ok: true };
+    if (reasons[0]?.Code !== "ConditionalCheckFailed") {
+      throw new Error(`session release cancelled: ${reasons.map((r) => r.Code).join(",")}`);
+    }
+    const item = reasons[0].Item;
+    return { ok: false, current: item ? fromItem(item) : await this.get(record.id) };
+  }
+
+  /** A marker item makes the release happen once, however often the stream delivers it. */
+  async releaseRemoved(record: SessionRecord): Promise<void> {
+    const expires = Math.floor(Date.now() / 1000) + RELEASE_MARKER_SECONDS;
+    await this.transact([
+      {
+        Put: {
+          TableName: this.table,
+          Item: { pk: { S: releasedKey(record.id) }, exp: { N: String(expires) } },
+          ConditionExpression: "attribute_not_exists(pk)",
+        },
+      },
+      this.count(slotKey(record.slot), -1),
+      this.count(ALL_COUNTER, -1),
+    ]);
+  }
+
+  async openSessions(slot?: string): Promise<number> {
+    const out = await this.client.send(
+      new GetItemCommand({
+        TableName: this.table,
+        Key: { pk: { S: slot === undefined ? ALL_COUNTER : slotKey(slot) } },
+        ConsistentRead: true,
+      }),
+    );
+    return Number(out.Item?.n?.N ?? 0);
+  }
+
+  async claimKey(key: string, owner: string, expiresAt: number, now: number): Promise<ClaimResult> {
+    try {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.table,
+          Item: {
+            pk: { S: claimKey(key) },
+            owner: { S: owner },
+            exp: { N: String(expiresAt) },
+          },
+          ConditionExpression: "attribute_not_exists(pk) OR #o = :me OR #e < :now",
+          ExpressionAttributeNames: { "#o": "owner", "#e": "exp" },
+          ExpressionAttributeValues: { ":me": { S: owner }, ":now": { N: String(now) } },
+          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+        }),
+      );
+      return { ok: true };
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+      const item = (error as { Item?: Record<string, AttributeValue> }).Item;
+      return { ok: false, owner: item?.owner?.S ?? "" };
+    }
+  }
+
+  async releaseKey(key: string, owner: string): Promise<void> {
+    try {
+      await this.client.send(
+        new DeleteItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: claimKey(key) } },
+          ConditionExpression: "#o = :me",
+          ExpressionAttributeNames: { "#o": "owner" },
+          ExpressionAttributeValues: { ":me": { S: owner } },
+        }),
+      );
+    } catch (error) {
+      if (!isConditionFailure(error)) throw error;
+    }
+  }
+
+  /** An update of a counter item; with `max`, only while the counter is below it. */
+  private count(pk: string, delta: number, max?: number): TransactWriteItem {
+    return {
+      Update: {
+        TableName: this.table,
+        Key: { pk: { S: pk } },
+        UpdateExpression: "ADD n :d",
+        ...(max === undefined
+          ? { ExpressionAttributeValues: { ":d": { N: String(delta) } } }
+          : {
+              ConditionExpression: "attribute_not_exists(n) OR n < :max",
+              ExpressionAttributeValues: {
+                ":d": { N: String(delta) },
+                ":max": { N: String(max) },
+              },
+            }),
+      },
+    };
+  }
+
+  /**
+   * Runs a transaction; undefined when it succeeded, else the reasons it was cancelled for a
+   * failed condition. Conflicts with concurrent transactions on a counter are retried.
+   */
+  private async transact(items: TransactWriteItem[]): Promise<Reason[] | undefined> {
+    for (let round = 0; ; round++) {
+      try {
+        await this.client.send(new TransactWriteItemsCommand({ TransactItems: items }));
+        return undefined;
+      } catch (error) {
+        const reasons = cancellation(error);
+        const conflict =
+          (error as { name?: string }).name === "TransactionConflictException" ||
+          reasons?.some((reason) => reason.Code === "TransactionConflict");
+        if (conflict && round < MAX_CONFLICT_RETRIES) {
+          await backoff(round, true);
+          continue;
+        }
+        if (reasons === undefined || conflict) throw error;
+        return reasons;
+      }
     }
   }
 
@@ -156,5 +334,7 @@ export class DynamoDbSessionStore implements SessionStore {
   }
 }
 
-const backoff = (round: number) =>
-  new Promise((resolve) => setTimeout(resolve, Math.min(1000, 20 * 2 ** round)));
+const backoff = (round: number, jitter = false) =>
+  new Promise((resolve) =>
+    setTimeout(resolve, Math.min(1000, 20 * 2 ** round) * (jitter ? Math.random() : 1)),
+  );

@@ -6,6 +6,13 @@ type Item = Record<string, AttributeValue>;
 /** Partition key of a session's record, and of its sealed part chunks. */
 export const sessionKey = (id: string) => `S#${id}`;
 export const chunkKey = (id: string, index: number) => `P#${id}#${index}`;
+/** Counters of open sessions: one per slot, one for all (docs/security.md, "Caps"). */
+export const slotKey = (slot: string) => `N#${slot}`;
+export const ALL_COUNTER = "N";
+/** A destination key claimed by the session completing it. */
+export const claimKey = (key: string) => `K#${key}`;
+/** Marks a removed session whose slot was released. */
+export const releasedKey = (id: string) => `X#${id}`;
 
 export function parseChunkKey(pk: string): { sessionId: string; index: number } | undefined {
   const match = /^P#(.+)#(\d+)$/.exec(pk);
@@ -30,6 +37,11 @@ export function toItem(record: SessionRecord): Item {
     id: s(record.id),
     st: s(record.status),
     key: s(record.key),
+    who: s(record.principal),
+    slot: s(record.slot),
+    ow: { BOOL: record.overwrite },
+    max: n(record.maxBytes),
+    fr: n(record.fragments),
     uid: s(record.uploadId),
     off: n(record.offset),
     etags: s(joinEtags(record.etags)),
@@ -59,6 +71,12 @@ export function fromItem(item: Item): SessionRecord {
     id: str(item, "id"),
     status: str(item, "st") as SessionStatus,
     key: str(item, "key"),
+    // Records written before sessions were bound to principals match no principal.
+    principal: item.who?.S ?? "",
+    slot: item.slot?.S ?? "",
+    overwrite: item.ow?.BOOL ?? false,
+    maxBytes: num(item, "max") ?? 0,
+    fragments: num(item, "fr") ?? 0,
     uploadId: str(item, "uid"),
     total: num(item, "tot"),
     partsEnd: num(item, "pe") ?? 0,

@@ -12,7 +12,7 @@ export function createCleanupHandler(context: ServiceContext) {
   return async (event: unknown) => {
     if (isStreamEvent(event)) {
       const sessions = removedSessions(event);
-      for (const record of sessions) await cleanUpSession(context, record);
+      for (const record of sessions) await cleanUpSession(context, record, { removed: true });
       return { cleaned: sessions.length };
     }
     return sweep(context);

@@ -10,8 +10,20 @@ import {
   type BitsRequest,
   type BitsResponse,
   headerMap,
+  type Peer,
   reasonPhrase,
 } from "../../bits/request.ts";
+
+export interface EventOptions {
+  /**
+   * Trust the client-certificate headers of ALB events: only when the listener does mutual TLS
+   * in verify mode, which the stack sets up whenever `client-cert` auth is on
+   * (docs/security.md). API Gateway events never carry them.
+   */
+  readonly trustClientCertificates?: boolean;
+  /** The invocation's ID, used when the front door gives none. */
+  readonly invocationId?: string | undefined;
+}
 
 /** The three HTTP event shapes one handler serves, told apart by documented fields. */
 export type HttpEvent =
@@ -56,18 +68,53 @@ function bodyBytes(body: string | null | undefined, base64: boolean): Uint8Array
   return base64 ? Buffer.from(body, "base64") : Buffer.from(body, "utf8");
 }
 
-export function toBitsRequest(http: HttpEvent): BitsRequest {
+/** Decodes one query component as a browser would: `+` is a space, bad escapes stay as sent. */
+function decodeQuery(text: string): string {
+  const spaced = text.replaceAll("+", " ");
+  try {
+    return decodeURIComponent(spaced);
+  } catch {
+    return spaced;
+  }
+}
+
+type Query = Record<string, string | undefined> | null | undefined;
+type MultiQuery = Record<string, string[] | undefined> | null | undefined;
+
+function queryMap(single: Query, multi: MultiQuery, encoded: boolean): Map<string, string> {
+  const decode = encoded ? decodeQuery : (text: string) => text;
+  const entries = multi
+    ? Object.entries(multi).map(([name, values]) => [name, values?.[0]] as const)
+    : Object.entries(single ?? {});
+  const map = new Map<string, string>();
+  for (const [name, value] of entries) {
+    if (value !== undefined && !map.has(decode(name))) map.set(decode(name), decode(value));
+  }
+  return map;
+}
+
+export function toBitsRequest(http: HttpEvent, options: EventOptions = {}): BitsRequest {
   switch (http.kind) {
     case "v2": {
       const e = http.event;
+      const query = new Map<string, string>();
+      for (const [name, value] of new URLSearchParams(e.rawQueryString ?? "")) {
+        if (!query.has(name)) query.set(name, value);
+      }
       return {
         method: e.requestContext.http.method,
         path: e.rawPath,
         headers: headerMap(Object.entries(e.headers ?? {})),
         body: bodyBytes(e.body, e.isBase64Encoded),
+        query,
+        // API Gateway and Function URLs are reached over HTTPS only.
+        peer: {
+          address: e.requestContext.http.sourceIp,
+          secure: true,
+          requestId: e.requestContext.requestId ?? options.invocationId,
+        },
       };
     }
-    case "alb":
     case "v1": {
       const e = http.event;
       return {
@@ -75,9 +122,54 @@ export function toBitsRequest(http: HttpEvent): BitsRequest {
         path: e.path,
         headers: headerMap(headerEntries(e.headers, e.multiValueHeaders)),
         body: bodyBytes(e.body, e.isBase64Encoded),
+        query: queryMap(e.queryStringParameters, e.multiValueQueryStringParameters, false),
+        peer: {
+          address: e.requestContext?.identity?.sourceIp,
+          secure: true,
+          requestId: e.requestContext?.requestId ?? options.invocationId,
+        },
+      };
+    }
+    case "alb": {
+      const e = http.event;
+      const headers = headerMap(headerEntries(e.headers, e.multiValueHeaders));
+      // The ALB passes the query string as the client sent it, still percent-encoded.
+      const query = queryMap(e.queryStringParameters, e.multiValueQueryStringParameters, true);
+      return {
+        method: e.httpMethod,
+        path: e.path,
+        headers,
+        body: bodyBytes(e.body, e.isBase64Encoded),
+        query,
+        peer: albPeer(headers, options),
       };
     }
   }
+}
+
+/**
+ * What the ALB says of the client. It appends the address it saw to `X-Forwarded-For`, so the
+ * last entry is the only one a client cannot forge; `X-Forwarded-Proto` says whether the
+ * client used TLS; `X-Amzn-Trace-Id` names the request in the ALB's access log.
+ */
+function albPeer(headers: ReadonlyMap<string, string>, options: EventOptions): Peer {
+  const forwarded = headers.get("x-forwarded-for")?.split(",");
+  const subject = headers.get("x-amzn-mtls-clientcert-subject");
+  const issuer = headers.get("x-amzn-mtls-clientcert-issuer");
+  const serial = headers.get("x-amzn-mtls-clientcert-serial-number");
+  return {
+    address: forwarded?.[forwarded.length - 1]?.trim() || undefined,
+    secure: headers.get("x-forwarded-proto")?.toLowerCase() === "https",
+    requestId: headers.get("x-amzn-trace-id") ?? options.invocationId,
+    clientCertificate:
+      options.trustClientCertificates && subject
+        ? {
+            subject,
+            ...(issuer ? { issuer } : {}),
+            ...(serial ? { serial } : {}),
+          }
+        : undefined,
+  };
 }
 
 /** Answers in the shape the front door expects; ALB multi-value headers are answered in kind. */

@@ -1,29 +1,72 @@
 import type { SessionRecord } from "../../bits/session.ts";
-import type { ReplaceResult, SessionStore, StoredItem } from "../../ports/session-store.ts";
+import type {
+  ClaimResult,
+  CreateResult,
+  ReplaceResult,
+  SessionCaps,
+  SessionStore,
+  StoredItem,
+} from "../../ports/session-store.ts";
 
 /** An in-memory SessionStore with the same conditional semantics as the DynamoDB one. */
 export class MemorySessionStore implements SessionStore {
   readonly records = new Map<string, SessionRecord>();
   readonly chunks = new Map<string, string[]>();
+  /** Open sessions per slot, and in all. */
+  readonly counters = new Map<string, number>();
+  private total = 0;
+  readonly claims = new Map<string, { owner: string; expiresAt: number }>();
+  private readonly released = new Set<string>();
 
   async get(id: string) {
     const record = this.records.get(id);
     return record && structuredClone(record);
   }
 
-  async create(record: SessionRecord) {
-    if (this.records.has(record.id)) return false;
+  async create(record: SessionRecord, caps: SessionCaps): Promise<CreateResult> {
+    if (this.records.has(record.id)) return "taken";
+    if (this.count(record.slot) >= caps.perSlot) return "slot-full";
+    if (this.total >= caps.total) return "server-full";
     this.records.set(record.id, structuredClone(record));
-    return true;
+    this.add(record.slot, 1);
+    return "created";
   }
 
-  async replace(record: SessionRecord, expectedVersion: number): Promise<ReplaceResult> {
+  async replace(
+    record: SessionRecord,
+    expectedVersion: number,
+    options: { readonly release?: boolean } = {},
+  ): Promise<ReplaceResult> {
     const current = this.records.get(record.id);
     if (current?.version !== expectedVersion) {
       return { ok: false, current: current && structuredClone(current) };
     }
     this.records.set(record.id, structuredClone(record));
+    if (options.release) this.add(record.slot, -1);
     return { ok: true };
+  }
+
+  async releaseRemoved(record: SessionRecord) {
+    if (this.released.has(record.id)) return;
+    this.released.add(record.id);
+    this.add(record.slot, -1);
+  }
+
+  async openSessions(slot?: string) {
+    return slot === undefined ? this.total : this.count(slot);
+  }
+
+  async claimKey(key: string, owner: string, expiresAt: number, now: number): Promise<ClaimResult> {
+    const held = this.claims.get(key);
+    if (held !== undefined && held.owner !== owner && held.expiresAt >= now) {
+      return { ok: false, owner: held.owner };
+    }
+    this.claims.set(key, { owner, expiresAt });
+    return { ok: true };
+  }
+
+  async releaseKey(key: string, owner: string) {
+    if (this.claims.get(key)?.owner === owner) this.claims.delete(key);
   }
 
   async putPartChunk(id: string, index: number, etags: readonly string[]) {
@@ -50,5 +93,14 @@ export class MemorySessionStore implements SessionStore {
       const hash = key.lastIndexOf("#");
       yield { kind: "chunk", sessionId: key.slice(0, hash), index: Number(key.slice(hash + 1)) };
     }
+  }
+
+  private count(slot: string) {
+    return this.counters.get(slot) ?? 0;
+  }
+
+  private add(slot: string, delta: number) {
+    this.counters.set(slot, this.count(slot) + delta);
+    this.total += delta;
   }
 }

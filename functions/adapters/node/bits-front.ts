@@ -1,6 +1,12 @@
 import type { Server as HttpServer } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
 import { Duplex } from "node:stream";
+import {
+  createServer as createTlsServer,
+  type PeerCertificate,
+  TLSSocket,
+  type TlsOptions,
+} from "node:tls";
 
 /** The header that carries the original method past Node's parser. */
 export const ORIGINAL_METHOD_HEADER = "x-bits-original-method";
@@ -15,13 +21,18 @@ const HEAD_END = Buffer.from("\r\n\r\n");
  * such header from the client is dropped). Bodies pass untouched; the boundary comes from
  * `Content-Length`, and chunked requests, which BITS clients never send, are refused.
  */
-export function createBitsFront(http: HttpServer): Server & { destroyConnections(): void } {
+export function createBitsFront(
+  http: HttpServer,
+  tls?: TlsOptions,
+): Server & { destroyConnections(): void } {
   const sockets = new Set<Socket>();
-  const front = createServer((socket) => {
+  const accept = (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     http.emit("connection", new RewritingSocket(socket));
-  });
+  };
+  // With TLS the rewriting happens on the decrypted stream, after the handshake.
+  const front = tls ? createTlsServer(tls, accept) : createServer(accept);
   return Object.assign(front, {
     destroyConnections() {
       for (const socket of sockets) socket.destroy();
@@ -49,6 +60,18 @@ class RewritingSocket extends Duplex {
 
   get remotePort() {
     return this.socket.remotePort;
+  }
+
+  /** True on a TLS connection. */
+  get encrypted(): boolean {
+    return this.socket instanceof TLSSocket;
+  }
+
+  /** The client certificate of a TLS connection, when it was verified against the trusted CAs. */
+  verifiedPeerCertificate(): PeerCertificate | undefined {
+    if (!(this.socket instanceof TLSSocket) || !this.socket.authorized) return undefined;
+    const certificate = this.socket.getPeerCertificate();
+    return certificate && Object.keys(certificate).length > 0 ? certificate : undefined;
   }
 
   setTimeout(ms: number, callback?: () => void) {

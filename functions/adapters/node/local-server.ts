@@ -1,6 +1,8 @@
+import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
+import type { PeerCertificate, TlsOptions } from "node:tls";
 import { ack } from "../../bits/ack.ts";
 import { BitsError } from "../../bits/errors.ts";
 import { type KeyRules, objectKeyFor } from "../../bits/key.ts";
@@ -8,6 +10,7 @@ import {
   type BitsRequest,
   type BitsResponse,
   headerMap,
+  type Peer,
   reasonPhrase,
 } from "../../bits/request.ts";
 import type { ObjectStore } from "../../ports/object-store.ts";
@@ -21,6 +24,11 @@ export interface LocalServerOptions {
   readonly keyRules: KeyRules;
   /** Larger bodies get 413 before they are read, as an ALB answers above 1 MB. */
   readonly maxBodyBytes: number;
+  /**
+   * Serve HTTPS. With `ca` and `requestCert`, clients may present certificates signed by those
+   * CAs; a verified one is reported to the service as the ALB's mutual TLS would report it.
+   */
+  readonly tls?: TlsOptions | undefined;
 }
 
 export interface RunningServer {
@@ -46,14 +54,15 @@ export async function startLocalServer(
       }
     });
   });
-  const front = createBitsFront(http);
+  const front = createBitsFront(http, options.tls);
   await new Promise<void>((resolve, reject) => {
     front.once("error", reject);
     front.listen(port, host, resolve);
   });
   const address = front.address() as AddressInfo;
+  const scheme = options.tls ? "https" : "http";
   return {
-    url: `http://${host}:${address.port}`,
+    url: `${scheme}://${host.includes(":") ? `[${host}]` : host}:${address.port}`,
     port: address.port,
     close: () =>
       new Promise<void>((resolve) => {
@@ -68,7 +77,7 @@ async function serve(options: LocalServerOptions, req: IncomingMessage, res: Ser
     req.method === "POST" && req.headers[ORIGINAL_METHOD_HEADER] === "BITS_POST"
       ? "BITS_POST"
       : (req.method ?? "GET");
-  const path = (req.url ?? "/").split("?")[0] ?? "/";
+  const [path = "/", search = ""] = (req.url ?? "/").split("?");
   if (method === "GET" || method === "HEAD") return download(options, path, method, res);
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > options.maxBodyBytes) {
@@ -89,8 +98,47 @@ async function serve(options: LocalServerOptions, req: IncomingMessage, res: Ser
         ]),
     ),
     body,
+    query: new Map(new URLSearchParams(search)),
+    peer: peerOf(req),
   };
   send(res, await options.service.handle(request));
+}
+
+const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
+
+/**
+ * The client as this server sees it. A connection is confidential over TLS, or when it never
+ * leaves the machine (loopback), which is what lets `npm start` take Basic credentials locally.
+ */
+function peerOf(req: IncomingMessage): Peer {
+  const socket = req.socket as unknown as {
+    remoteAddress?: string;
+    encrypted?: boolean;
+    verifiedPeerCertificate?: () => PeerCertificate | undefined;
+  };
+  const address = socket.remoteAddress;
+  const certificate = socket.verifiedPeerCertificate?.();
+  return {
+    address,
+    secure: socket.encrypted === true || (address !== undefined && LOOPBACK.test(address)),
+    requestId: randomUUID(),
+    clientCertificate: certificate && {
+      subject: distinguishedName(certificate.subject),
+      issuer: distinguishedName(certificate.issuer),
+      serial: certificate.serialNumber,
+    },
+  };
+}
+
+/** Node's parsed name as the RFC 2253 string the ALB sends (most specific part first). */
+function distinguishedName(name: PeerCertificate["subject"] | undefined): string {
+  const escaped = (value: string) => value.replace(/([,+"\\<>;])/g, "\\$1");
+  return Object.entries(name ?? {})
+    .reverse()
+    .flatMap(([type, value]) =>
+      (Array.isArray(value) ? value : [value]).map((v) => `${type}=${escaped(String(v))}`),
+    )
+    .join(",");
 }
 
 async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array> {

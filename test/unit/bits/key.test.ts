@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MAX_KEY_BYTES } from "../../../functions/bits/constants.ts";
-import { objectKeyFor } from "../../../functions/bits/key.ts";
+import { confinedPrefix, normalizePrefix, objectKeyFor } from "../../../functions/bits/key.ts";
 import { bitsErrorFrom, thrownKind } from "./throws.ts";
 
 const STAGING = ".bits-staging/";
@@ -142,4 +142,68 @@ describe("objectKeyFor (bits-protocol.md 9.2; [MC-BUP] 2.2.1.2)", () => {
     expect(encoded.length).toBeGreaterThan(MAX_KEY_BYTES);
     expect(key(encoded)).toBe("a".repeat(MAX_KEY_BYTES));
   });
+});
+
+describe("destinationPath and keys: one spelling per name, nothing that displays as something else", () => {
+  it("normalises to NFC: a decomposed é and a composed one are the same key", () => {
+    expect(key("/cafe%CC%81.txt")).toBe("caf\u00e9.txt");
+    expect(key("/caf%C3%A9.txt")).toBe("caf\u00e9.txt");
+  });
+
+  it.each([
+    ["RIGHT-TO-LEFT OVERRIDE", "%E2%80%AE"],
+    ["LEFT-TO-RIGHT EMBEDDING", "%E2%80%AA"],
+    ["RIGHT-TO-LEFT ISOLATE", "%E2%81%A7"],
+    ["POP DIRECTIONAL ISOLATE", "%E2%81%A9"],
+    ["RIGHT-TO-LEFT MARK", "%E2%80%8F"],
+    ["ARABIC LETTER MARK", "%D8%9C"],
+  ])("refuses the bidirectional control %s", (_, encoded) => {
+    expect(refused(`/invoice${encoded}fdp.exe`)).toBe("invalidArg");
+  });
+
+  it.each([
+    ["NEL (C1)", "%C2%85"],
+    ["CSI (C1)", "%C2%9B"],
+    ["DEL", "%7F"],
+    ["ESC (C0)", "%1B"],
+  ])("refuses the control character %s", (_, encoded) => {
+    expect(refused(`/a${encoded}b.txt`)).toBe("invalidArg");
+  });
+});
+
+describe("normalizePrefix: prefixes are whole path segments", () => {
+  it.each([
+    ["", ""],
+    ["/", ""],
+    ["uploads", "uploads/"],
+    ["uploads/", "uploads/"],
+    ["/uploads/", "uploads/"],
+    ["a/b", "a/b/"],
+  ])("%j becomes %j", (text, prefix) => {
+    expect(normalizePrefix(text)).toBe(prefix);
+  });
+
+  it.each(["a//b", "a/./b", "../a", "a/\u202eb"])("%j is not a prefix", (text) => {
+    expect(normalizePrefix(text)).toBeUndefined();
+  });
+
+  it("a prefix never runs into a neighbour: uploads does not cover uploads-private", () => {
+    const prefix = normalizePrefix("uploads") ?? "";
+    expect(key("/-private/x", prefix)).toBe("uploads/-private/x");
+    expect("uploads-private/x".startsWith(prefix)).toBe(false);
+  });
+});
+
+describe("confinedPrefix: each principal under its own prefix", () => {
+  it("puts the name in as whole segments under the key prefix", () => {
+    expect(confinedPrefix("uploads/", "{principal}", "alice")).toBe("uploads/alice/");
+    expect(confinedPrefix("", "tenants/{principal}/in", "bob")).toBe("tenants/bob/in/");
+  });
+
+  it.each(["a/b", "..", ".", "", "x\u0000", "a\u202e"])(
+    "a name that cannot be one segment (%j) may write nothing",
+    (name) => {
+      expect(confinedPrefix("uploads/", "{principal}", name)).toBeUndefined();
+    },
+  );
 });

@@ -75,6 +75,7 @@ describe("parsePacket: packet types ([MC-BUP] 2.2.1.2; bits-protocol.md 2.1 [R])
     expect(packet).toEqual({
       type: "fragment",
       sessionId: SID,
+      key: "upload/file.txt",
       range: { first: 0, last: 3, total: 10 },
       body: FOUR,
     });
@@ -228,6 +229,7 @@ describe("parsePacket: Fragment (bits-protocol.md 5.2)", () => {
     expect(packet).toEqual({
       type: "fragment",
       sessionId: SID,
+      key: "upload/file.txt",
       range: { first: 0, last: 3, total: 10 },
       body: FOUR,
     });
@@ -289,12 +291,16 @@ describe("parsePacket: Fragment (bits-protocol.md 5.2)", () => {
 });
 
 describe("parsePacket: Close-Session and Cancel-Session", () => {
-  it.each(["Close-Session", "Cancel-Session"])("%s carries its session ID", (type) => {
-    expect(parse({ "BITS-Packet-Type": type, "BITS-Session-Id": SID })).toEqual({
-      type: type.toLowerCase(),
-      sessionId: SID,
-    });
-  });
+  it.each(["Close-Session", "Cancel-Session"])(
+    "%s carries its session ID and URL's key",
+    (type) => {
+      expect(parse({ "BITS-Packet-Type": type, "BITS-Session-Id": SID })).toEqual({
+        type: type.toLowerCase(),
+        sessionId: SID,
+        key: "upload/file.txt",
+      });
+    },
+  );
 
   it.each(["Close-Session", "Cancel-Session"])("%s without BITS-Session-Id is 400", (type) => {
     expect(refused({ "BITS-Packet-Type": type })).toBe("invalidArg");

@@ -1,0 +1,44 @@
+import { createHash } from "node:crypto";
+import type { Principal } from "../auth/types.ts";
+import type { Peer } from "../bits/request.ts";
+import type { SessionRecord } from "../bits/session.ts";
+
+/** One request as the packet handlers see it: who sent it, and what it did for the audit log. */
+export interface Call {
+  readonly principal: Principal;
+  /** The counter of open sessions this client's new sessions occupy. */
+  readonly slot: string;
+  readonly audit: Audit;
+}
+
+/** What a request did, filled in by the handlers for its audit line. */
+export interface Audit {
+  /** Bytes written to S3 for this request (staged bytes and parts). */
+  bytesStored: number;
+}
+
+/**
+ * The slot a principal's sessions are counted in. A principal that names someone (a user, a
+ * certificate, a signed URL's subject) has its own; one that names no one (anonymous, a signed
+ * URL without subject) is counted per client address, so one client cannot take every slot.
+ */
+export function slotFor(principal: Principal, peer: Peer | undefined): string {
+  return principal.identified ? `p:${principal.name}` : `a:${peer?.address ?? "unknown"}`;
+}
+
+/**
+ * A session answers only its own principal, on its own URL ([MC-BUP] 3.2.5.2.3; IIS binds a
+ * session to its destination). Anyone else is told the session does not exist, so a session ID
+ * is worth nothing to another client and says nothing about whether it exists.
+ */
+export function ownedBy(record: SessionRecord, packet: { key: string }, call: Call): boolean {
+  return record.principal === call.principal.name && record.key === packet.key;
+}
+
+/**
+ * How a session ID appears in logs: a short hash, so logs never hold a usable session ID but
+ * every line of one session carries the same tag.
+ */
+export function sessionTag(id: string): string {
+  return createHash("sha256").update(id).digest("hex").slice(0, 16);
+}
