@@ -6,8 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 /**
  * The CloudFormation template `npm run package` writes from serverless.yml and infra/*.yml,
- * checked offline: the front door's rules, the storage settings, the event sources, and that no
- * IAM policy grants a wildcard action or the "*" resource.
+ * checked offline: the front door's rules, the storage settings, the event sources, that no
+ * IAM policy grants a wildcard action or the "*" resource, and what a deployment with the
+ * template's own parameter values would create (a small evaluator of conditions and intrinsic
+ * functions, below), so that a choice such as the auth mode is checked for its effect.
  */
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -16,10 +18,17 @@ interface Resource {
   Type: string;
   Condition?: string;
   DependsOn?: string | string[];
+  Metadata?: JsonObject;
   Properties: JsonObject;
 }
+interface Parameter {
+  Type: string;
+  Default: Json;
+  AllowedValues?: string[];
+  AllowedPattern?: string;
+}
 interface Template {
-  Parameters: Record<string, { Default: Json; AllowedValues?: string[] }>;
+  Parameters: Record<string, Parameter>;
   Conditions: Record<string, Json>;
   Resources: Record<string, Resource>;
   Outputs: Record<string, { Condition?: string; Value: Json }>;
@@ -65,6 +74,21 @@ function packageWith(params: Record<string, string>, outDir: string) {
 
 const readTemplate = (dir: string) =>
   JSON.parse(readFileSync(join(dir, TEMPLATE), "utf8")) as Template;
+
+/** What a failed packaging run printed (it must fail and write no template). */
+function packagingFailure(params: Record<string, string>, outDir: string) {
+  let message: string | undefined;
+  try {
+    packageWith(params, outDir);
+  } catch (error) {
+    const e = error as { stdout?: string; stderr?: string };
+    message = `${e.stdout ?? ""}${e.stderr ?? ""}`;
+  }
+  return { message, wroteTemplate: existsSync(join(outDir, TEMPLATE)) };
+}
+
+/** The default (`auth=basic`) template's packaging parameters. */
+const DEFAULT_PARAMS = { auth: "basic", htpasswdParameter: "/bits/htpasswd" };
 
 const asArray = (value: Json | undefined): Json[] =>
   value === undefined ? [] : Array.isArray(value) ? value : [value];
@@ -133,15 +157,214 @@ const stringsIn = (value: unknown): string => JSON.stringify(value);
 /** A CloudFormation Fn::Sub placeholder: cf("Bucket") is "${Bucket}". */
 const cf = (name: string) => `\${${name}}`;
 
+const PSEUDO: Record<string, string> = {
+  "AWS::Partition": "aws",
+  "AWS::Region": "us-east-1",
+  "AWS::AccountId": "123456789012",
+  "AWS::StackName": "bits-upload-server-dev",
+  "AWS::URLSuffix": "amazonaws.com",
+};
+
+/**
+ * A stack as CloudFormation would make it from the template with its parameters' defaults (and
+ * some overrides): which conditions hold, and each created resource's properties with Fn::If,
+ * Fn::Sub, Fn::Join, Fn::Split, Fn::Select and AWS::NoValue worked out. A resource is written
+ * `<Id>` where referenced, an attribute `<Id.Attr>`. `dangling` lists the resources that
+ * created ones refer to but that are not created: CloudFormation refuses such a stack
+ * ("Unresolved resource dependencies").
+ */
+function deploy(template: Template, overrides: Record<string, string> = {}) {
+  const parameters = new Map<string, Json>();
+  for (const [name, parameter] of Object.entries(template.Parameters)) {
+    const value = overrides[name] ?? String(parameter.Default);
+    parameters.set(name, parameter.Type === "CommaDelimitedList" ? value.split(",") : value);
+  }
+  const conditions = new Map<string, boolean>();
+  const referenced = new Set<string>();
+
+  const ref = (name: string): Json | undefined => {
+    if (name === "AWS::NoValue") return undefined;
+    const pseudo = PSEUDO[name];
+    if (pseudo !== undefined) return pseudo;
+    const parameter = parameters.get(name);
+    if (parameter !== undefined) return parameter;
+    if (!(name in template.Resources)) throw new Error(`Ref to unknown ${name}`);
+    referenced.add(name);
+    return `<${name}>`;
+  };
+  const getAtt = (id: string, attribute: string) => {
+    if (!(id in template.Resources)) throw new Error(`GetAtt of unknown ${id}`);
+    referenced.add(id);
+    return `<${id}.${attribute}>`;
+  };
+  const holds = (name: string): boolean => {
+    const known = conditions.get(name);
+    if (known !== undefined) return known;
+    const definition = template.Conditions[name];
+    if (definition === undefined) throw new Error(`unknown condition ${name}`);
+    const value = truth(definition);
+    conditions.set(name, value);
+    return value;
+  };
+  const truth = (value: Json): boolean => {
+    if (!isObject(value)) throw new Error(`not a condition: ${stringsIn(value)}`);
+    const [[fn, args] = []] = Object.entries(value);
+    const list = asArray(args);
+    switch (fn) {
+      case "Condition":
+        return holds(String(args));
+      case "Fn::Equals":
+        return stringsIn(evaluate(list[0])) === stringsIn(evaluate(list[1]));
+      case "Fn::Not":
+        return !truth(list[0] ?? null);
+      case "Fn::And":
+        return list.every(truth);
+      case "Fn::Or":
+        return list.some(truth);
+      default:
+        throw new Error(`not a condition function: ${String(fn)}`);
+    }
+  };
+  const sub = (text: string, names: JsonObject) =>
+    text.replace(/\$\{([^}]+)\}/g, (_, name: string) => {
+      if (name in names) return String(evaluate(names[name]));
+      const dot = name.indexOf(".");
+      if (dot > 0 && !name.startsWith("AWS::"))
+        return getAtt(name.slice(0, dot), name.slice(dot + 1));
+      return String(ref(name));
+    });
+  function evaluate(value: Json | undefined): Json | undefined {
+    if (Array.isArray(value)) {
+      return value.map(evaluate).filter((item): item is Json => item !== undefined);
+    }
+    if (!isObject(value)) return value;
+    const keys = Object.keys(value);
+    const [fn] = keys;
+    const args = fn === undefined ? undefined : value[fn];
+    if (keys.length === 1 && (fn === "Ref" || fn?.startsWith("Fn::"))) {
+      const list = asArray(args);
+      switch (fn) {
+        case "Ref":
+          return ref(String(args));
+        case "Fn::GetAtt":
+          return getAtt(String(list[0]), String(list[1]));
+        case "Fn::If":
+          return evaluate(holds(String(list[0])) ? list[1] : list[2]);
+        case "Fn::Sub":
+          return typeof args === "string"
+            ? sub(args, {})
+            : sub(String(list[0]), isObject(list[1]) ? list[1] : {});
+        case "Fn::Join":
+          return asArray(evaluate(list[1])).join(String(list[0]));
+        case "Fn::Split":
+          return String(evaluate(list[1])).split(String(list[0]));
+        case "Fn::GetAZs":
+          return ["us-east-1a", "us-east-1b", "us-east-1c"];
+        case "Fn::Cidr":
+          return Array.from({ length: Number(evaluate(list[1])) }, (_, i) => `<cidr ${i}>`);
+        case "Fn::Select": {
+          const items = asArray(evaluate(list[1]));
+          const index = Number(evaluate(list[0]));
+          if (index >= items.length) throw new Error(`Fn::Select ${index} of ${stringsIn(items)}`);
+          return items[index];
+        }
+        default:
+          return value;
+      }
+    }
+    const out: JsonObject = {};
+    for (const [key, item] of Object.entries(value)) {
+      const evaluated = evaluate(item);
+      if (evaluated !== undefined) out[key] = evaluated;
+    }
+    return out;
+  }
+
+  const created = (id: string) => {
+    const condition = template.Resources[id]?.Condition;
+    return id in template.Resources && (condition === undefined || holds(condition));
+  };
+  const resources: Record<string, Resource> = {};
+  for (const [id, resource] of Object.entries(template.Resources)) {
+    if (!created(id)) continue;
+    for (const dependency of asArray(resource.DependsOn)) referenced.add(String(dependency));
+    resources[id] = evaluate(resource as unknown as Json) as unknown as Resource;
+  }
+  const outputs: Record<string, Json | undefined> = {};
+  for (const [name, output] of Object.entries(template.Outputs)) {
+    if (output.Condition === undefined || holds(output.Condition)) {
+      outputs[name] = evaluate(output.Value);
+    }
+  }
+  for (const name of Object.keys(template.Conditions)) holds(name);
+  const dangling = [...referenced].filter((id) => !created(id)).sort();
+  return { parameters, conditions, resources, outputs, dangling };
+}
+type Deployment = ReturnType<typeof deploy>;
+
+/** The statements of a created role's policies, as deployed. */
+function deployedStatements(stack: Deployment, roleId: string) {
+  const role = stack.resources[roleId];
+  return asArray(role?.Properties.Policies).flatMap((policy) =>
+    isObject(policy) && isObject(policy.PolicyDocument)
+      ? asArray(policy.PolicyDocument.Statement).filter(isObject)
+      : [],
+  );
+}
+
+/** The resources a deployed role may apply an action to (each statement's Resource list). */
+function deployedGrants(stack: Deployment, roleId: string, action: string) {
+  return deployedStatements(stack, roleId)
+    .filter((statement) => statement.Effect === "Allow")
+    .filter((statement) => asArray(statement.Action).includes(action))
+    .flatMap((statement) => asArray(statement.Resource).map(String));
+}
+
+/** Whether an IAM pattern (`*` any run of characters, `?` one character) matches a value. */
+function iamMatches(pattern: string, value: string) {
+  const body = [...pattern]
+    .map((char) =>
+      char === "*" ? ".*" : char === "?" ? "." : char.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+    )
+    .join("");
+  return new RegExp(`^${body}$`).test(value);
+}
+
+/** The hardened variant's packaging parameters: every mode, client certificates, WAF, logs. */
+const HARDENED_PARAMS = {
+  auth: "basic,signed-url,client-cert",
+  certificateArn:
+    "arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab",
+  // A name without a leading "/", and a Secrets Manager secret with a "/" in its name.
+  htpasswdParameter: "bits-htpasswd",
+  urlKeysParameter: "/aws/reference/secretsmanager/bits/url-keys",
+  secretsKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:key/0000aaaa-11bb-22cc-33dd-444444eeeeee",
+  trustStoreBucket: "my-ca-bucket",
+  trustStoreKey: "bits/ca-bundle.pem",
+  wafRateLimit: "2000",
+  accessLogBucket: "my-log-bucket",
+  reservedConcurrency: "none",
+  tableMaxReadUnits: "-1",
+  principalPrefix: "{principal}",
+  overwritePrincipals: "deployer,backup",
+  maxSessionsPerPrincipal: "5",
+};
+
 describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", () => {
   let template: Template;
   let alternative: Template;
+  let hardened: Template;
   let zips: Record<string, Buffer>;
   let scratch: string;
 
   beforeAll(() => {
     scratch = mkdtempSync(join(tmpdir(), "bits-package-"));
-    run("npm", ["run", "package"]);
+    run("npm", [
+      "run",
+      "package",
+      "--",
+      ...Object.entries(DEFAULT_PARAMS).map(([key, value]) => `--param=${key}=${value}`),
+    ]);
     const packaged = join(ROOT, ".serverless");
     template = readTemplate(packaged);
     zips = {
@@ -152,15 +375,18 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
     cpSync(packaged, join(scratch, "default"), { recursive: true });
     packageWith(
       {
+        auth: "anonymous",
         frontDoor: "httpapi",
         listenerProtocol: "HTTP",
         existingBucket: "my-existing-bucket",
         kmsKeyArn: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        keyPrefix: "uploads/",
+        keyPrefix: "incoming/bits",
       },
       join(scratch, "alternative"),
     );
     alternative = readTemplate(join(scratch, "alternative"));
+    packageWith(HARDENED_PARAMS, join(scratch, "hardened"));
+    hardened = readTemplate(join(scratch, "hardened"));
   }, 240_000);
 
   afterAll(() => {
@@ -335,12 +561,14 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(rules).toContainEqual(
         expect.objectContaining({
           Status: "Enabled",
-          Prefix: { Ref: "StagingPrefix" },
+          Prefix: { "Fn::Sub": `${cf("StagingPrefix")}/` },
           ExpirationInDays: { Ref: "LifecycleDays" },
         }),
       );
       expect(template.Parameters.LifecycleDays?.Default).toBe(15);
-      expect(template.Parameters.StagingPrefix?.Default).toBe(".bits-staging/");
+      expect(template.Parameters.StagingPrefix?.Default).toBe(".bits-staging");
+      const deployed = deploy(template).resources.UploadBucket?.Properties.LifecycleConfiguration;
+      expect(stringsIn(deployed)).toContain('"Prefix":".bits-staging/"');
     });
 
     it("the bucket policy denies every request that is not over TLS", () => {
@@ -462,6 +690,7 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
     it.each([
       ["default", () => template],
       ["alternative (HTTP API, existing bucket, KMS, key prefix)", () => alternative],
+      ["hardened (all auth modes, secrets, KMS for secrets)", () => hardened],
     ])("no policy in the %s template allows a wildcard action or the * resource", (_, get) => {
       const statements = iamStatements(get());
       expect(statements.length).toBeGreaterThanOrEqual(14);
@@ -488,13 +717,13 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       const upload = allowed(template, "UploadFunctionRole");
       const grant = (action: string) => upload.filter((s) => s.actions.includes(action));
       const objects = stringsIn(grant("s3:PutObject").flatMap((s) => s.resources));
-      expect(objects).toContain(`${cf("Bucket")}/${cf("KeyPrefix")}*`);
-      expect(objects).toContain(`${cf("Bucket")}/${cf("StagingPrefix")}*`);
+      expect(objects).toContain(`${cf("Bucket")}/${cf("KeyPrefix")}/*`);
+      expect(objects).toContain(`${cf("Bucket")}/${cf("StagingPrefix")}/*`);
       for (const action of ["s3:GetObject", "s3:AbortMultipartUpload"]) {
         expect(stringsIn(grant(action).flatMap((s) => s.resources))).toBe(objects);
       }
       const deletes = grant("s3:DeleteObject").flatMap((s) => s.resources);
-      expect(stringsIn(deletes)).toContain(`${cf("StagingPrefix")}*`);
+      expect(stringsIn(deletes)).toContain(`${cf("StagingPrefix")}/*`);
       expect(stringsIn(deletes)).not.toContain(`${cf("KeyPrefix")}`);
       const [list] = grant("s3:ListBucket");
       expect(stringsIn(list?.resources)).toContain(
@@ -504,16 +733,20 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(list?.condition).toEqual({
         StringLike: {
           "s3:prefix": [
-            { "Fn::Sub": `${cf("StagingPrefix")}*` },
-            { "Fn::Sub": `${cf("KeyPrefix")}*` },
+            { "Fn::Sub": `${cf("StagingPrefix")}/*` },
+            { "Fn::Sub": `${cf("KeyPrefix")}/*` },
           ],
         },
       });
+      // TransactWriteItems is authorized per contained action: Put, Update, Delete, checks.
       expect(grant("dynamodb:PutItem")[0]?.actions.sort()).toEqual([
         "dynamodb:BatchGetItem",
         "dynamodb:BatchWriteItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:DeleteItem",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
       ]);
       expect(grant("dynamodb:PutItem")[0]?.resources).toEqual([
         { "Fn::GetAtt": ["SessionsTable", "Arn"] },
@@ -531,19 +764,24 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(grant("s3:PutObject")).toEqual([]);
       expect(grant("s3:GetObject")).toEqual([]);
       expect(stringsIn(grant("s3:AbortMultipartUpload")[0]?.resources)).toContain(
-        `${cf("Bucket")}/${cf("KeyPrefix")}*`,
+        `${cf("Bucket")}/${cf("KeyPrefix")}/*`,
       );
       expect(stringsIn(grant("s3:DeleteObject")[0]?.resources)).toContain(
-        `${cf("Bucket")}/${cf("StagingPrefix")}*`,
+        `${cf("Bucket")}/${cf("StagingPrefix")}/*`,
       );
       expect(grant("s3:ListBucket")[0]?.condition).toEqual({
-        StringLike: { "s3:prefix": { "Fn::Sub": `${cf("StagingPrefix")}*` } },
+        StringLike: { "s3:prefix": { "Fn::Sub": `${cf("StagingPrefix")}/*` } },
       });
+      // Releasing an expired session's slots: a Put of a once-only marker, counter updates.
       expect(grant("dynamodb:Scan")[0]?.actions.sort()).toEqual([
         "dynamodb:BatchWriteItem",
         "dynamodb:GetItem",
+        "dynamodb:PutItem",
         "dynamodb:Scan",
+        "dynamodb:UpdateItem",
       ]);
+      expect(stringsIn(cleanup)).not.toContain("ssm:");
+      expect(stringsIn(cleanup)).not.toContain("secretsmanager:");
       const stream = grant("dynamodb:GetRecords")[0];
       expect(stream?.actions.sort()).toEqual([
         "dynamodb:DescribeStream",
@@ -558,9 +796,347 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
     });
   });
 
+  describe("authentication: chosen, never defaulted", () => {
+    it("packaging without auth stops with a message naming the check", () => {
+      const failure = packagingFailure({}, join(scratch, "no-auth"));
+      expect(failure.message).toContain(
+        "auth_must_be_chosen_anonymous_or_from_basic_signed-url_client-cert",
+      );
+      expect(failure.wroteTemplate).toBe(false);
+    }, 60_000);
+
+    it("anonymous only when named: the Auth parameter lists it, no default chooses it", () => {
+      expect(template.Parameters.Auth?.AllowedValues).toEqual([
+        "anonymous",
+        "basic",
+        "signed-url",
+        "client-cert",
+        "basic,signed-url",
+        "basic,client-cert",
+        "signed-url,client-cert",
+        "basic,signed-url,client-cert",
+      ]);
+      expect(alternative.Parameters.Auth?.Default).toBe("anonymous");
+      expect(template.Parameters.Auth?.Default).toBe("basic");
+    });
+
+    it("basic auth over an HTTP listener stops packaging", () => {
+      const failure = packagingFailure(
+        { ...DEFAULT_PARAMS, listenerProtocol: "HTTP" },
+        join(scratch, "basic-over-http"),
+      );
+      expect(failure.message).toContain("basic_auth_needs_an_HTTPS_listener");
+      expect(failure.wroteTemplate).toBe(false);
+    }, 60_000);
+
+    it("client-cert auth without the ALB or a trust store stops packaging", () => {
+      const failure = packagingFailure(
+        { auth: "signed-url,client-cert", frontDoor: "httpapi" },
+        join(scratch, "client-cert-via-api"),
+      );
+      for (const check of [
+        "client-cert_auth_needs_frontDoor_alb",
+        "client-cert_auth_needs_trustStoreBucket",
+        "client-cert_auth_needs_trustStoreKey",
+        "signed-url_auth_needs_urlKeysParameter",
+      ]) {
+        expect(failure.message).toContain(check);
+      }
+      expect(failure.wroteTemplate).toBe(false);
+    }, 60_000);
+
+    it("the same combinations, set through the stack's parameters, fail the deployment", () => {
+      // A guard that is not created but referred to: CloudFormation refuses the stack.
+      expect(deploy(template, { ListenerProtocol: "HTTP" }).dangling).toEqual([
+        "BasicAuthNeedsTls",
+      ]);
+      expect(deploy(template, { Auth: "basic,client-cert" }).dangling).toEqual([
+        "ClientCertAuthNeedsAlbHttpsAndTrustStore",
+      ]);
+      expect(deploy(hardened, { TrustStoreKey: "" }).dangling).toEqual([
+        "ClientCertAuthNeedsAlbHttpsAndTrustStore",
+      ]);
+      expect(deploy(hardened, { FrontDoor: "httpapi" }).dangling).toEqual([
+        "ClientCertAuthNeedsAlbHttpsAndTrustStore",
+      ]);
+      expect(deploy(hardened, { ListenerProtocol: "HTTP" }).dangling).toEqual([
+        "BasicAuthNeedsTls",
+        "ClientCertAuthNeedsAlbHttpsAndTrustStore",
+      ]);
+      // The HTTP API is always HTTPS.
+      expect(deploy(template, { FrontDoor: "httpapi", ListenerProtocol: "HTTP" }).dangling).toEqual(
+        [],
+      );
+    });
+
+    it("the functions get the auth settings and caps in their environment", () => {
+      for (const id of ["UploadLambdaFunction", "CleanupLambdaFunction"]) {
+        const variables = deploy(hardened).resources[id]?.Properties.Environment as {
+          Variables: JsonObject;
+        };
+        expect(variables.Variables, id).toMatchObject({
+          BITS_AUTH: "basic,signed-url,client-cert",
+          BITS_AUTH_REALM: "BITS uploads",
+          BITS_HTPASSWD_PARAMETER: "bits-htpasswd",
+          BITS_URL_KEYS_PARAMETER: "/aws/reference/secretsmanager/bits/url-keys",
+          BITS_SECRETS_REFRESH: "300",
+          BITS_PRINCIPAL_PREFIX: "{principal}",
+          BITS_OVERWRITE_PRINCIPALS: "deployer,backup",
+          BITS_MAX_SESSIONS_PER_PRINCIPAL: "5",
+          BITS_MAX_SESSIONS: "10000",
+          BITS_MAX_FRAGMENTS_PER_MIB: "512",
+          BITS_MAX_UPLOAD_SIZE: "10GiB",
+          BITS_KEY_PREFIX: "uploads",
+          BITS_STAGING_PREFIX: ".bits-staging",
+        });
+      }
+      const plain = template.Resources.UploadLambdaFunction?.Properties.Environment as {
+        Variables: JsonObject;
+      };
+      expect(plain.Variables).toMatchObject({
+        BITS_AUTH: { Ref: "Auth" },
+        BITS_HTPASSWD_PARAMETER: { Ref: "HtpasswdParameter" },
+        BITS_URL_KEYS_PARAMETER: { Ref: "UrlKeysParameter" },
+        BITS_PRINCIPAL_PREFIX: "",
+        BITS_OVERWRITE_PRINCIPALS: "",
+        BITS_MAX_SESSIONS_PER_PRINCIPAL: "50",
+      });
+    });
+  });
+
+  describe("secrets: the upload role reads exactly the named ones", () => {
+    const ssm = (name: string) => `arn:aws:ssm:us-east-1:123456789012:parameter${name}`;
+
+    it("an SSM parameter named with a leading /", () => {
+      const stack = deploy(template);
+      expect(deployedGrants(stack, "UploadFunctionRole", "ssm:GetParameter")).toEqual([
+        ssm("/bits/htpasswd"),
+      ]);
+      expect(deployedGrants(stack, "UploadFunctionRole", "secretsmanager:GetSecretValue")).toEqual(
+        [],
+      );
+      expect(stringsIn(deployedStatements(stack, "UploadFunctionRole"))).not.toContain(
+        "DecryptSecrets",
+      );
+    });
+
+    it("a name without a leading /, a Secrets Manager secret, a customer-managed key", () => {
+      const stack = deploy(hardened);
+      expect(deployedGrants(stack, "UploadFunctionRole", "ssm:GetParameter")).toEqual([
+        ssm("/bits-htpasswd"),
+        ssm("/aws/reference/secretsmanager/bits/url-keys"),
+      ]);
+      const secrets = deployedGrants(stack, "UploadFunctionRole", "secretsmanager:GetSecretValue");
+      expect(secrets).toEqual([
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:bits/url-keys-??????",
+      ]);
+      const [secret = ""] = secrets;
+      expect(
+        iamMatches(
+          secret,
+          "arn:aws:secretsmanager:us-east-1:123456789012:secret:bits/url-keys-AbC123",
+        ),
+      ).toBe(true);
+      expect(
+        iamMatches(
+          secret,
+          "arn:aws:secretsmanager:us-east-1:123456789012:secret:bits/url-keys-2-AbC123",
+        ),
+      ).toBe(false);
+      const decrypt = deployedStatements(stack, "UploadFunctionRole").find(
+        (statement) => statement.Sid === "DecryptSecrets",
+      );
+      expect(decrypt).toEqual({
+        Sid: "DecryptSecrets",
+        Effect: "Allow",
+        Action: "kms:Decrypt",
+        Resource: HARDENED_PARAMS.secretsKmsKeyArn,
+        Condition: {
+          StringEquals: {
+            "kms:ViaService": [
+              "ssm.us-east-1.amazonaws.com",
+              "secretsmanager.us-east-1.amazonaws.com",
+            ],
+          },
+        },
+      });
+    });
+
+    it("no secrets, no grants; and never for the cleanup role", () => {
+      const stack = deploy(alternative);
+      for (const action of ["ssm:GetParameter", "secretsmanager:GetSecretValue", "kms:Decrypt"]) {
+        expect(deployedGrants(stack, "UploadFunctionRole", action), action).toEqual(
+          action === "kms:Decrypt" ? [alternative.Parameters.KmsKeyArn?.Default] : [],
+        );
+        expect(deployedGrants(deploy(hardened), "CleanupFunctionRole", action), action).toEqual([]);
+      }
+    });
+  });
+
+  describe("client certificates", () => {
+    it("only with client-cert: a trust store and the listener verifying certificates", () => {
+      const stack = deploy(hardened);
+      expect(stack.resources.TrustStore?.Properties).toMatchObject({
+        CaCertificatesBundleS3Bucket: "my-ca-bucket",
+        CaCertificatesBundleS3Key: "bits/ca-bundle.pem",
+      });
+      expect(stack.resources.Listener?.Properties).toMatchObject({
+        Protocol: "HTTPS",
+        MutualAuthentication: {
+          Mode: "verify",
+          TrustStoreArn: "<TrustStore>",
+          IgnoreClientCertificateExpiry: false,
+        },
+      });
+    });
+
+    it("without client-cert: no trust store, mutual authentication off", () => {
+      for (const stack of [deploy(template), deploy(hardened, { Auth: "basic,signed-url" })]) {
+        expect(stack.resources.TrustStore).toBeUndefined();
+        expect(stack.resources.Listener?.Properties.MutualAuthentication).toEqual({ Mode: "off" });
+      }
+      const http = deploy(template, { Auth: "signed-url", ListenerProtocol: "HTTP" });
+      expect(http.resources.Listener?.Properties.MutualAuthentication).toBeUndefined();
+    });
+  });
+
+  describe("caps on what a flood of requests can cost", () => {
+    it("the upload function reserves 50 concurrent executions, none with `none`", () => {
+      expect(template.Resources.UploadLambdaFunction?.Properties.ReservedConcurrentExecutions).toBe(
+        50,
+      );
+      expect(hardened.Resources.UploadLambdaFunction?.Properties).not.toHaveProperty(
+        "ReservedConcurrentExecutions",
+      );
+      expect(hardened.Resources.UploadLambdaFunction?.Properties.Timeout).toBe(60);
+    });
+
+    it("the table's on-demand throughput is capped; -1 leaves a cap out", () => {
+      expect(deploy(template).resources.SessionsTable?.Properties.OnDemandThroughput).toEqual({
+        MaxReadRequestUnits: "4000",
+        MaxWriteRequestUnits: "4000",
+      });
+      expect(deploy(hardened).resources.SessionsTable?.Properties.OnDemandThroughput).toEqual({
+        MaxWriteRequestUnits: "4000",
+      });
+      const uncapped = deploy(template, { TableMaxReadUnits: "-1", TableMaxWriteUnits: "-1" });
+      expect(uncapped.resources.SessionsTable?.Properties).not.toHaveProperty("OnDemandThroughput");
+    });
+
+    it("with wafRateLimit: a web ACL that blocks a client IP above the rate, on the ALB", () => {
+      const stack = deploy(hardened);
+      const acl = stack.resources.WebAcl?.Properties;
+      expect(acl).toMatchObject({ Scope: "REGIONAL", DefaultAction: { Allow: {} } });
+      const rules = asArray(acl?.Rules);
+      expect(rules).toHaveLength(1);
+      expect(rules[0]).toMatchObject({
+        Action: { Block: {} },
+        Statement: {
+          RateBasedStatement: { Limit: "2000", AggregateKeyType: "IP", EvaluationWindowSec: 300 },
+        },
+      });
+      expect(stack.resources.WebAclAssociation?.Properties).toEqual({
+        ResourceArn: "<LoadBalancer>",
+        WebACLArn: "<WebAcl.Arn>",
+      });
+    });
+
+    it("without wafRateLimit, or without the ALB, no web ACL", () => {
+      for (const stack of [
+        deploy(template),
+        deploy(alternative),
+        deploy(hardened, { FrontDoor: "httpapi", Auth: "signed-url" }),
+      ]) {
+        expect(stack.resources.WebAcl).toBeUndefined();
+        expect(stack.resources.WebAclAssociation).toBeUndefined();
+      }
+      expect(template.Resources.WebAclAssociation?.Condition).toBe("UseWaf");
+    });
+  });
+
+  describe("audit: the load balancer's access logs", () => {
+    const attributes = (stack: Deployment) =>
+      Object.fromEntries(
+        asArray(stack.resources.LoadBalancer?.Properties.LoadBalancerAttributes)
+          .filter(isObject)
+          .map((attribute) => [String(attribute.Key), attribute.Value]),
+      );
+
+    it("off by default", () => {
+      const found = attributes(deploy(template));
+      expect(found["access_logs.s3.enabled"]).toBe("false");
+      expect(found).not.toHaveProperty("access_logs.s3.bucket");
+    });
+
+    it("into the operator's bucket under the prefix when accessLogBucket is given", () => {
+      expect(attributes(deploy(hardened))).toMatchObject({
+        "access_logs.s3.enabled": "true",
+        "access_logs.s3.bucket": "my-log-bucket",
+        "access_logs.s3.prefix": "bits-alb",
+        "routing.http.drop_invalid_header_fields.enabled": "true",
+        "idle_timeout.timeout_seconds": "60",
+      });
+    });
+  });
+
+  describe("S3 access stays inside the prefixes, as folders", () => {
+    const OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"];
+
+    it.each([
+      ["default", () => deploy(template), "<UploadBucket>", "uploads"],
+      ["alternative", () => deploy(alternative), "my-existing-bucket", "incoming/bits"],
+    ])("%s: every object resource is <bucket>/<non-empty prefix>/*", (_, get, bucket, prefix) => {
+      const stack = get();
+      for (const role of ["UploadFunctionRole", "CleanupFunctionRole"]) {
+        const resources = [...OBJECT_ACTIONS, "s3:DeleteObject"].flatMap((action) =>
+          deployedGrants(stack, role, action),
+        );
+        expect(resources.length, role).toBeGreaterThan(0);
+        for (const resource of resources) {
+          expect(resource, role).toMatch(/^arn:aws:s3:::[^/]+\/[^/*]+(\/[^/*]+)*\/\*$/);
+          expect(resource, role).not.toBe(`arn:aws:s3:::${bucket}/*`);
+        }
+      }
+      const uploads = deployedGrants(stack, "UploadFunctionRole", "s3:PutObject");
+      expect(uploads).toEqual([
+        `arn:aws:s3:::${bucket}/${prefix}/*`,
+        `arn:aws:s3:::${bucket}/.bits-staging/*`,
+      ]);
+    });
+
+    it("the prefix uploads does not reach uploads-private/x, nor .bits-staging .bits-staging2/x", () => {
+      const stack = deploy(template);
+      const object = (key: string) => `arn:aws:s3:::<UploadBucket>/${key}`;
+      const reaches = (role: string, action: string, key: string) =>
+        deployedGrants(stack, role, action).some((pattern) => iamMatches(pattern, object(key)));
+      expect(reaches("UploadFunctionRole", "s3:PutObject", "uploads/x")).toBe(true);
+      expect(reaches("UploadFunctionRole", "s3:PutObject", "uploads/alice/a.bin")).toBe(true);
+      expect(reaches("UploadFunctionRole", "s3:PutObject", "uploads-private/x")).toBe(false);
+      expect(reaches("UploadFunctionRole", "s3:PutObject", "uploadsx")).toBe(false);
+      expect(reaches("UploadFunctionRole", "s3:GetObject", "other/x")).toBe(false);
+      expect(reaches("UploadFunctionRole", "s3:DeleteObject", ".bits-staging/s/1")).toBe(true);
+      expect(reaches("UploadFunctionRole", "s3:DeleteObject", ".bits-staging2/x")).toBe(false);
+      expect(reaches("UploadFunctionRole", "s3:DeleteObject", "uploads/x")).toBe(false);
+      expect(reaches("CleanupFunctionRole", "s3:AbortMultipartUpload", "uploads-private/x")).toBe(
+        false,
+      );
+      // ListBucket: only prefixes inside the two folders.
+      const prefixes = deployedStatements(stack, "UploadFunctionRole")
+        .filter((statement) => statement.Action === "s3:ListBucket")
+        .flatMap((statement) =>
+          asArray(
+            (statement.Condition as { StringLike: { "s3:prefix": Json } }).StringLike["s3:prefix"],
+          ).map(String),
+        );
+      expect(prefixes).toEqual([".bits-staging/*", "uploads/*"]);
+      expect(prefixes.some((pattern) => iamMatches(pattern, "uploads-private/"))).toBe(false);
+      expect(prefixes.some((pattern) => iamMatches(pattern, "uploads/alice/"))).toBe(true);
+    });
+  });
+
   describe("parameters and conditions", () => {
     it("each variant is a condition on a parameter whose default is the --param value", () => {
-      expect(template.Conditions).toEqual({
+      expect(template.Conditions).toMatchObject({
         UseAlb: { "Fn::Equals": [{ Ref: "FrontDoor" }, "alb"] },
         UseHttpApi: { "Fn::Equals": [{ Ref: "FrontDoor" }, "httpapi"] },
         UseHttps: { "Fn::Equals": [{ Ref: "ListenerProtocol" }, "HTTPS"] },
@@ -571,6 +1147,7 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
         UseKms: { "Fn::Not": [{ "Fn::Equals": [{ Ref: "KmsKeyArn" }, ""] }] },
       });
       expect(alternative.Conditions).toEqual(template.Conditions);
+      expect(hardened.Conditions).toEqual(template.Conditions);
       const defaults = (t: Template) =>
         Object.fromEntries(Object.entries(t.Parameters).map(([k, v]) => [k, v.Default]));
       expect(defaults(template)).toMatchObject({
@@ -580,32 +1157,92 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
         VpcId: "",
         ExistingBucket: "",
         KmsKeyArn: "",
-        KeyPrefix: "",
+        KeyPrefix: "uploads",
+        StagingPrefix: ".bits-staging",
+        Auth: "basic",
+        HtpasswdParameter: "/bits/htpasswd",
+        UrlKeysParameter: "",
+        SecretsKmsKeyArn: "",
+        TrustStoreBucket: "",
+        TrustStoreKey: "",
+        TableMaxReadUnits: "4000",
+        TableMaxWriteUnits: "4000",
+        WafRateLimit: "",
+        AccessLogBucket: "",
+        AccessLogPrefix: "bits-alb",
       });
       expect(defaults(alternative)).toMatchObject({
         FrontDoor: "httpapi",
         ListenerProtocol: "HTTP",
         ExistingBucket: "my-existing-bucket",
         KmsKeyArn: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        KeyPrefix: "uploads/",
+        KeyPrefix: "incoming/bits",
+        Auth: "anonymous",
+      });
+      expect(defaults(hardened)).toMatchObject({
+        Auth: "basic,signed-url,client-cert",
+        HtpasswdParameter: "bits-htpasswd",
+        UrlKeysParameter: "/aws/reference/secretsmanager/bits/url-keys",
+        TrustStoreBucket: "my-ca-bucket",
+        TrustStoreKey: "bits/ca-bundle.pem",
+        WafRateLimit: "2000",
+        AccessLogBucket: "my-log-bucket",
+        TableMaxReadUnits: "-1",
       });
       expect(template.Parameters.FrontDoor?.AllowedValues).toEqual(["alb", "httpapi"]);
     });
 
-    it("ALB resources exist only with UseAlb, HTTP API resources only with UseHttpApi", () => {
-      for (const t of [template, alternative]) {
-        for (const [id, resource] of Object.entries(t.Resources)) {
-          if (resource.Type.startsWith("AWS::ElasticLoadBalancingV2::")) {
-            expect(resource.Condition, id).toBe("UseAlb");
-          }
-          if (resource.Type.startsWith("AWS::ApiGatewayV2::")) {
-            expect(resource.Condition, id).toBe("UseHttpApi");
+    it("every parameter's default is a value the parameter accepts", () => {
+      for (const t of [template, alternative, hardened]) {
+        for (const [name, parameter] of Object.entries(t.Parameters)) {
+          const value = String(parameter.Default);
+          if (parameter.AllowedValues) expect(parameter.AllowedValues, name).toContain(value);
+          // CloudFormation matches the whole value (Java regular expressions).
+          if (parameter.AllowedPattern !== undefined) {
+            expect(value, name).toMatch(new RegExp(`^(?:${parameter.AllowedPattern})$`));
           }
         }
-        expect(t.Resources.LoadBalancerSecurityGroup?.Condition).toBe("UseAlb");
-        expect(t.Resources.UploadFunctionAlbPermission?.Condition).toBe("UseAlb");
-        expect(t.Resources.UploadFunctionHttpApiPermission?.Condition).toBe("UseHttpApi");
       }
+    });
+
+    it("the prefixes are non-empty path segments without a leading or trailing /", () => {
+      for (const name of ["KeyPrefix", "StagingPrefix"]) {
+        const pattern = new RegExp(`^(?:${template.Parameters[name]?.AllowedPattern})$`);
+        for (const good of ["uploads", "incoming/bits", ".bits-staging"]) {
+          expect(good, name).toMatch(pattern);
+        }
+        for (const bad of ["", "/", "uploads/", "/uploads", "a//b"]) {
+          expect(bad, name).not.toMatch(pattern);
+        }
+      }
+    });
+
+    it("with the HTTP API no load balancer resource is made, with the ALB no HTTP API", () => {
+      for (const t of [template, alternative, hardened]) {
+        const viaApi = deploy(t, { FrontDoor: "httpapi" }).resources;
+        const viaAlb = deploy(t, { FrontDoor: "alb", ListenerProtocol: "HTTPS" }).resources;
+        for (const [id, resource] of Object.entries(viaApi)) {
+          expect(resource.Type, id).not.toMatch(/^AWS::(ElasticLoadBalancingV2|WAFv2|EC2)::/);
+        }
+        for (const [id, resource] of Object.entries(viaAlb)) {
+          expect(resource.Type, id).not.toMatch(/^AWS::ApiGatewayV2::/);
+        }
+        expect(viaApi.UploadFunctionAlbPermission).toBeUndefined();
+        expect(viaApi.UploadFunctionHttpApiPermission).toBeDefined();
+        expect(viaAlb.UploadFunctionHttpApiPermission).toBeUndefined();
+        expect(viaAlb.LoadBalancer).toBeDefined();
+        expect(t.Resources.LoadBalancerSecurityGroup?.Condition).toBe("UseAlb");
+      }
+    });
+
+    it("each variant deploys with every reference resolved", () => {
+      expect(deploy(template).dangling).toEqual([]);
+      expect(deploy(alternative).dangling).toEqual([]);
+      expect(deploy(hardened).dangling).toEqual([]);
+      expect(deploy(hardened, { FrontDoor: "httpapi", Auth: "signed-url" }).dangling).toEqual([]);
+      expect(deploy(template, { Auth: "anonymous", ListenerProtocol: "HTTP" }).dangling).toEqual(
+        [],
+      );
     });
 
     it("the HTTP API sends every request to the function, payload 2.0, auto-deployed", () => {
@@ -646,16 +1283,12 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
     });
 
     it("an unknown front door stops packaging with a message naming the check", () => {
-      const out = join(scratch, "bogus");
-      let message = "";
-      try {
-        packageWith({ frontDoor: "cloudfront" }, out);
-      } catch (error) {
-        const e = error as { stdout?: string; stderr?: string };
-        message = `${e.stdout ?? ""}${e.stderr ?? ""}`;
-      }
-      expect(message).toContain("frontDoor_must_be_alb_or_httpapi");
-      expect(existsSync(join(out, TEMPLATE))).toBe(false);
+      const failure = packagingFailure(
+        { auth: "anonymous", frontDoor: "cloudfront" },
+        join(scratch, "bogus"),
+      );
+      expect(failure.message).toContain("frontDoor_must_be_alb_or_httpapi");
+      expect(failure.wroteTemplate).toBe(false);
     }, 60_000);
   });
 });
