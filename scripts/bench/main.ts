@@ -16,7 +16,7 @@ import { buildContext, jsonRuntime } from "../../functions/wiring.ts";
 import { provision, standInS3, startStandIns } from "../../infra/stand-ins.ts";
 import { httpTransport } from "../../test/support/transports.ts";
 import { bitsUpload, randomBytes } from "../../test/support/windows-client.ts";
-import { coldStart, directUpload, percentile, sha256, timed } from "./measure.ts";
+import { authCost, coldStart, directUpload, percentile, sha256, timed } from "./measure.ts";
 import { meter } from "./meter.ts";
 import { usdPerGB } from "./prices.ts";
 
@@ -183,6 +183,7 @@ async function main() {
       latency,
       coldStart: await coldStart(),
       concurrency,
+      auth: await authCost(),
       machine: {
         cpu: cpus()[0]?.model ?? "unknown",
         cores: cpus().length,
@@ -200,6 +201,7 @@ async function main() {
     console.table(cost);
     console.table(latency);
     console.table([{ ...results.coldStart, ...concurrency }]);
+    console.table([results.auth]);
     console.log("written to bench-results.json");
   } finally {
     clients.s3.destroy();

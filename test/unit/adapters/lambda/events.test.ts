@@ -390,3 +390,89 @@ describe("createLambdaHandler: one handler for ALB, API Gateway v1 and v2", () =
     },
   );
 });
+
+describe("toBitsRequest: what the front door knows of the client (docs/security.md)", () => {
+  const mtls = {
+    "x-amzn-mtls-clientcert-subject": "CN=host-1,O=Example",
+    "x-amzn-mtls-clientcert-issuer": "CN=Fleet CA",
+    "x-amzn-mtls-clientcert-serial-number": "0A",
+  };
+
+  it("ALB: the client is the last X-Forwarded-For entry, the one the ALB appended", () => {
+    const request = requestOf(
+      albEvent({
+        headers: {
+          "bits-packet-type": "Ping",
+          "x-forwarded-for": "10.0.0.1, 192.0.2.9, 203.0.113.5",
+          "x-forwarded-proto": "https",
+          "x-amzn-trace-id": "Root=1-abc",
+        },
+      }),
+    );
+    expect(request.peer).toMatchObject({
+      address: "203.0.113.5",
+      secure: true,
+      requestId: "Root=1-abc",
+    });
+  });
+
+  it("ALB over plain HTTP is not a confidential channel", () => {
+    const request = requestOf(albEvent({ headers: { "x-forwarded-proto": "http" } }));
+    expect(request.peer?.secure).toBe(false);
+  });
+
+  it("ALB: the query string arrives percent-encoded and is decoded once", () => {
+    const request = requestOf(
+      albEvent({ queryStringParameters: { "bits-prefix": "%2Fdrop%2F", "bits-sub": "a%2Bb" } }),
+    );
+    expect(request.query?.get("bits-prefix")).toBe("/drop/");
+    expect(request.query?.get("bits-sub")).toBe("a+b");
+  });
+
+  it("ALB: client-certificate headers are believed only when the listener verifies them", () => {
+    const event = albEvent({ headers: { ...mtls, "bits-packet-type": "Ping" } });
+    const trusted = toBitsRequest(classified(event), { trustClientCertificates: true });
+    expect(trusted.peer?.clientCertificate).toEqual({
+      subject: "CN=host-1,O=Example",
+      issuer: "CN=Fleet CA",
+      serial: "0A",
+    });
+    expect(toBitsRequest(classified(event)).peer?.clientCertificate).toBeUndefined();
+  });
+
+  it("API Gateway: HTTPS, the source IP and request ID from the context; no certificate headers", () => {
+    const v2 = toBitsRequest(
+      classified(
+        v2Event({
+          rawQueryString: "bits-sig=abc&x=%20y",
+          headers: { ...mtls, "bits-packet-type": "Ping" },
+          requestContext: {
+            http: {
+              method: "BITS_POST",
+              path: "/a",
+              protocol: "HTTP/1.1",
+              sourceIp: "198.51.100.4",
+            },
+            requestId: "req-2",
+            stage: "$default",
+          },
+        }),
+      ),
+      { trustClientCertificates: true },
+    );
+    expect(v2.peer).toEqual({
+      address: "198.51.100.4",
+      secure: true,
+      requestId: "req-2",
+    });
+    expect(v2.query?.get("x")).toBe(" y");
+    const v1 = requestOf(
+      v1Event({
+        queryStringParameters: { "bits-sub": "a+b" },
+        requestContext: { requestId: "req-1", identity: { sourceIp: "198.51.100.5" } },
+      }),
+    );
+    expect(v1.peer).toMatchObject({ address: "198.51.100.5", secure: true, requestId: "req-1" });
+    expect(v1.query?.get("bits-sub")).toBe("a+b");
+  });
+});

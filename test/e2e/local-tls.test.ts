@@ -1,0 +1,168 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Agent, request } from "node:https";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startLocalServer } from "../../functions/adapters/node/local-server.ts";
+import { createAuthenticator } from "../../functions/auth/authenticator.ts";
+import { sha256 } from "../support/checks.ts";
+import { realService } from "../support/storage.ts";
+import type { Transport } from "../support/transports.ts";
+import { bitsUpload, randomBytes } from "../support/windows-client.ts";
+
+/** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
+function makeCertificates(dir: string) {
+  const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
+  openssl(
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=Test CA",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+  );
+  const leaf = (name: string, subject: string, extension: string) => {
+    writeFileSync(join(dir, `${name}.ext`), extension);
+    openssl(
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-subj",
+      subject,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+    );
+    openssl(
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.ext`,
+      "-out",
+      `${name}.pem`,
+    );
+  };
+  leaf("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\n");
+  leaf("client", "/O=Example/OU=Fleet/CN=host-17.corp.example", "extendedKeyUsage=clientAuth\n");
+  const read = (name: string) => readFileSync(join(dir, name));
+  return {
+    ca: read("ca.pem"),
+    server: { cert: read("server.pem"), key: read("server.key") },
+    client: { cert: read("client.pem"), key: read("client.key") },
+  };
+}
+
+function httpsTransport(baseUrl: string, agent: Agent): Transport {
+  return (req) =>
+    new Promise((resolve, reject) => {
+      const out = request(
+        new URL(req.path, baseUrl),
+        {
+          method: req.method,
+          agent,
+          headers: { ...req.headers, "Content-Length": String(req.body.length) },
+        },
+        (res) => {
+          res.resume();
+          res.on("end", () => {
+            const headers = new Map<string, string>();
+            for (const [name, value] of Object.entries(res.headers)) {
+              if (value !== undefined) headers.set(name, String(value));
+            }
+            resolve({ status: res.statusCode ?? 0, headers });
+          });
+        },
+      );
+      out.on("error", reject);
+      out.end(req.body);
+    });
+}
+
+describe("the local server over TLS with client certificates (BITS_TLS_*, client-cert)", () => {
+  let dir: string;
+  let certificates: ReturnType<typeof makeCertificates>;
+  let env: Awaited<ReturnType<typeof realService>>;
+  let server: Awaited<ReturnType<typeof startLocalServer>>;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "bits-tls-"));
+    certificates = makeCertificates(dir);
+    env = await realService(
+      {},
+      { authenticator: createAuthenticator(["client-cert"], { realm: "x" }) },
+    );
+    server = await startLocalServer(
+      {
+        service: env.service,
+        objects: env.objects,
+        keyRules: { keyPrefix: "", reservedPrefix: env.context.settings.stagingPrefix },
+        maxBodyBytes: 1024 * 1024,
+        tls: {
+          ...certificates.server,
+          ca: certificates.ca,
+          requestCert: true,
+          rejectUnauthorized: false,
+        },
+      },
+      0,
+    );
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("a client presenting a certificate from the trusted CA uploads as its common name", async () => {
+    const agent = new Agent({ ca: certificates.ca, ...certificates.client, keepAlive: true });
+    const data = randomBytes(2 * 1024 * 1024 + 3, 30);
+    const outcome = await bitsUpload(httpsTransport(server.url, agent), "/fleet/a.bin", data, {
+      initialFragment: 256 * 1024,
+      maxFragment: 1024 * 1024,
+    });
+    agent.destroy();
+    const stored = await env.objects.get("fleet/a.bin");
+    expect(stored && sha256(stored)).toBe(sha256(data));
+    expect((await env.sessions.get(outcome.sessionIds[0] ?? ""))?.principal).toBe(
+      "host-17.corp.example",
+    );
+  });
+
+  it("a client without a certificate is refused with 403, and a forged header changes nothing", async () => {
+    const agent = new Agent({ ca: certificates.ca });
+    const response = await httpsTransport(
+      server.url,
+      agent,
+    )({
+      method: "BITS_POST",
+      path: "/fleet/b.bin",
+      headers: {
+        "BITS-Packet-Type": "Ping",
+        "X-Amzn-Mtls-Clientcert-Subject": "CN=host-17.corp.example",
+      },
+      body: new Uint8Array(0),
+    });
+    agent.destroy();
+    expect(response.status).toBe(403);
+    expect(response.headers.get("bits-error-code")).toBe("0x80070005");
+  });
+});
