@@ -11,7 +11,7 @@ export const ERRORS = {
   accessDenied: { status: 403, code: HRESULT.E_ACCESSDENIED },
   /**
    * Too many open sessions, for this principal or for the server: 503 is transient, so the
-   * client tries again later (bits-protocol.md 6.3, "session limit per user exceeded").
+   * client tries again later ([MC-BUP] 3.2.7 lets a server shed sessions; docs/security.md).
    */
   sessionLimit: { status: 503, code: HRESULT.E_ACCESSDENIED },
   /** Uploads are not enabled for this path (Windows answers 501, [MC-BUP] note <22>). */

@@ -22,7 +22,7 @@ export interface SessionRecord {
   readonly key: string;
   /**
    * Who created the session: packets from anyone else are answered as for an unknown session,
-   * so a session ID is worth nothing to another client (bits-protocol.md 11).
+   * so a session ID is worth nothing to another client (docs/security.md, Authorization).
    */
   readonly principal: string;
   /** The counter this open session occupies (docs/security.md, "Caps"). */
