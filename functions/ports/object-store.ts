@@ -8,6 +8,21 @@ export interface Head extends ObjectInfo {
   readonly owner: string | undefined;
 }
 
+/** What a reply download needs to answer GET and HEAD: a stable validator pair. */
+export interface ObjectStat extends ObjectInfo {
+  /** The object's ETag as S3 quotes it (`"…"`); it changes whenever the object is rewritten. */
+  readonly etag: string;
+  /** When the object was written, in whole seconds (S3's Last-Modified resolution). */
+  readonly lastModified: Date;
+}
+
+/** Bytes of an object and its total size. */
+export interface ObjectBytes {
+  /** The whole object's size, not the length of the stream. */
+  readonly size: number;
+  readonly stream: ReadableStream<Uint8Array>;
+}
+
 /** How a destination object is written. */
 export interface WriteOptions {
   /** Replace an existing object; when false, an existing object is left and "exists" answered. */
@@ -24,6 +39,11 @@ export type CompleteResult =
   | "missing"
   /** The parts listed do not match the parts S3 holds; completing again cannot help. */
   | "invalid";
+
+/** The object to copy from does not exist. */
+export class ObjectMissingError extends Error {
+  override name = "ObjectMissingError";
+}
 
 /** The multipart upload no longer exists (aborted by a lifecycle rule or an operator). */
 export class UploadGoneError extends Error {
@@ -66,4 +86,29 @@ export interface ObjectStore {
   list(prefix: string): Promise<ObjectInfo[]>;
   /** Deletes objects; missing ones are fine. */
   delete(keys: readonly string[]): Promise<void>;
+  /** Size, ETag and Last-Modified of an object; undefined when it is missing. */
+  stat(key: string): Promise<ObjectStat | undefined>;
+  /**
+   * Streams bytes `start..end` inclusive (one HTTP byte range). Needs `0 <= start <= end`; an
+   * `end` past the last byte is clamped to it. Undefined when the object is missing; throws a
+   * RangeError when `start` is not inside the object (a zero-byte object has no range).
+   */
+  readRange(key: string, start: number, end: number): Promise<ObjectBytes | undefined>;
+  /**
+   * Copies a whole object to `to` inside the store (no bytes pass through the caller), writing
+   * it like putObject: `owner` recorded, and with overwrite off an existing object left alone
+   * ("exists"), unless it is our own ("stored", retry-safe). Throws ObjectMissingError when
+   * `from` does not exist.
+   */
+  copy(from: string, to: string, options: WriteOptions): Promise<"stored" | "exists">;
+  /**
+   * A URL that lets its holder GET or PUT the object at `key` without credentials, for
+   * `seconds` (1 to 604800, S3's limit for SigV4; RangeError outside). A PUT through it writes
+   * like `put`: no owner, replacing any object. The in-memory store's `memory://` URLs only
+   * name what was signed; no HTTP client can fetch them.
+   */
+  presign(key: string, method: "GET" | "PUT", seconds: number): Promise<string>;
 }
+
+/** S3's limit for a presigned SigV4 URL: seven days. */
+export const MAX_PRESIGN_SECONDS = 604_800;

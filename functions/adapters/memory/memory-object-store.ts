@@ -3,26 +3,50 @@ import { S3_MIN_PART_SIZE } from "../../bits/constants.ts";
 import {
   type CompleteResult,
   type Head,
+  MAX_PRESIGN_SECONDS,
+  type ObjectBytes,
   type ObjectInfo,
+  ObjectMissingError,
+  type ObjectStat,
   type ObjectStore,
   UploadGoneError,
   type WriteOptions,
 } from "../../ports/object-store.ts";
 import { md5, sameEtag } from "../s3/etag.ts";
 
-interface StoredObject {
+interface Part {
   readonly body: Uint8Array;
   readonly etag: string;
+}
+
+interface StoredObject extends Part {
   readonly owner?: string | undefined;
+  readonly lastModified: Date;
 }
 
 interface Upload {
   readonly key: string;
   readonly owner: string;
-  readonly parts: Map<number, StoredObject>;
+  readonly parts: Map<number, Part>;
 }
 
 const etagOf = (body: Uint8Array) => `"${md5(body).toString("hex")}"`;
+
+/** A stored object owning `body` (the caller gives up the buffer), dated like S3: whole seconds. */
+const stored = (body: Uint8Array, owner?: string): StoredObject => ({
+  body,
+  etag: etagOf(body),
+  owner,
+  lastModified: new Date(Math.floor(Date.now() / 1000) * 1000),
+});
+
+const streamOf = (bytes: Uint8Array) =>
+  new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
 
 /**
  * An in-memory ObjectStore with S3's multipart rules (parts replaced by number, EntityTooSmall
@@ -69,7 +93,7 @@ export class MemoryObjectStore implements ObjectStore {
       bodies.push(part.body);
     }
     const body = Buffer.concat(bodies);
-    this.objects.set(key, { body, etag: etagOf(body), owner: upload.owner });
+    this.objects.set(key, stored(body, upload.owner));
     this.uploads.delete(uploadId);
     return "completed";
   }
@@ -81,12 +105,12 @@ export class MemoryObjectStore implements ObjectStore {
   async putObject(key: string, body: Uint8Array, { overwrite, owner }: WriteOptions) {
     const existing = this.objects.get(key);
     if (existing && !overwrite) return existing.owner === owner ? "stored" : "exists";
-    this.objects.set(key, { body: new Uint8Array(body), etag: etagOf(body), owner });
+    this.objects.set(key, stored(new Uint8Array(body), owner));
     return "stored" as const;
   }
 
   async put(key: string, body: Uint8Array) {
-    this.objects.set(key, { body: new Uint8Array(body), etag: etagOf(body) });
+    this.objects.set(key, stored(new Uint8Array(body)));
   }
 
   async get(key: string) {
@@ -97,13 +121,7 @@ export class MemoryObjectStore implements ObjectStore {
   async read(key: string) {
     const body = this.objects.get(key)?.body;
     if (body === undefined) return undefined;
-    const stream = new ReadableStream<Uint8Array>({
-      start(controller) {
-        controller.enqueue(new Uint8Array(body));
-        controller.close();
-      },
-    });
-    return { size: body.length, stream };
+    return { size: body.length, stream: streamOf(new Uint8Array(body)) };
   }
 
   async list(prefix: string): Promise<ObjectInfo[]> {
@@ -118,5 +136,45 @@ export class MemoryObjectStore implements ObjectStore {
 
   async delete(keys: readonly string[]) {
     for (const key of keys) this.objects.delete(key);
+  }
+
+  async stat(key: string): Promise<ObjectStat | undefined> {
+    const object = this.objects.get(key);
+    return (
+      object && {
+        key,
+        size: object.body.length,
+        etag: object.etag,
+        lastModified: object.lastModified,
+      }
+    );
+  }
+
+  async readRange(key: string, start: number, end: number): Promise<ObjectBytes | undefined> {
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+      throw new RangeError(`not a byte range: ${start}-${end}`);
+    }
+    const body = this.objects.get(key)?.body;
+    if (body === undefined) return undefined;
+    if (start >= body.length) throw new RangeError(`bytes ${start}-${end} are not inside ${key}`);
+    return { size: body.length, stream: streamOf(body.slice(start, end + 1)) };
+  }
+
+  async copy(from: string, to: string, { overwrite, owner }: WriteOptions) {
+    const existing = this.objects.get(to);
+    if (existing && !overwrite) return existing.owner === owner ? "stored" : "exists";
+    const source = this.objects.get(from);
+    if (!source) throw new ObjectMissingError(from);
+    this.objects.set(to, stored(source.body, owner)); // bodies are never changed in place
+    return "stored" as const;
+  }
+
+  /** A `memory://` URL naming the object: it records what was signed but cannot be fetched. */
+  async presign(key: string, method: "GET" | "PUT", seconds: number): Promise<string> {
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_PRESIGN_SECONDS) {
+      throw new RangeError(`presign: ${seconds} s is not between 1 and ${MAX_PRESIGN_SECONDS}`);
+    }
+    const expires = Math.floor(Date.now() / 1000) + seconds;
+    return `memory://object/${encodeURIComponent(key)}?method=${method}&expires=${expires}`;
   }
 }

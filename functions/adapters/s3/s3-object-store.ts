@@ -10,15 +10,21 @@ import {
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import {
   type CompleteResult,
   type Head,
+  MAX_PRESIGN_SECONDS,
+  type ObjectBytes,
   type ObjectInfo,
+  ObjectMissingError,
+  type ObjectStat,
   type ObjectStore,
   UploadGoneError,
   type WriteOptions,
 } from "../../ports/object-store.ts";
 import { md5 } from "./etag.ts";
+import { type CopyTuning, copyObject, S3_COPY_LIMITS } from "./s3-copy.ts";
 
 /** User metadata naming the session that wrote an object (`x-amz-meta-bits-session`). */
 const OWNER = "bits-session";
@@ -42,10 +48,16 @@ function isNotFound(error: unknown): boolean {
  * every body is sent with its Content-MD5 instead, which S3 verifies, and part ETags stay MD5s.
  */
 export class S3ObjectStore implements ObjectStore {
+  private readonly tuning: CopyTuning;
+
+  /** `tuning` is for tests: a small `singleCopyLimit` and `copyPartBytes` force multipart copies. */
   constructor(
     private readonly client: S3Client,
     private readonly bucket: string,
-  ) {}
+    tuning: Partial<CopyTuning> = {},
+  ) {
+    this.tuning = { ...S3_COPY_LIMITS, ...tuning };
+  }
 
   async head(key: string): Promise<Head | undefined> {
     try {
@@ -233,5 +245,83 @@ export class S3ObjectStore implements ObjectStore {
       const failed = (out.Errors ?? []).filter((e) => e.Code !== "NoSuchKey");
       if (failed.length > 0) throw new Error(`DeleteObjects failed for ${failed.length} keys`);
     }
+  }
+
+  async stat(key: string): Promise<ObjectStat | undefined> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!out.ETag || !out.LastModified) throw new Error("HeadObject returned no ETag or date");
+      return { key, size: out.ContentLength ?? 0, etag: out.ETag, lastModified: out.LastModified };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async readRange(key: string, start: number, end: number): Promise<ObjectBytes | undefined> {
+    checkRange(start, end);
+    try {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=${start}-${end}` }),
+      );
+      const size = Number(/\/(\d+)$/.exec(out.ContentRange ?? "")?.[1] ?? Number.NaN);
+      if (!out.Body || !Number.isSafeInteger(size)) {
+        throw new Error(`GetObject answered a range without its size: ${out.ContentRange}`);
+      }
+      return { size, stream: out.Body.transformToWebStream() as ReadableStream<Uint8Array> };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      const { name, status } = s3Error(error);
+      if (name === "InvalidRange" || status === 416) {
+        throw new RangeError(`bytes ${start}-${end} are not inside ${key}`);
+      }
+      throw error;
+    }
+  }
+
+  async copy(
+    from: string,
+    to: string,
+    { overwrite, owner }: WriteOptions,
+  ): Promise<"stored" | "exists"> {
+    if (!overwrite) {
+      const existing = await this.head(to);
+      if (existing !== undefined) return existing.owner === owner ? "stored" : "exists";
+    }
+    const source = await this.stat(from);
+    if (source === undefined) throw new ObjectMissingError(from);
+    try {
+      const request = { from, to, size: source.size, etag: source.etag, ifNoneMatch: !overwrite };
+      const metadata = { [OWNER]: owner };
+      await copyObject(this.client, this.bucket, { ...request, metadata }, this.tuning);
+      return "stored";
+    } catch (error) {
+      const { name, status } = s3Error(error);
+      if (name !== "NoSuchUpload" && isNotFound(error)) throw new ObjectMissingError(from);
+      // With overwrite off, a 412 or 409 is most likely another write that won the key (a 412
+      // can also be the source changing under a multipart copy: then nothing is at the key).
+      if (!overwrite && (status === 412 || status === 409)) {
+        const head = await this.head(to);
+        if (head?.owner === owner) return "stored";
+        if (head !== undefined) return "exists";
+      }
+      throw error;
+    }
+  }
+
+  async presign(key: string, method: "GET" | "PUT", seconds: number): Promise<string> {
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > MAX_PRESIGN_SECONDS) {
+      throw new RangeError(`presign: ${seconds} s is not between 1 and ${MAX_PRESIGN_SECONDS}`);
+    }
+    const input = { Bucket: this.bucket, Key: key };
+    const command = method === "GET" ? new GetObjectCommand(input) : new PutObjectCommand(input);
+    return getSignedUrl(this.client, command, { expiresIn: seconds });
+  }
+}
+
+/** The port's rule for a byte range: whole numbers with `0 <= start <= end`. */
+function checkRange(start: number, end: number) {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || end < start) {
+    throw new RangeError(`not a byte range: ${start}-${end}`);
   }
 }
