@@ -26,6 +26,8 @@ interface Parameter {
   Default: Json;
   AllowedValues?: string[];
   AllowedPattern?: string;
+  MinValue?: number;
+  MaxValue?: number;
 }
 interface Template {
   Parameters: Record<string, Parameter>;
@@ -348,7 +350,21 @@ const HARDENED_PARAMS = {
   principalPrefix: "{principal}",
   overwritePrincipals: "deployer,backup",
   maxSessionsPerPrincipal: "5",
+  // Upload-reply jobs: a qualified function ARN, functions named only in the paths' JSON.
+  notificationType: "value",
+  notificationUrl: "lambda:arn:aws:lambda:us-east-1:123456789012:function:inventory-app:live",
+  notificationPaths: '[{"path":"/x/","type":"reference","url":"lambda:path-app"}]',
+  notificationFunctionArns:
+    "arn:aws:lambda:us-east-1:123456789012:function:path-app,arn:aws:lambda:us-east-1:123456789012:function:other-app:2",
+  notificationTimeoutSeconds: "50",
 };
+
+/** A function's environment variables. */
+const environment = (fn: Resource | undefined): JsonObject =>
+  (fn?.Properties.Environment as { Variables?: JsonObject } | undefined)?.Variables ?? {};
+
+/** A deployed function's ARN in the evaluator's account and Region. */
+const functionArn = (name: string) => `arn:aws:lambda:us-east-1:123456789012:function:${name}`;
 
 describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", () => {
   let template: Template;
@@ -402,7 +418,7 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       const rules = ofType(template, "AWS::ElasticLoadBalancingV2::ListenerRule").map(
         ([, rule]) => rule.Properties,
       );
-      expect(rules).toHaveLength(2);
+      expect(rules).toHaveLength(3);
       const byPriority = [...rules].sort((a, b) => Number(a.Priority) - Number(b.Priority));
       expect(byPriority[0]?.Conditions).toEqual([
         { Field: "http-request-method", HttpRequestMethodConfig: { Values: ["BITS_POST"] } },
@@ -419,6 +435,35 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
         expect(rule.Actions).toEqual([
           { Type: "forward", TargetGroupArn: { Ref: "UploadTargetGroup" } },
         ]);
+      }
+    });
+
+    it("forwards GET and HEAD of <replyPath>/* (upload-reply downloads) to the function", () => {
+      const rule = template.Resources.ReplyDownloadRule;
+      expect(rule?.Condition).toBe("UseAlb");
+      expect(rule?.Properties).toEqual({
+        ListenerArn: { Ref: "Listener" },
+        Priority: 3,
+        Conditions: [
+          { Field: "http-request-method", HttpRequestMethodConfig: { Values: ["GET", "HEAD"] } },
+          {
+            Field: "path-pattern",
+            PathPatternConfig: { Values: [{ "Fn::Sub": `${cf("ReplyPath")}/*` }] },
+          },
+        ],
+        Actions: [{ Type: "forward", TargetGroupArn: { Ref: "UploadTargetGroup" } }],
+      });
+      const deployed = deploy(template).resources.ReplyDownloadRule?.Properties;
+      expect(stringsIn(deployed?.Conditions)).toContain('"Values":["/.bits-replies/*"]');
+      expect(deploy(alternative).resources.ReplyDownloadRule).toBeUndefined();
+      // The function and the rule read the same parameter.
+      expect(environment(template.Resources.UploadLambdaFunction).BITS_REPLY_PATH).toEqual({
+        Ref: "ReplyPath",
+      });
+      const pattern = new RegExp(`^(?:${template.Parameters.ReplyPath?.AllowedPattern})$`);
+      for (const good of ["/.bits-replies", "/a/b~c"]) expect(good).toMatch(pattern);
+      for (const bad of ["", "/", ".bits-replies", "/.bits-replies/", "/a*", "/a//b"]) {
+        expect(bad).not.toMatch(pattern);
       }
     });
 
@@ -1134,6 +1179,165 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
     });
   });
 
+  describe("upload-reply jobs", () => {
+    const variables = (stack: Deployment) => environment(stack.resources.UploadLambdaFunction);
+
+    it("the functions get the notification settings, with their defaults", () => {
+      for (const id of ["UploadLambdaFunction", "CleanupLambdaFunction"]) {
+        const env = environment(template.Resources[id]);
+        expect(env, id).toMatchObject({
+          BITS_NOTIFICATION_TYPE: { Ref: "NotificationType" },
+          BITS_NOTIFICATION_URL: { Ref: "NotificationUrl" },
+          BITS_NOTIFICATION_PATHS: "",
+          BITS_NOTIFICATION_TIMEOUT: { Ref: "NotificationTimeoutSeconds" },
+          BITS_MAX_REPLY_SIZE: "64MiB",
+          BITS_REPLY_PATH: { Ref: "ReplyPath" },
+        });
+      }
+      expect(variables(deploy(template))).toMatchObject({
+        BITS_NOTIFICATION_TYPE: "none",
+        BITS_NOTIFICATION_URL: "",
+        BITS_NOTIFICATION_PATHS: "",
+        BITS_NOTIFICATION_TIMEOUT: "40",
+        BITS_MAX_REPLY_SIZE: "64MiB",
+        BITS_REPLY_PATH: "/.bits-replies",
+      });
+      expect(variables(deploy(hardened))).toMatchObject({
+        BITS_NOTIFICATION_TYPE: "value",
+        BITS_NOTIFICATION_URL: HARDENED_PARAMS.notificationUrl,
+        BITS_NOTIFICATION_PATHS: HARDENED_PARAMS.notificationPaths,
+        BITS_NOTIFICATION_TIMEOUT: "50",
+      });
+      expect(JSON.parse(String(variables(deploy(hardened)).BITS_NOTIFICATION_PATHS))).toEqual([
+        { path: "/x/", type: "reference", url: "lambda:path-app" },
+      ]);
+      expect(template.Parameters.NotificationType?.AllowedValues).toEqual([
+        "none",
+        "reference",
+        "value",
+      ]);
+    });
+
+    it("no lambda: target, no Lambda grant", () => {
+      for (const stack of [
+        deploy(template),
+        deploy(alternative),
+        deploy(template, { NotificationType: "value", NotificationUrl: "https://app.example/n" }),
+        deploy(template, { NotificationType: "reference", NotificationUrl: "/notify?x=lambda:y" }),
+      ]) {
+        expect(deployedGrants(stack, "UploadFunctionRole", "lambda:InvokeFunction")).toEqual([]);
+        expect(stringsIn(deployedStatements(stack, "UploadFunctionRole"))).not.toContain("lambda:");
+      }
+    });
+
+    it("lambda:<name>: the upload role may invoke exactly that function", () => {
+      const stack = deploy(template, {
+        NotificationType: "value",
+        NotificationUrl: "lambda:inventory-app",
+      });
+      const grants = deployedGrants(stack, "UploadFunctionRole", "lambda:InvokeFunction");
+      expect(grants).toEqual([functionArn("inventory-app")]);
+      expect(grants.some((grant) => grant.includes("*") || grant.includes("?"))).toBe(false);
+      expect(deployedGrants(stack, "CleanupFunctionRole", "lambda:InvokeFunction")).toEqual([]);
+      const lambda = deployedStatements(stack, "UploadFunctionRole").filter((statement) =>
+        stringsIn(statement.Action).includes("lambda:"),
+      );
+      expect(lambda).toEqual([
+        {
+          Sid: "InvokeNotificationFunction",
+          Effect: "Allow",
+          Action: "lambda:InvokeFunction",
+          Resource: functionArn("inventory-app"),
+        },
+      ]);
+      expect(stack.dangling).toEqual([]);
+    });
+
+    it("lambda:<ARN> as given; the ARNs of notificationFunctionArns for notificationPaths", () => {
+      const stack = deploy(hardened);
+      expect(deployedGrants(stack, "UploadFunctionRole", "lambda:InvokeFunction")).toEqual([
+        functionArn("inventory-app:live"),
+        functionArn("path-app"),
+        functionArn("other-app:2"),
+      ]);
+      const only = deploy(template, {
+        NotificationFunctionArns: functionArn("path-app"),
+      });
+      expect(deployedGrants(only, "UploadFunctionRole", "lambda:InvokeFunction")).toEqual([
+        functionArn("path-app"),
+      ]);
+    });
+
+    it("neither parameter can name a wildcard function", () => {
+      const url = new RegExp(`^(?:${template.Parameters.NotificationUrl?.AllowedPattern})$`);
+      for (const good of [
+        "",
+        "https://app.example/notify?a=*",
+        "notify/here",
+        "lambda:inventory-app",
+        "lambda:inventory-app:live",
+        `lambda:${functionArn("inventory-app")}`,
+      ]) {
+        expect(good).toMatch(url);
+      }
+      for (const bad of ["lambda:*", "lambda:inv*", "lambda:inv?", "lambda:", "lambda:a b"]) {
+        expect(bad).not.toMatch(url);
+      }
+      const arns = new RegExp(
+        `^(?:${template.Parameters.NotificationFunctionArns?.AllowedPattern})$`,
+      );
+      for (const good of ["", functionArn("a"), functionArn("a:$LATEST")]) {
+        expect(good).toMatch(arns);
+      }
+      for (const bad of ["*", functionArn("*"), functionArn("a*"), "inventory-app"]) {
+        expect(bad).not.toMatch(arns);
+      }
+    });
+
+    it("presigned URLs and the copy to the destination need no more S3 access", () => {
+      const stack = deploy(template);
+      const object = (key: string) => `arn:aws:s3:::<UploadBucket>/${key}`;
+      const reaches = (action: string, key: string) =>
+        deployedGrants(stack, "UploadFunctionRole", action).some((pattern) =>
+          iamMatches(pattern, object(key)),
+        );
+      // The upload the application reads and the reply it writes (presigned GET/PUT), the
+      // source (GetObject) and destination (PutObject) of the copy.
+      for (const key of [".bits-staging/{session}/request", ".bits-staging/{session}/reply"]) {
+        expect(reaches("s3:GetObject", key), key).toBe(true);
+        expect(reaches("s3:PutObject", key), key).toBe(true);
+      }
+      expect(reaches("s3:PutObject", "uploads/alice/file.bin")).toBe(true);
+      expect(reaches("s3:AbortMultipartUpload", "uploads/alice/file.bin")).toBe(true);
+      expect(deployedGrants(stack, "UploadFunctionRole", "s3:ListMultipartUploadParts")).toEqual(
+        [],
+      );
+    });
+
+    it("the notification ends (at most 50 s) before the function (60 s) and the ALB (60 s)", () => {
+      const timeout = template.Parameters.NotificationTimeoutSeconds;
+      expect(timeout).toMatchObject({ Type: "Number", Default: "40", MinValue: 1, MaxValue: 50 });
+      const functionTimeout = Number(template.Resources.UploadLambdaFunction?.Properties.Timeout);
+      const idle = asArray(template.Resources.LoadBalancer?.Properties.LoadBalancerAttributes)
+        .filter(isObject)
+        .find((attribute) => attribute.Key === "idle_timeout.timeout_seconds")?.Value;
+      expect(functionTimeout).toBe(60);
+      expect(Number(idle)).toBeGreaterThanOrEqual(functionTimeout);
+      // Time for completing the file before and storing the reply after.
+      expect(Number(timeout?.MaxValue)).toBeLessThanOrEqual(functionTimeout - 10);
+      expect(hardened.Parameters.NotificationTimeoutSeconds?.Default).toBe("50");
+    });
+
+    it("a notificationType outside none, reference, value stops packaging", () => {
+      const failure = packagingFailure(
+        { ...DEFAULT_PARAMS, notificationType: "url" },
+        join(scratch, "bogus-notification-type"),
+      );
+      expect(failure.message).toContain("notificationType_must_be_none_reference_or_value");
+      expect(failure.wroteTemplate).toBe(false);
+    }, 60_000);
+  });
+
   describe("parameters and conditions", () => {
     it("each variant is a condition on a parameter whose default is the --param value", () => {
       expect(template.Conditions).toMatchObject({
@@ -1197,9 +1401,19 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
         for (const [name, parameter] of Object.entries(t.Parameters)) {
           const value = String(parameter.Default);
           if (parameter.AllowedValues) expect(parameter.AllowedValues, name).toContain(value);
-          // CloudFormation matches the whole value (Java regular expressions).
+          // CloudFormation matches the whole value (Java regular expressions), each item of a
+          // CommaDelimitedList on its own.
           if (parameter.AllowedPattern !== undefined) {
-            expect(value, name).toMatch(new RegExp(`^(?:${parameter.AllowedPattern})$`));
+            const items = parameter.Type === "CommaDelimitedList" ? value.split(",") : [value];
+            for (const item of items) {
+              expect(item, name).toMatch(new RegExp(`^(?:${parameter.AllowedPattern})$`));
+            }
+          }
+          if (parameter.MinValue !== undefined) {
+            expect(Number(value), name).toBeGreaterThanOrEqual(parameter.MinValue);
+          }
+          if (parameter.MaxValue !== undefined) {
+            expect(Number(value), name).toBeLessThanOrEqual(parameter.MaxValue);
           }
         }
       }
