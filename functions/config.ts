@@ -1,6 +1,7 @@
 import { AUTH_MODES, type AuthMode } from "./auth/types.ts";
 import { MiB, S3_MAX_OBJECT_SIZE, S3_MIN_PART_SIZE } from "./bits/constants.ts";
 import { normalizePrefix } from "./bits/key.ts";
+import type { NotificationRule } from "./bits/notification.ts";
 
 export interface Config {
   readonly bucket: string;
@@ -33,6 +34,11 @@ export interface Config {
   readonly maxFragmentsPerMiB: number;
   /** Bytes a warm instance keeps of what it staged. */
   readonly warmCacheBytes: number;
+  /** Upload-reply: which paths notify which application (docs/upload-reply.md). */
+  readonly notifications: readonly NotificationRule[];
+  readonly notificationTimeoutSeconds: number;
+  readonly maxReplyBytes: number;
+  readonly replyPath: string;
 }
 
 export type SecretLocation =
@@ -193,6 +199,12 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     problems.push("BITS_PRINCIPAL_PREFIX must contain {principal}");
   }
 
+  const notifications = notificationRules(read, problems);
+  const replyPath = read("BITS_REPLY_PATH")?.trim() || "/.bits-replies";
+  if (!/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/.test(replyPath)) {
+    problems.push("BITS_REPLY_PATH must be a path like /.bits-replies");
+  }
+
   const config: Config = {
     bucket: text("BITS_BUCKET"),
     table: text("BITS_TABLE"),
@@ -224,6 +236,12 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     maxSessions: count("BITS_MAX_SESSIONS", 10_000),
     maxFragmentsPerMiB: count("BITS_MAX_FRAGMENTS_PER_MIB", 512),
     warmCacheBytes: bytes("BITS_WARM_CACHE_SIZE", 64 * MiB, 0, 1024 * MiB),
+    notifications,
+    // Below the ALB's 60 s idle timeout and the function's 60 s timeout, with room to complete
+    // the file before and store the reply after (docs/upload-reply.md, Timeouts).
+    notificationTimeoutSeconds: seconds("BITS_NOTIFICATION_TIMEOUT", 40),
+    maxReplyBytes: bytes("BITS_MAX_REPLY_SIZE", 64 * MiB, 0, 5 * 1024 * MiB),
+    replyPath: replyPath.replace(/\/$/, ""),
   };
   if (problems.length > 0) {
     throw new ConfigError(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
@@ -250,4 +268,70 @@ function authModes(raw: string | undefined, problems: string[]): readonly AuthMo
     problems.push("BITS_AUTH=anonymous cannot be combined with other modes");
   }
   return Object.freeze([...new Set(modes)] as AuthMode[]);
+}
+
+const NOTIFICATION_TYPES = ["none", "reference", "value"];
+
+/**
+ * `BITS_NOTIFICATION_TYPE` and `BITS_NOTIFICATION_URL` for the whole server, and
+ * `BITS_NOTIFICATION_PATHS` for paths that differ: a JSON list of `{ "path", "type", "url" }`
+ * (like IIS's per-virtual-directory settings). The longest matching path wins.
+ */
+function notificationRules(
+  read: (name: string) => string | undefined,
+  problems: string[],
+): readonly NotificationRule[] {
+  const rules: NotificationRule[] = [];
+  const add = (where: string, path: string, type: unknown, url: unknown) => {
+    if (typeof type !== "string" || !NOTIFICATION_TYPES.includes(type)) {
+      problems.push(`${where}: type must be none, reference or value`);
+      return;
+    }
+    if (typeof path !== "string" || !path.startsWith("/")) {
+      problems.push(`${where}: path must start with /`);
+      return;
+    }
+    if (type !== "none" && (typeof url !== "string" || !validTarget(url))) {
+      problems.push(`${where}: url must be an http(s) URL, a relative path or lambda:<function>`);
+      return;
+    }
+    rules.push({
+      path,
+      type: type as NotificationRule["type"],
+      url: type === "none" ? undefined : (url as string),
+    });
+  };
+  const type = read("BITS_NOTIFICATION_TYPE")?.trim().toLowerCase() || "none";
+  add(
+    "BITS_NOTIFICATION_TYPE/BITS_NOTIFICATION_URL",
+    "/",
+    type,
+    read("BITS_NOTIFICATION_URL")?.trim(),
+  );
+  const paths = read("BITS_NOTIFICATION_PATHS")?.trim();
+  if (paths) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(paths);
+    } catch {
+      parsed = undefined;
+    }
+    if (!Array.isArray(parsed)) {
+      problems.push('BITS_NOTIFICATION_PATHS must be a JSON list of {"path","type","url"}');
+    } else {
+      for (const [i, entry] of parsed.entries()) {
+        const e = (entry ?? {}) as Record<string, unknown>;
+        add(`BITS_NOTIFICATION_PATHS[${i}]`, e.path as string, e.type, e.url);
+      }
+    }
+  }
+  return Object.freeze(rules);
+}
+
+function validTarget(url: string): boolean {
+  if (url.length === 0 || url.length > 2200) return false;
+  if (url.startsWith("lambda:")) return /^lambda:[A-Za-z0-9:_/.-]{1,170}$/.test(url);
+  if (/^https?:\/\//i.test(url)) return URL.canParse(url);
+  // Relative to the remote name's directory, as IIS resolves it.
+  return !/^[a-z][a-z0-9+.-]*:/i.test(url) && !url.startsWith("//");
 }

@@ -13,7 +13,11 @@ if (config.auth === undefined) {
 }
 const runtime = jsonRuntime(config.logLevel);
 const authenticator = await buildAuthenticator(config, config.auth, runtime);
-const { service } = buildContext(config, runtime, undefined, authenticator);
+// An ALB takes at most 1 MB from a Lambda function, base64 body included: larger reply
+// downloads are redirected to a presigned S3 URL (docs/upload-reply.md).
+const { service } = buildContext(config, runtime, undefined, authenticator, {
+  maxResponseBody: 700_000,
+});
 
 /** The deployed upload function. */
 export const handler = createLambdaHandler(service, {

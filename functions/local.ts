@@ -96,6 +96,7 @@ async function main() {
       objects: context.objects,
       keyRules: { keyPrefix: config.keyPrefix, reservedPrefix: config.stagingPrefix },
       maxBodyBytes: config.maxFragmentBytes,
+      replyPath: config.replyPath,
       tls,
     },
     port,

@@ -2,12 +2,15 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { v4 as uuidv4 } from "uuid";
 import { DynamoDbSessionStore } from "./adapters/dynamodb/dynamodb-session-store.ts";
+import { HttpNotifier } from "./adapters/notify/http-notifier.ts";
+import { RoutingNotifier } from "./adapters/notify/notifier.ts";
 import { S3ObjectStore } from "./adapters/s3/s3-object-store.ts";
 import { FileSecret } from "./adapters/secrets/file-secret.ts";
 import { RefreshingSecret } from "./adapters/secrets/refreshing-secret.ts";
 import { createAuthenticator } from "./auth/authenticator.ts";
 import type { Authenticator, AuthMode } from "./auth/types.ts";
 import type { Config, LogLevel, SecretLocation } from "./config.ts";
+import type { Notifier } from "./ports/notifier.ts";
 import type { Runtime } from "./ports/runtime.ts";
 import type { SecretText } from "./ports/secrets.ts";
 import type { ServiceContext } from "./service/context.ts";
@@ -92,12 +95,31 @@ export async function buildAuthenticator(
   return authenticator;
 }
 
+/**
+ * The notifier, when a path notifies: HTTP(S) applications directly, Lambda functions through
+ * the Lambda client, loaded only when a rule names one (like the SSM client).
+ */
+function notifierFor(config: Config): Notifier | undefined {
+  const rules = config.notifications.filter((rule) => rule.type !== "none");
+  if (rules.length === 0) return undefined;
+  const http = new HttpNotifier();
+  if (!rules.some((rule) => rule.url?.startsWith("lambda:"))) return http;
+  return new RoutingNotifier({
+    http,
+    lambda: async () => {
+      const { lambdaNotifier } = await import("./adapters/notify/lambda-notifier.ts");
+      return lambdaNotifier(config.region);
+    },
+  });
+}
+
 /** Builds the service from configuration: the only place adapters meet the core. */
 export function buildContext(
   config: Config,
   runtime: Runtime = jsonRuntime(config.logLevel),
   clients: AwsClients = awsClients(config),
   authenticator: Authenticator = ANONYMOUS,
+  options: { maxResponseBody?: number } = {},
 ) {
   const context: ServiceContext = {
     sessions: new DynamoDbSessionStore(clients.dynamodb, config.table),
@@ -120,7 +142,14 @@ export function buildContext(
       maxFragmentsPerMiB: config.maxFragmentsPerMiB,
       principalPrefix: config.principalPrefix,
       overwritePrincipals: config.overwritePrincipals,
+      bucket: config.bucket,
+      notifications: config.notifications,
+      notificationTimeoutMs: config.notificationTimeoutSeconds * 1000,
+      maxReplyBytes: config.maxReplyBytes,
+      replyPath: config.replyPath,
+      maxResponseBody: options.maxResponseBody ?? Number.POSITIVE_INFINITY,
     },
+    notifier: notifierFor(config),
   };
   return { context, clients, service: createUploadService(context, authenticator) };
 }

@@ -1,5 +1,5 @@
 import { BITS_PROTOCOL_GUID } from "./constants.ts";
-import { type BitsError, ERRORS } from "./errors.ts";
+import type { BitsError } from "./errors.ts";
 import type { BitsResponse } from "./request.ts";
 
 /** Formats an HRESULT as the project sends it: `0x` and 8 upper-case hex digits (6.2). */
@@ -10,6 +10,8 @@ export function formatHresult(code: number): string {
 interface AckFields {
   sessionId?: string | undefined;
   receivedContentRange?: number | undefined;
+  /** Upload-reply only, on the final fragment's Ack ([MC-BUP] 2.2.7.2). */
+  replyUrl?: string | undefined;
 }
 
 /**
@@ -25,6 +27,7 @@ export function ack(status: number, fields: AckFields = {}): BitsResponse {
   if (fields.receivedContentRange !== undefined) {
     headers["BITS-Received-Content-Range"] = String(fields.receivedContentRange);
   }
+  if (fields.replyUrl !== undefined) headers["BITS-Reply-URL"] = fields.replyUrl;
   return { status, headers };
 }
 
@@ -47,7 +50,7 @@ export function createSessionAck(sessionId: string): BitsResponse {
  */
 export function errorAck(error: BitsError, fields: AckFields = {}): BitsResponse {
   const base = ack(error.status, fields);
-  const code = ERRORS[error.kind].code;
+  const code = error.code;
   if (code === undefined) return base;
   return {
     status: base.status,

@@ -1,4 +1,4 @@
-import { CONTEXT_SERVER, HRESULT } from "./constants.ts";
+import { CONTEXT_APPLICATION, CONTEXT_SERVER, HRESULT, HTTP_ERROR_BASE } from "./constants.ts";
 
 /**
  * The protocol errors this server answers with. Each maps to one HTTP status and, where the
@@ -26,6 +26,11 @@ export const ERRORS = {
   outOfSync: { status: 416, code: undefined },
   /** Anything unexpected, e.g. storage unavailable: 5xx is transient, the client resends. */
   internal: { status: 500, code: HRESULT.E_FAIL },
+  /**
+   * The notified server application failed ([MC-BUP] 3.2.5.1.3): its status and error code
+   * are passed on with context 0x7; see `applicationError`.
+   */
+  application: { status: 500, code: HRESULT.E_FAIL },
 } as const satisfies Record<string, { status: number; code: number | undefined }>;
 
 export type BitsErrorKind = keyof typeof ERRORS;
@@ -33,21 +38,42 @@ export type BitsErrorKind = keyof typeof ERRORS;
 /** A protocol error: data, turned into an Ack in exactly one place (`toAck`). */
 export class BitsError extends Error {
   readonly kind: BitsErrorKind;
-  readonly context = CONTEXT_SERVER;
+  readonly context: number;
+  private readonly override: { status: number; code: number } | undefined;
 
-  constructor(kind: BitsErrorKind, message: string) {
+  constructor(
+    kind: BitsErrorKind,
+    message: string,
+    override?: { status: number; code: number; context: number },
+  ) {
     super(message);
     this.name = "BitsError";
     this.kind = kind;
+    this.context = override?.context ?? CONTEXT_SERVER;
+    this.override = override && { status: override.status, code: override.code };
   }
 
   get status(): number {
-    return ERRORS[this.kind].status;
+    return this.override?.status ?? ERRORS[this.kind].status;
   }
 
   get code(): number | undefined {
-    return ERRORS[this.kind].code;
+    return this.override?.code ?? ERRORS[this.kind].code;
   }
+}
+
+/**
+ * An error of the notified application, for the client: the application's status and error
+ * code (or `BG_E_HTTP_ERROR_<status>`, 0x80190000 + status, as the client itself would name
+ * it), context 0x7 ([MC-BUP] 3.2.5.2.6, 3.3.6).
+ */
+export function applicationError(status: number, code: number | undefined, message: string) {
+  const valid = Number.isInteger(status) && status >= 300 && status <= 599 ? status : 500;
+  return new BitsError("application", message, {
+    status: valid,
+    code: code ?? HTTP_ERROR_BASE + valid,
+    context: CONTEXT_APPLICATION,
+  });
 }
 
 export const invalidArg = (message: string) => new BitsError("invalidArg", message);

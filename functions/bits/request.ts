@@ -21,6 +21,8 @@ export interface Peer {
   readonly address?: string | undefined;
   /** True when the request travelled over TLS, or never left the machine (loopback). */
   readonly secure: boolean;
+  /** The scheme the client used, for URLs given back to it (the reply URL). */
+  readonly scheme?: "http" | "https" | undefined;
   /** Correlates the front door's request, the invocation and the log line. */
   readonly requestId?: string | undefined;
   /** A client certificate the front door verified (ALB mutual TLS in verify mode). */
@@ -41,24 +43,30 @@ export function headerMap(entries: Iterable<readonly [string, string | undefined
   return map;
 }
 
-/** A response: an Ack, a 405, or (dev server only) an object download. */
+/** A response: an Ack, a 401 or 405, or a reply download. */
 export interface BitsResponse {
   readonly status: number;
   readonly headers: Readonly<Record<string, string>>;
+  /** Reply downloads only: an Ack never has a body. */
+  readonly body?: ReadableStream<Uint8Array> | Uint8Array | undefined;
 }
 
 const REASONS: Record<number, string> = {
   200: "OK",
+  206: "Partial Content",
+  302: "Found",
   400: "Bad Request",
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",
+  408: "Request Timeout",
   411: "Length Required",
   413: "Payload Too Large",
   416: "Range Not Satisfiable",
   500: "Internal Server Error",
   501: "Not Implemented",
+  502: "Bad Gateway",
   503: "Service Unavailable",
 };
 

@@ -15,6 +15,16 @@ export type SessionStatus = "open" | "committing" | "discarding" | "closed" | "c
 
 export type EndingStatus = "committing" | "discarding";
 
+export interface Notify {
+  readonly type: "reference" | "value";
+  /** Where: an absolute http(s) URL or `lambda:<name>`. */
+  readonly target: string;
+  /** The job's remote URL, absolute (`BITS-Original-Request-URL`). */
+  readonly originalUrl: string;
+  /** An unguessable part of the reply URL: the reply's bearer secret where no login is asked. */
+  readonly token: string;
+}
+
 export interface SessionRecord {
   readonly id: string;
   readonly status: SessionStatus;
@@ -33,6 +43,20 @@ export interface SessionRecord {
   readonly maxBytes: number;
   /** Fragments that wrote something; bounded relative to the file's size. */
   readonly fragments: number;
+  /** How the principal authenticated: a reply is fetched with the same proof (docs/upload-reply.md). */
+  readonly auth?: string | undefined;
+  /**
+   * Upload-reply sessions only ([MC-BUP] 1.3.3): the application to notify once the last byte
+   * has arrived, decided at Create-Session. The file is then uploaded to `requestKey`, not to
+   * `key`, which it reaches only if the application asks for it.
+   */
+  readonly notify?: Notify | undefined;
+  /** The multipart upload's key when it is not `key` (upload-reply: the request object). */
+  readonly requestKey?: string | undefined;
+  /** Set once the application has answered: the Ack of every later final fragment repeats it. */
+  readonly reply?: { readonly url: string; readonly copied: boolean } | undefined;
+  /** Epoch ms until which one handler is notifying: concurrent copies wait for its answer. */
+  readonly notifyingUntil?: number | undefined;
   /** The S3 multipart upload that receives the file. */
   readonly uploadId: string;
   /** Total length from the first Fragment's Content-Range; undefined before it. */
@@ -88,7 +112,14 @@ export function isEnded(record: SessionRecord): boolean {
  */
 export function endingFor(record: SessionRecord, packet: "close" | "cancel"): EndingStatus {
   if (record.status === "committing" || record.status === "discarding") return record.status;
-  return packet === "close" && isComplete(record) ? "committing" : "discarding";
+  // Upload-reply: the file was handed over when the application answered; Close keeps that.
+  const done = record.notify ? record.reply !== undefined : isComplete(record);
+  return packet === "close" && done ? "committing" : "discarding";
+}
+
+/** The key of the session's multipart upload. */
+export function uploadKey(record: SessionRecord): string {
+  return record.requestKey ?? record.key;
 }
 
 /** Fragments any file may take, however small: Windows starts at 5 KB and resends on errors. */

@@ -9,6 +9,12 @@ export interface Call {
   /** The counter of open sessions this client's new sessions occupy. */
   readonly slot: string;
   readonly audit: Audit;
+  /** `https://host` as the client reached the server: reply URLs are built on it. */
+  readonly origin: string;
+  /** The job's remote URL, absolute, query string included. */
+  readonly remoteUrl: string;
+  /** The request path, as sent. */
+  readonly path: string;
 }
 
 /** What a request did, filled in by the handlers for its audit line. */

@@ -1,4 +1,6 @@
 import type { FragmentLimits } from "../bits/fragment-plan.ts";
+import type { NotificationRule } from "../bits/notification.ts";
+import type { Notifier } from "../ports/notifier.ts";
 import type { ObjectStore } from "../ports/object-store.ts";
 import type { Runtime } from "../ports/runtime.ts";
 import type { SessionCaps, SessionStore } from "../ports/session-store.ts";
@@ -24,6 +26,19 @@ export interface ServiceSettings {
   readonly principalPrefix: string;
   /** Principals that may replace existing objects even when `allowOverwrite` is off. */
   readonly overwritePrincipals: readonly string[];
+  /** The bucket's name, as a notified application is told where files are. */
+  readonly bucket: string;
+  /** Which paths are upload-reply destinations, and whom they notify (docs/upload-reply.md). */
+  readonly notifications: readonly NotificationRule[];
+  readonly notificationTimeoutMs: number;
+  readonly maxReplyBytes: number;
+  /** URL path under which replies are served (`/.bits-replies`). */
+  readonly replyPath: string;
+  /**
+   * Largest response body the front door carries (an ALB takes 1 MB from a Lambda function);
+   * a larger reply download is redirected to a presigned S3 URL.
+   */
+  readonly maxResponseBody: number;
 }
 
 export interface ServiceContext {
@@ -33,6 +48,8 @@ export interface ServiceContext {
   readonly settings: ServiceSettings;
   /** What this instance remembers between requests to skip reads; none when undefined. */
   readonly cache?: WarmCache | undefined;
+  /** Tells server applications of upload-reply jobs; needed only when a path notifies. */
+  readonly notifier?: Notifier | undefined;
 }
 
 export function nowSeconds(context: ServiceContext): number {

@@ -5,6 +5,7 @@ import type { BitsResponse } from "../bits/request.ts";
 import type { SessionRecord } from "../bits/session.ts";
 import { type Call, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
+import { notifyFor, requestKeyOf } from "./reply.ts";
 
 type CreateSession = Extract<Packet, { type: "create-session" }>;
 
@@ -28,13 +29,20 @@ export async function createSession(
     settings.limits.maxUploadBytes,
     call.principal.grant?.maxBytes ?? Number.POSITIVE_INFINITY,
   );
+  const notify = notifyFor(context, call, call.path);
   for (let attempt = 0; attempt < 3; attempt++) {
     const id = runtime.newSessionId();
-    const uploadId = await objects.createUpload(packet.key, id);
+    // Upload-reply: the file goes to the session's request object; the destination key only
+    // receives it if the application asks ([MC-BUP] 3.3.5.2.4).
+    const requestKey = notify ? requestKeyOf(context, id) : undefined;
+    const uploadId = await objects.createUpload(requestKey ?? packet.key, id);
     const record: SessionRecord = {
       id,
       status: "open",
       key: packet.key,
+      requestKey,
+      notify,
+      auth: call.principal.mode,
       principal: call.principal.name,
       slot: call.slot,
       overwrite,
@@ -54,14 +62,14 @@ export async function createSession(
     } catch (error) {
       // The record may or may not exist; either way the client retries with a new session, so
       // this upload would be orphaned. An orphan record pointing at an aborted upload is harmless.
-      await objects.abortUpload(packet.key, uploadId).catch(() => {});
+      await objects.abortUpload(requestKey ?? packet.key, uploadId).catch(() => {});
       throw error;
     }
     if (created === "created") {
       runtime.log("info", "session created", { session: sessionTag(id), key: record.key });
       return createSessionAck(id);
     }
-    await objects.abortUpload(packet.key, uploadId);
+    await objects.abortUpload(requestKey ?? packet.key, uploadId);
     if (created === "slot-full") {
       throw new BitsError("sessionLimit", `${settings.caps.perSlot} sessions open for this client`);
     }

@@ -9,6 +9,7 @@ import {
   isLive,
   type SessionRecord,
   type SessionStatus,
+  uploadKey,
 } from "../bits/session.ts";
 import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
@@ -73,7 +74,10 @@ export async function endSession(
 
 /** The S3 side of a decided ending; every call in it may be repeated. */
 async function finish(context: ServiceContext, record: SessionRecord, ending: EndingStatus) {
-  if (ending === "committing") {
+  // Upload-reply: what is kept was decided when the application answered (a copy at the
+  // destination, if it asked); Close and Cancel both remove the request and the reply
+  // ([MC-BUP] 3.2.5.2.7-8).
+  if (ending === "committing" && record.notify === undefined) {
     const outcome = await commit(context, record);
     if (outcome !== "completed") {
       await discard(context, record);
@@ -96,11 +100,22 @@ async function finish(context: ServiceContext, record: SessionRecord, ending: En
  * overwrite off, under a claim on the key (see `claimKey`).
  */
 async function commit(context: ServiceContext, record: SessionRecord) {
-  if (record.overwrite) return complete(context, record);
+  return underKeyClaim(context, record, () => complete(context, record));
+}
+
+/**
+ * Runs a write of the destination object (a completion, a copy) under a claim on its key when
+ * overwrite is off (see `claimKey`). Only a known outcome gives the claim back: after an error
+ * the write may still land, and the claim must keep others out until it expires.
+ */
+export async function underKeyClaim<T>(
+  context: ServiceContext,
+  record: SessionRecord,
+  write: () => Promise<T>,
+): Promise<T> {
+  if (record.overwrite) return write();
   await claimKey(context, record);
-  // Only a known outcome gives the claim back: after an error the completion may still land,
-  // and the claim must keep others out until it expires.
-  const outcome = await complete(context, record);
+  const outcome = await write();
   await context.sessions.releaseKey(record.key, record.id).catch((error: unknown) => {
     context.runtime.log("warn", "key claim left to expire", {
       session: sessionTag(record.id),
@@ -159,7 +174,7 @@ export async function discard(context: ServiceContext, record: SessionRecord) {
 
 /** Aborts the upload and removes staged bytes and part lists; never touches the object. */
 export async function releaseStorage(context: ServiceContext, record: SessionRecord) {
-  await context.objects.abortUpload(record.key, record.uploadId);
+  await context.objects.abortUpload(uploadKey(record), record.uploadId);
   await removeTemporaryState(context, record);
 }
 

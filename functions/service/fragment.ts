@@ -10,11 +10,13 @@ import {
   PART_CHUNK,
   recordedParts,
   type SessionRecord,
+  uploadKey,
 } from "../bits/session.ts";
 import { UploadGoneError } from "../ports/object-store.ts";
 import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { discard } from "./end-session.ts";
+import { notifyAndReply } from "./reply.ts";
 import { chainSegments, listSegments, stagedKey, stagingPrefixFor } from "./staging.ts";
 
 type Fragment = Extract<Packet, { type: "fragment" }>;
@@ -67,6 +69,11 @@ export async function fragment(
         await reread();
         continue;
       }
+      // Upload-reply: a resent final fragment gets the reply, notifying first if the last
+      // notification failed ([MC-BUP] 3.2.5.1.2-3).
+      if (decision.kind === "held" && current.notify && isComplete(current)) {
+        return notifyAndReply(context, current, call);
+      }
       return ack(decision.kind === "gap" ? 416 : 200, {
         sessionId: current.id,
         receivedContentRange: decision.offset,
@@ -106,6 +113,9 @@ export async function fragment(
     if (result.ok) {
       cache?.rememberRecord(written.next);
       await dropQuietly(context, current.id, written.consumed);
+      if (written.next.notify && isComplete(written.next)) {
+        return notifyAndReply(context, written.next, call);
+      }
       return ack(200, { sessionId: current.id, receivedContentRange: written.next.offset });
     }
     cache?.rememberRecord(result.current, current.id);
@@ -199,7 +209,9 @@ async function write(
       throw new BitsError("internal", `part ${step.partNumber} out of order`);
     }
     const { bytes, stagedKeys } = await assemblePart(context, prefix, step);
-    etags.push(await objects.uploadPart(record.key, record.uploadId, step.partNumber, bytes));
+    etags.push(
+      await objects.uploadPart(uploadKey(record), record.uploadId, step.partNumber, bytes),
+    );
     bytesStored += bytes.length;
     consumed.push(...stagedKeys);
     while (etags.length >= PART_CHUNK) {

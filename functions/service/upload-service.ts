@@ -17,6 +17,7 @@ import { nowSeconds, type ServiceContext } from "./context.ts";
 import { createSession } from "./create-session.ts";
 import { endSession } from "./end-session.ts";
 import { fragment } from "./fragment.ts";
+import { serveReply } from "./reply-download.ts";
 
 type Handler<T extends PacketType> = (
   context: ServiceContext,
@@ -79,8 +80,17 @@ async function serve(
   request: BitsRequest,
   outcome: Outcome,
 ): Promise<BitsResponse> {
-  if (!isBitsPost(request)) return methodNotAllowed();
   const { settings } = context;
+  const isReply = request.path.startsWith(`${settings.replyPath}/`);
+  if ((request.method === "GET" || request.method === "HEAD") && isReply) {
+    try {
+      return await serveReply(context, authenticator, request, authRequest(request));
+    } catch (error) {
+      logFailure(context, error, undefined);
+      return { status: 500, headers: { "Content-Length": "0" } };
+    }
+  }
+  if (!isBitsPost(request)) return methodNotAllowed();
   try {
     // Authentication comes first, as in IIS: a client without credentials learns nothing else.
     const auth = await authenticator.authenticate(authRequest(request), context.runtime.now());
@@ -98,10 +108,15 @@ async function serve(
       reservedPrefix: settings.stagingPrefix,
     });
     outcome.packet = packet;
+    const origin = originOf(request);
+    const search = new URLSearchParams([...(request.query ?? new Map())]).toString();
     const call: Call = {
       principal: auth.principal,
       slot: slotFor(auth.principal, request.peer),
       audit: { bytesStored: 0 },
+      origin,
+      remoteUrl: `${origin}${request.path}${search === "" ? "" : `?${search}`}`,
+      path: request.path,
     };
     outcome.call = call;
     if (packet.type !== "ping") authorize(context, call.principal, packet);
@@ -115,6 +130,12 @@ async function serve(
     const sessionId = await knownSessionId(context, request, outcome, failure);
     return errorAck(failure, sessionId === undefined ? {} : { sessionId });
   }
+}
+
+/** `scheme://host` as the client reached the server (the Host header it sent). */
+function originOf(request: BitsRequest): string {
+  const host = request.headers.get("host") ?? "localhost";
+  return `${request.peer?.scheme ?? "https"}://${host}`;
 }
 
 function authRequest(request: BitsRequest): AuthRequest {

@@ -17,6 +17,7 @@ export async function localServer(
         reservedPrefix: env.context.settings.stagingPrefix,
       },
       maxBodyBytes: env.context.settings.limits.maxFragmentBytes,
+      replyPath: env.context.settings.replyPath,
     },
     0,
   );

@@ -10,6 +10,7 @@ import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
 import type { Authenticator } from "../../functions/auth/types.ts";
 import { MiB } from "../../functions/bits/constants.ts";
 import type { SessionRecord } from "../../functions/bits/session.ts";
+import type { Notifier } from "../../functions/ports/notifier.ts";
 import type { ObjectStore } from "../../functions/ports/object-store.ts";
 import type { Runtime } from "../../functions/ports/runtime.ts";
 import type { SessionStore } from "../../functions/ports/session-store.ts";
@@ -70,6 +71,12 @@ export function testSettings(overrides: Partial<ServiceSettings> = {}): ServiceS
     maxFragmentsPerMiB: 512,
     principalPrefix: "",
     overwritePrincipals: [],
+    bucket: "test",
+    notifications: [],
+    notificationTimeoutMs: 10_000,
+    maxReplyBytes: 64 * MiB,
+    replyPath: "/.bits-replies",
+    maxResponseBody: 700_000,
     ...overrides,
   };
 }
@@ -100,7 +107,13 @@ export function serviceOver(
     warm = true,
     authenticator,
     cacheBytes = 64 * MiB,
-  }: { warm?: boolean; authenticator?: Authenticator; cacheBytes?: number } = {},
+    notifier,
+  }: {
+    warm?: boolean;
+    authenticator?: Authenticator;
+    cacheBytes?: number;
+    notifier?: Notifier;
+  } = {},
 ) {
   const runtime = testRuntime();
   const context: ServiceContext = {
@@ -109,16 +122,18 @@ export function serviceOver(
     runtime,
     settings: testSettings(settings),
     cache: warm ? new WarmCache(cacheBytes) : undefined,
+    notifier,
   };
   return { context, runtime, service: createUploadService(context, authenticator) };
 }
 
 export async function realService(
   settings: Partial<ServiceSettings> = {},
-  options: { warm?: boolean; authenticator?: Authenticator; cacheBytes?: number } = {},
+  options: Parameters<typeof serviceOver>[3] = {},
 ) {
   const storage = await freshStorage();
-  return { ...storage, ...serviceOver(storage.sessions, storage.objects, settings, options) };
+  const all = { bucket: storage.bucket, ...settings };
+  return { ...storage, ...serviceOver(storage.sessions, storage.objects, all, options) };
 }
 
 export function memoryService(settings: Partial<ServiceSettings> = {}) {

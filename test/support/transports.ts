@@ -13,6 +13,8 @@ export interface WireResponse {
   readonly status: number;
   /** Lower-case names. */
   readonly headers: ReadonlyMap<string, string>;
+  /** Reply downloads only. */
+  readonly body?: Uint8Array;
 }
 
 /** Sends one request; throws when the connection drops. */
@@ -32,14 +34,20 @@ export function httpTransport(baseUrl: string): Transport & { close(): void } {
           headers: { ...req.headers, "Content-Length": String(req.body.length) },
         },
         (res) => {
-          res.resume();
+          const chunks: Buffer[] = [];
+          res.on("data", (chunk: Buffer) => chunks.push(chunk));
           res.on("end", () => {
             const headers = new Map<string, string>();
             for (const [name, value] of Object.entries(res.headers)) {
               if (value !== undefined)
                 headers.set(name, Array.isArray(value) ? value.join(", ") : value);
             }
-            resolve({ status: res.statusCode ?? 0, headers });
+            const body = Buffer.concat(chunks);
+            resolve({
+              status: res.statusCode ?? 0,
+              headers,
+              ...(body.length > 0 ? { body } : {}),
+            });
           });
           res.on("error", reject);
         },
@@ -139,7 +147,7 @@ export function lambdaTransport(
 ): Transport {
   const handler = createLambdaHandler(service, options);
   return async (req) => {
-    const method = shape === "v2" ? "POST" : req.method;
+    const method = shape === "v2" && req.method === "BITS_POST" ? "POST" : req.method;
     const headers =
       shape === "v2" && req.method === "BITS_POST"
         ? { ...req.headers, "X-Http-Method-Override": "BITS_POST" }
@@ -159,7 +167,14 @@ export function lambdaTransport(
     } else {
       for (const [k, v] of Object.entries(result.headers ?? {})) out.set(k.toLowerCase(), v);
     }
-    if (result.body) throw new Error("an Ack must not have a body");
-    return { status: result.statusCode, headers: out };
+    if (result.body && req.method !== "GET") throw new Error("an Ack must not have a body");
+    if (result.body && Buffer.from(result.body, "base64").length > 1024 * 1024) {
+      throw new Error("a Lambda response through an ALB is at most 1 MB");
+    }
+    return {
+      status: result.statusCode,
+      headers: out,
+      ...(result.body ? { body: Buffer.from(result.body, "base64") } : {}),
+    };
   };
 }

@@ -26,6 +26,8 @@ export interface ClientOptions {
   readonly ping?: boolean;
   /** Upper bound on requests, so a broken server cannot make a test loop forever. */
   readonly maxRequests?: number;
+  /** Bytes per ranged GET of an upload-reply job's reply (Windows uses ranges too). */
+  readonly replyRangeBytes?: number;
   /**
    * The job's Basic credentials (`bitsadmin /setcredentials JOB SERVER BASIC user pass`): sent
    * only in answer to a 401 challenge, then on every later request, as WinHTTP does.
@@ -37,6 +39,9 @@ export interface UploadOutcome {
   readonly sessionIds: string[];
   readonly requests: number;
   readonly statuses: number[];
+  /** Upload-reply jobs: the final Ack's BITS-Reply-URL and the reply downloaded from it. */
+  readonly replyUrl?: string;
+  readonly reply?: Uint8Array;
 }
 
 const header = (response: WireResponse, name: string) => response.headers.get(name.toLowerCase());
@@ -129,6 +134,7 @@ export async function bitsUpload(
   await ping();
   let sessionId = await createSession();
   let offset = 0;
+  let replyUrl: string | undefined;
   let size = Math.max(MIN_FRAGMENT, options.initialFragment ?? MIN_FRAGMENT);
   const maxFragment = options.maxFragment ?? 13 * 1000 * 1000;
   let done = false;
@@ -165,18 +171,21 @@ export async function bitsUpload(
       offset = received;
       if (response.status === 200) size = Math.min(maxFragment, size * 2);
       done = offset === total && (total > 0 || response.status === 200);
+      replyUrl = header(response, "bits-reply-url") ?? replyUrl;
     } else if (response.status === 413) {
       if (size <= MIN_FRAGMENT) throw new Error("413 at the minimum fragment size");
       size = Math.max(MIN_FRAGMENT, Math.floor(size / 2));
     } else if (code === "0x8020001F") {
       sessionId = await createSession(); // [MC-BUP] 3.1.5.2.1: restart from byte 0
       offset = 0;
-    } else if (response.status >= 500) {
-      // transient: resend the same packet
+    } else if (response.status >= 500 || response.status === 408 || response.status === 409) {
+      // transient: resend the same packet (408 and 409 too, handling-server-application-errors)
     } else {
       throw new Error(`Fragment answered ${response.status} ${code ?? ""}`);
     }
   }
+  // Upload-reply: the reply must be downloaded before Close-Session, which deletes it.
+  const reply = replyUrl === undefined ? undefined : await download(replyUrl);
   await ping();
   for (;;) {
     const response = await deliver({
@@ -189,7 +198,79 @@ export async function bitsUpload(
       throw new Error(`Close-Session answered ${response.status}`);
     }
   }
-  return { sessionIds, requests, statuses };
+  return {
+    sessionIds,
+    requests,
+    statuses,
+    ...(replyUrl === undefined ? {} : { replyUrl }),
+    ...(reply === undefined ? {} : { reply }),
+  };
+
+  /**
+   * Downloads the reply as BITS does ([MC-BUP] 3.5): HEAD for the size, then ranged GETs,
+   * following a redirect (the server's presigned S3 URL for large replies) with the same range.
+   * This server's reply URLs go through the transport; a static reply URL is fetched directly.
+   */
+  async function download(url: string): Promise<Uint8Array> {
+    const target = new URL(url);
+    const ours = target.pathname.startsWith("/.bits-replies/");
+    const get = async (method: string, range?: string) => {
+      const headers: Record<string, string> = {
+        "User-Agent": "Microsoft BITS/7.8",
+        ...(range ? { Range: range } : {}),
+        ...(authorization ? { Authorization: authorization } : {}),
+      };
+      if (++requests > maxRequests) throw new Error(`gave up after ${maxRequests} requests`);
+      let response: WireResponse;
+      if (ours) {
+        response = await transport({
+          method,
+          path: `${target.pathname}${target.search}`,
+          headers,
+          body: new Uint8Array(0),
+        });
+      } else {
+        response = await fetchWire(url, method, headers);
+      }
+      const location = header(response, "location");
+      if (response.status === 302 && location)
+        response = await fetchWire(location, method, headers);
+      return response;
+    };
+    const head = await get("HEAD");
+    if (head.status !== 200) throw new Error(`reply HEAD answered ${head.status}`);
+    const size = Number(header(head, "content-length"));
+    const parts: Uint8Array[] = [];
+    const step = options.replyRangeBytes ?? 1024 * 1024;
+    for (let start = 0; start < size; start += step) {
+      const end = Math.min(size, start + step) - 1;
+      const part = await get("GET", `bytes=${start}-${end}`);
+      if (
+        part.status !== 206 ||
+        header(part, "content-range") !== `bytes ${start}-${end}/${size}`
+      ) {
+        throw new Error(`reply range ${start}-${end} answered ${part.status}`);
+      }
+      parts.push(part.body ?? new Uint8Array(0));
+    }
+    return Buffer.concat(parts);
+  }
+}
+
+/** A plain HTTP request outside the transport (a redirect, a static reply URL). */
+async function fetchWire(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+): Promise<WireResponse> {
+  const { Authorization: _, ...rest } = headers;
+  const response = await fetch(url, { method, headers: rest, redirect: "manual" });
+  const body = method === "HEAD" ? new Uint8Array(0) : new Uint8Array(await response.arrayBuffer());
+  const map = new Map<string, string>();
+  response.headers.forEach((value, name) => {
+    map.set(name.toLowerCase(), value);
+  });
+  return { status: response.status, headers: map, ...(body.length > 0 ? { body } : {}) };
 }
 
 /** A small deterministic PRNG (mulberry32) so every random schedule can be replayed. */

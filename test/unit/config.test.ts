@@ -44,6 +44,10 @@ describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", 
       maxSessions: 10_000,
       maxFragmentsPerMiB: 512,
       warmCacheBytes: 64 * MiB,
+      notifications: [{ path: "/", type: "none", url: undefined }],
+      notificationTimeoutSeconds: 40,
+      maxReplyBytes: 64 * MiB,
+      replyPath: "/.bits-replies",
     });
   });
 
@@ -119,6 +123,10 @@ describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", 
       maxSessions: 500,
       maxFragmentsPerMiB: 64,
       warmCacheBytes: 16 * MiB,
+      notifications: [{ path: "/", type: "none", url: undefined }],
+      notificationTimeoutSeconds: 40,
+      maxReplyBytes: 64 * MiB,
+      replyPath: "/.bits-replies",
     });
   });
 
@@ -389,5 +397,51 @@ describe("loadConfig: BITS_AUTH (docs/security.md, Authentication)", () => {
     expect(configError({ ...REQUIRED, BITS_AUTH_REALM: 'say "hi"' }).message).toContain(
       "BITS_AUTH_REALM",
     );
+  });
+});
+
+describe("loadConfig: upload-reply notification (docs/upload-reply.md)", () => {
+  it("none by default", () => {
+    const config = loadConfig(REQUIRED);
+    expect(config.notifications).toEqual([{ path: "/", type: "none", url: undefined }]);
+    expect(config.notificationTimeoutSeconds).toBe(40);
+    expect(config.replyPath).toBe("/.bits-replies");
+  });
+
+  it("the whole server, and per-path overrides as JSON", () => {
+    const config = loadConfig({
+      ...REQUIRED,
+      BITS_NOTIFICATION_TYPE: "value",
+      BITS_NOTIFICATION_URL: "https://app.example/notify",
+      BITS_NOTIFICATION_PATHS: JSON.stringify([
+        { path: "/dumps/", type: "reference", url: "lambda:crash-handler" },
+        { path: "/plain/", type: "none" },
+      ]),
+    });
+    expect(config.notifications).toEqual([
+      { path: "/", type: "value", url: "https://app.example/notify" },
+      { path: "/dumps/", type: "reference", url: "lambda:crash-handler" },
+      { path: "/plain/", type: "none", url: undefined },
+    ]);
+  });
+
+  it.each([
+    [{ BITS_NOTIFICATION_TYPE: "value" }, "BITS_NOTIFICATION_URL"],
+    [
+      { BITS_NOTIFICATION_TYPE: "push", BITS_NOTIFICATION_URL: "http://a" },
+      "BITS_NOTIFICATION_TYPE",
+    ],
+    [
+      { BITS_NOTIFICATION_TYPE: "value", BITS_NOTIFICATION_URL: "ftp://a" },
+      "BITS_NOTIFICATION_URL",
+    ],
+    [{ BITS_NOTIFICATION_PATHS: "{oops" }, "BITS_NOTIFICATION_PATHS"],
+    [
+      { BITS_NOTIFICATION_PATHS: '[{"path":"x","type":"value","url":"http://a"}]' },
+      "BITS_NOTIFICATION_PATHS[0]",
+    ],
+    [{ BITS_REPLY_PATH: "replies" }, "BITS_REPLY_PATH"],
+  ])("%j is refused, naming %s", (env, name) => {
+    expect(configError({ ...REQUIRED, ...env }).message).toContain(name);
   });
 });

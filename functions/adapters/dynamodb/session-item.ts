@@ -51,6 +51,19 @@ export function toItem(record: SessionRecord): Item {
     exp: n(record.expiresAt),
   };
   if (record.total !== undefined) item.tot = n(record.total);
+  if (record.auth !== undefined) item.am = s(record.auth);
+  if (record.requestKey !== undefined) item.rk = s(record.requestKey);
+  if (record.notify !== undefined) {
+    item.nt = s(record.notify.type);
+    item.ntg = s(record.notify.target);
+    item.nou = s(record.notify.originalUrl);
+    item.ntk = s(record.notify.token);
+  }
+  if (record.reply !== undefined) {
+    item.rurl = s(record.reply.url);
+    item.rcp = { BOOL: record.reply.copied };
+  }
+  if (record.notifyingUntil !== undefined) item.nlu = n(record.notifyingUntil);
   if (record.nextPartEnd !== undefined) item.npe = n(record.nextPartEnd);
   return item;
 }
@@ -77,6 +90,22 @@ export function fromItem(item: Item): SessionRecord {
     overwrite: item.ow?.BOOL ?? false,
     maxBytes: num(item, "max") ?? 0,
     fragments: num(item, "fr") ?? 0,
+    auth: item.am?.S,
+    requestKey: item.rk?.S,
+    notify:
+      item.nt?.S === undefined
+        ? undefined
+        : {
+            type: item.nt.S as "reference" | "value",
+            target: str(item, "ntg"),
+            originalUrl: str(item, "nou"),
+            token: str(item, "ntk"),
+          },
+    reply:
+      item.rurl?.S === undefined
+        ? undefined
+        : { url: item.rurl.S, copied: item.rcp?.BOOL ?? false },
+    notifyingUntil: num(item, "nlu"),
     uploadId: str(item, "uid"),
     total: num(item, "tot"),
     partsEnd: num(item, "pe") ?? 0,

@@ -111,6 +111,7 @@ export function toBitsRequest(http: HttpEvent, options: EventOptions = {}): Bits
         peer: {
           address: e.requestContext.http.sourceIp,
           secure: true,
+          scheme: "https",
           requestId: e.requestContext.requestId ?? options.invocationId,
         },
       };
@@ -126,6 +127,7 @@ export function toBitsRequest(http: HttpEvent, options: EventOptions = {}): Bits
         peer: {
           address: e.requestContext?.identity?.sourceIp,
           secure: true,
+          scheme: "https",
           requestId: e.requestContext?.requestId ?? options.invocationId,
         },
       };
@@ -157,9 +159,11 @@ function albPeer(headers: ReadonlyMap<string, string>, options: EventOptions): P
   const subject = headers.get("x-amzn-mtls-clientcert-subject");
   const issuer = headers.get("x-amzn-mtls-clientcert-issuer");
   const serial = headers.get("x-amzn-mtls-clientcert-serial-number");
+  const secure = headers.get("x-forwarded-proto")?.toLowerCase() === "https";
   return {
     address: forwarded?.[forwarded.length - 1]?.trim() || undefined,
-    secure: headers.get("x-forwarded-proto")?.toLowerCase() === "https",
+    secure,
+    scheme: secure ? "https" : "http",
     requestId: headers.get("x-amzn-trace-id") ?? options.invocationId,
     clientCertificate:
       options.trustClientCertificates && subject
@@ -173,16 +177,15 @@ function albPeer(headers: ReadonlyMap<string, string>, options: EventOptions): P
 }
 
 /** Answers in the shape the front door expects; ALB multi-value headers are answered in kind. */
-export function toLambdaResult(http: HttpEvent, response: BitsResponse): HttpResult {
+export async function toLambdaResult(http: HttpEvent, response: BitsResponse): Promise<HttpResult> {
   const headers = { ...response.headers };
+  // Only reply downloads have a body; the service keeps them under the front door's limit.
+  const bytes = response.body === undefined ? undefined : await bodyOf(response.body);
+  const body = bytes === undefined ? "" : Buffer.from(bytes).toString("base64");
+  const isBase64Encoded = bytes !== undefined;
   if (http.kind === "alb") {
     const statusDescription = `${response.status} ${reasonPhrase(response.status)}`;
-    const base = {
-      statusCode: response.status,
-      statusDescription,
-      body: "",
-      isBase64Encoded: false,
-    };
+    const base = { statusCode: response.status, statusDescription, body, isBase64Encoded };
     if (http.event.multiValueHeaders) {
       const multiValueHeaders = Object.fromEntries(
         Object.entries(headers).map(([name, value]) => [name, [value]]),
@@ -191,5 +194,12 @@ export function toLambdaResult(http: HttpEvent, response: BitsResponse): HttpRes
     }
     return { ...base, headers };
   }
-  return { statusCode: response.status, headers, body: "", isBase64Encoded: false };
+  return { statusCode: response.status, headers, body, isBase64Encoded };
+}
+
+async function bodyOf(body: ReadableStream<Uint8Array> | Uint8Array): Promise<Uint8Array> {
+  if (body instanceof Uint8Array) return body;
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) chunks.push(chunk);
+  return Buffer.concat(chunks);
 }

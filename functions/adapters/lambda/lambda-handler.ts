@@ -24,6 +24,6 @@ export function createLambdaHandler(
       return { statusCode: response.status, headers: { ...response.headers }, body: "" };
     }
     const request = toBitsRequest(http, { ...options, invocationId: context?.awsRequestId });
-    return toLambdaResult(http, await service.handle(request));
+    return await toLambdaResult(http, await service.handle(request));
   };
 }

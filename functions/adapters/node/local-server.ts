@@ -24,6 +24,8 @@ export interface LocalServerOptions {
   readonly keyRules: KeyRules;
   /** Larger bodies get 413 before they are read, as an ALB answers above 1 MB. */
   readonly maxBodyBytes: number;
+  /** Reply downloads of upload-reply sessions, served by the service under this path. */
+  readonly replyPath?: string | undefined;
   /**
    * Serve HTTPS. With `ca` and `requestCert`, clients may present certificates signed by those
    * CAs; a verified one is reported to the service as the ALB's mutual TLS would report it.
@@ -78,7 +80,9 @@ async function serve(options: LocalServerOptions, req: IncomingMessage, res: Ser
       ? "BITS_POST"
       : (req.method ?? "GET");
   const [path = "/", search = ""] = (req.url ?? "/").split("?");
-  if (method === "GET" || method === "HEAD") return download(options, path, method, res);
+  const reply = options.replyPath !== undefined && path.startsWith(`${options.replyPath}/`);
+  if ((method === "GET" || method === "HEAD") && !reply)
+    return download(options, path, method, res);
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > options.maxBodyBytes) {
     // Refused before reading, like the ALB; the client shrinks its fragments ([MC-BUP] 3.1.5.2.4).
@@ -121,6 +125,7 @@ function peerOf(req: IncomingMessage): Peer {
   return {
     address,
     secure: socket.encrypted === true || (address !== undefined && LOOPBACK.test(address)),
+    scheme: socket.encrypted === true ? "https" : "http",
     requestId: randomUUID(),
     clientCertificate: certificate && {
       subject: distinguishedName(certificate.subject),
@@ -182,5 +187,12 @@ async function download(
 
 function send(res: ServerResponse, response: BitsResponse) {
   res.writeHead(response.status, reasonPhrase(response.status), response.headers);
-  res.end();
+  const body = response.body;
+  if (body === undefined) {
+    res.end();
+  } else if (body instanceof Uint8Array) {
+    res.end(body);
+  } else {
+    Readable.fromWeb(body as import("node:stream/web").ReadableStream).pipe(res);
+  }
 }

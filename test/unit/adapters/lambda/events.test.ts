@@ -269,9 +269,9 @@ describe("toBitsRequest: the edge converts events to request values (architectur
   });
 });
 
-describe("toLambdaResult: answers in the shape the front door expects", () => {
-  it("ALB: headers, statusDescription `200 OK`, empty body", () => {
-    expect(toLambdaResult(classified(albEvent()), ACK)).toEqual({
+describe("toLambdaResult: answers in the shape the front door expects", async () => {
+  it("ALB: headers, statusDescription `200 OK`, empty body", async () => {
+    expect(await toLambdaResult(classified(albEvent()), ACK)).toEqual({
       statusCode: 200,
       statusDescription: "200 OK",
       headers: ACK.headers,
@@ -280,8 +280,8 @@ describe("toLambdaResult: answers in the shape the front door expects", () => {
     });
   });
 
-  it("ALB multi-value: answered with multiValueHeaders and statusDescription `200 OK`", () => {
-    expect(toLambdaResult(classified(albMultiEvent()), ACK)).toEqual({
+  it("ALB multi-value: answered with multiValueHeaders and statusDescription `200 OK`", async () => {
+    expect(await toLambdaResult(classified(albMultiEvent()), ACK)).toEqual({
       statusCode: 200,
       statusDescription: "200 OK",
       multiValueHeaders: {
@@ -300,16 +300,16 @@ describe("toLambdaResult: answers in the shape the front door expects", () => {
     [416, "416 Range Not Satisfiable"],
     [500, "500 Internal Server Error"],
     [501, "501 Not Implemented"],
-  ])("ALB: status %i is described as %j", (status, description) => {
-    const result = toLambdaResult(classified(albEvent()), { status, headers: {} });
+  ])("ALB: status %i is described as %j", async (status, description) => {
+    const result = await toLambdaResult(classified(albEvent()), { status, headers: {} });
     expect(result).toMatchObject({ statusCode: status, statusDescription: description });
   });
 
   it.each([
     ["v1", v1Event()],
     ["v2", v2Event()],
-  ])("%s: statusCode, headers and an empty body, no statusDescription", (_, event) => {
-    expect(toLambdaResult(classified(event), ACK)).toEqual({
+  ])("%s: statusCode, headers and an empty body, no statusDescription", async (_, event) => {
+    expect(await toLambdaResult(classified(event), ACK)).toEqual({
       statusCode: 200,
       headers: ACK.headers,
       body: "",
@@ -317,8 +317,8 @@ describe("toLambdaResult: answers in the shape the front door expects", () => {
     });
   });
 
-  it("copies the headers instead of sharing the response's object", () => {
-    const result = toLambdaResult(classified(v2Event()), ACK);
+  it("copies the headers instead of sharing the response's object", async () => {
+    const result = await toLambdaResult(classified(v2Event()), ACK);
     expect(result.headers).not.toBe(ACK.headers);
   });
 });
@@ -463,6 +463,7 @@ describe("toBitsRequest: what the front door knows of the client (docs/security.
     expect(v2.peer).toEqual({
       address: "198.51.100.4",
       secure: true,
+      scheme: "https",
       requestId: "req-2",
     });
     expect(v2.query?.get("x")).toBe(" y");
