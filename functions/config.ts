@@ -39,6 +39,8 @@ export interface Config {
   readonly notificationTimeoutSeconds: number;
   readonly maxReplyBytes: number;
   readonly replyPath: string;
+  /** CloudWatch metrics in the log lines; off unless BITS_METRICS_STAGE names the stage. */
+  readonly metrics: { readonly namespace: string; readonly stage: string } | undefined;
 }
 
 export type SecretLocation =
@@ -242,6 +244,7 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     notificationTimeoutSeconds: seconds("BITS_NOTIFICATION_TIMEOUT", 40),
     maxReplyBytes: bytes("BITS_MAX_REPLY_SIZE", 64 * MiB, 0, 5 * 1024 * MiB),
     replyPath: replyPath.replace(/\/$/, ""),
+    metrics: metricsSettings(read),
   };
   if (problems.length > 0) {
     throw new ConfigError(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
@@ -334,4 +337,10 @@ function validTarget(url: string): boolean {
   if (/^https?:\/\//i.test(url)) return URL.canParse(url);
   // Relative to the remote name's directory, as IIS resolves it.
   return !/^[a-z][a-z0-9+.-]*:/i.test(url) && !url.startsWith("//");
+}
+
+function metricsSettings(read: (name: string) => string | undefined) {
+  const stage = read("BITS_METRICS_STAGE")?.trim();
+  if (!stage) return undefined;
+  return { namespace: read("BITS_METRICS_NAMESPACE")?.trim() || "BitsUploadServer", stage };
 }

@@ -148,6 +148,7 @@ export function buildContext(
       maxReplyBytes: config.maxReplyBytes,
       replyPath: config.replyPath,
       maxResponseBody: options.maxResponseBody ?? Number.POSITIVE_INFINITY,
+      metrics: config.metrics,
     },
     notifier: notifierFor(config),
   };

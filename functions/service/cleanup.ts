@@ -2,6 +2,7 @@ import { isEnded, isLive, type SessionRecord } from "../bits/session.ts";
 import { sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { releaseStorage } from "./end-session.ts";
+import { emfFields } from "./metrics.ts";
 import { sessionIdOfStagingDir } from "./staging.ts";
 
 /**
@@ -16,10 +17,16 @@ export async function cleanUpSession(
 ) {
   await releaseStorage(context, record);
   if (record.status === "open") await releaseSlot(context, record, removed);
+  const expired = record.status === "open" ? 1 : 0;
   context.runtime.log("info", "expired session cleaned up", {
     session: sessionTag(record.id),
     key: record.key,
     status: record.status,
+    ...emfFields(
+      context.settings.metrics,
+      [{ name: "SessionsExpired", value: expired, unit: "Count" }],
+      context.runtime.now(),
+    ),
   });
 }
 

@@ -4,6 +4,7 @@ import type { Notifier } from "../ports/notifier.ts";
 import type { ObjectStore } from "../ports/object-store.ts";
 import type { Runtime } from "../ports/runtime.ts";
 import type { SessionCaps, SessionStore } from "../ports/session-store.ts";
+import type { MetricsSettings } from "./metrics.ts";
 import type { WarmCache } from "./warm-cache.ts";
 
 export interface ServiceSettings {
@@ -39,6 +40,8 @@ export interface ServiceSettings {
    * a larger reply download is redirected to a presigned S3 URL.
    */
   readonly maxResponseBody: number;
+  /** CloudWatch metrics in the log lines (Embedded Metric Format); none when undefined. */
+  readonly metrics?: MetricsSettings | undefined;
 }
 
 export interface ServiceContext {

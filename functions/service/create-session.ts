@@ -5,6 +5,7 @@ import type { BitsResponse } from "../bits/request.ts";
 import type { SessionRecord } from "../bits/session.ts";
 import { type Call, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
+import { emfFields } from "./metrics.ts";
 import { notifyFor, requestKeyOf } from "./reply.ts";
 
 type CreateSession = Extract<Packet, { type: "create-session" }>;
@@ -66,7 +67,15 @@ export async function createSession(
       throw error;
     }
     if (created === "created") {
-      runtime.log("info", "session created", { session: sessionTag(id), key: record.key });
+      runtime.log("info", "session created", {
+        session: sessionTag(id),
+        key: record.key,
+        ...emfFields(
+          settings.metrics,
+          [{ name: "SessionsCreated", value: 1, unit: "Count" }],
+          runtime.now(),
+        ),
+      });
       return createSessionAck(id);
     }
     await objects.abortUpload(requestKey ?? packet.key, uploadId);

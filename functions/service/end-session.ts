@@ -13,6 +13,7 @@ import {
 } from "../bits/session.ts";
 import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
+import { emfFields } from "./metrics.ts";
 import { deleteStaged, stagingPrefixFor } from "./staging.ts";
 
 type EndPacket = Extract<Packet, { type: "close-session" | "cancel-session" }>;
@@ -59,10 +60,16 @@ export async function endSession(
       record.version,
     );
     if (result.ok) {
+      const name = ended === "closed" ? "SessionsCompleted" : "SessionsCancelled";
       context.runtime.log("info", `session ${ended}`, {
         session: sessionTag(record.id),
         key: record.key,
         committed: ending === "committing",
+        ...emfFields(
+          context.settings.metrics,
+          [{ name, value: 1, unit: "Count" }],
+          context.runtime.now(),
+        ),
       });
       return ack(200, { sessionId: record.id });
     }

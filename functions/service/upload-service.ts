@@ -1,5 +1,6 @@
 import type { Authenticator, AuthRequest, Principal } from "../auth/types.ts";
-import { ack, challenge, errorAck, methodNotAllowed } from "../bits/ack.ts";
+import { ack, challenge, errorAck, formatHresult, methodNotAllowed } from "../bits/ack.ts";
+import { HRESULT } from "../bits/constants.ts";
 import { BitsError } from "../bits/errors.ts";
 import { confinedPrefix, destinationPath, objectKeyFor } from "../bits/key.ts";
 import {
@@ -17,6 +18,7 @@ import { nowSeconds, type ServiceContext } from "./context.ts";
 import { createSession } from "./create-session.ts";
 import { endSession } from "./end-session.ts";
 import { fragment } from "./fragment.ts";
+import { emfFields, type Metric } from "./metrics.ts";
 import { serveReply } from "./reply-download.ts";
 
 type Handler<T extends PacketType> = (
@@ -240,6 +242,23 @@ function audit(
       type = undefined;
     }
   }
+  const code = response.headers["BITS-Error-Code"];
+  const serverError =
+    response.status >= 500 && (code === undefined || code === formatHresult(HRESULT.E_FAIL));
+  const ms = context.runtime.now() - started;
+  const metrics: Metric[] = [
+    { name: "Requests", value: 1, unit: "Count" },
+    { name: "BytesReceived", value: request.body.length, unit: "Bytes" },
+    { name: "BytesStored", value: call?.audit.bytesStored ?? 0, unit: "Bytes" },
+    { name: "Fragments", value: type === "fragment" ? 1 : 0, unit: "Count" },
+    { name: "Latency", value: ms, unit: "Milliseconds" },
+    { name: "ServerErrors", value: serverError ? 1 : 0, unit: "Count" },
+  ];
+  if (response.status >= 400) {
+    const dimensions = { Status: String(response.status), BitsErrorCode: code ?? "none" };
+    metrics.push({ name: "RefusedRequests", value: 1, unit: "Count" });
+    metrics.push({ name: "RefusedRequests", value: 1, unit: "Count", dimensions });
+  }
   context.runtime.log(response.status < 400 ? "info" : "warn", "request", {
     requestId: request.peer?.requestId,
     client: request.peer?.address,
@@ -256,6 +275,7 @@ function audit(
     reason: response.status < 400 ? undefined : outcome.reason,
     received: request.body.length,
     stored: call?.audit.bytesStored ?? 0,
-    ms: context.runtime.now() - started,
+    ms,
+    ...emfFields(context.settings.metrics, metrics, started),
   });
 }

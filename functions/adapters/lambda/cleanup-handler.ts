@@ -1,5 +1,6 @@
 import { cleanUpSession, sweep } from "../../service/cleanup.ts";
 import type { ServiceContext } from "../../service/context.ts";
+import { emfFields } from "../../service/metrics.ts";
 import { isStreamEvent, removedSessions } from "./stream.ts";
 
 /**
@@ -9,12 +10,28 @@ import { isStreamEvent, removedSessions } from "./stream.ts";
  * step is idempotent.
  */
 export function createCleanupHandler(context: ServiceContext) {
-  return async (event: unknown) => {
+  const handle = async (event: unknown) => {
     if (isStreamEvent(event)) {
       const sessions = removedSessions(event);
       for (const record of sessions) await cleanUpSession(context, record, { removed: true });
       return { cleaned: sessions.length };
     }
     return sweep(context);
+  };
+  return async (event: unknown) => {
+    try {
+      return await handle(event);
+    } catch (error) {
+      // Counted for the cleanup alarm, then thrown so that Lambda retries (docs/monitoring.md).
+      context.runtime.log("error", "cleanup failed", {
+        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        ...emfFields(
+          context.settings.metrics,
+          [{ name: "CleanupFailures", value: 1, unit: "Count" }],
+          context.runtime.now(),
+        ),
+      });
+      throw error;
+    }
   };
 }
