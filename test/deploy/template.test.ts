@@ -357,6 +357,9 @@ const HARDENED_PARAMS = {
   notificationFunctionArns:
     "arn:aws:lambda:us-east-1:123456789012:function:path-app,arn:aws:lambda:us-east-1:123456789012:function:other-app:2",
   notificationTimeoutSeconds: "50",
+  // Monitoring: the alarms notify a topic, at a tighter 5xx rate.
+  alarmTopicArn: "arn:aws:sns:us-east-1:111122223333:ops",
+  serverErrorRateThreshold: "2",
 };
 
 /** A function's environment variables. */
@@ -365,6 +368,72 @@ const environment = (fn: Resource | undefined): JsonObject =>
 
 /** A deployed function's ARN in the evaluator's account and Region. */
 const functionArn = (name: string) => `arn:aws:lambda:us-east-1:123456789012:function:${name}`;
+
+/** What a deployed alarm watches: each metric it reads (one, or those of its metric math). */
+function alarmMetrics(alarm: Resource | undefined) {
+  const props = alarm?.Properties ?? {};
+  const single = props.MetricName === undefined ? [] : [props];
+  const stats = asArray(props.Metrics)
+    .filter(isObject)
+    .map((metric) => metric.MetricStat)
+    .filter(isObject);
+  return [
+    ...single.map((p) => ({
+      namespace: p.Namespace,
+      name: p.MetricName,
+      dimensions: p.Dimensions,
+      stat: p.Statistic,
+      period: p.Period,
+    })),
+    ...stats.map((stat) => {
+      const metric = isObject(stat.Metric) ? stat.Metric : {};
+      return {
+        namespace: metric.Namespace,
+        name: metric.MetricName,
+        dimensions: metric.Dimensions,
+        stat: stat.Stat,
+        period: stat.Period,
+      };
+    }),
+  ];
+}
+
+/** The metric math expression an alarm alarms on, if any. */
+const alarmExpression = (alarm: Resource | undefined) =>
+  asArray(alarm?.Properties.Metrics)
+    .filter(isObject)
+    .find((metric) => metric.ReturnData === true)?.Expression;
+
+interface DashboardWidget {
+  type: string;
+  properties: {
+    title?: string;
+    region?: string;
+    metrics?: (string | Record<string, unknown>)[][];
+    alarms?: string[];
+  };
+}
+
+/**
+ * A deployed dashboard's metric lines: [namespace, name, dimension name, value, ..., options]
+ * as { namespace, name, dimensions, options, widget }.
+ */
+function dashboardMetrics(widgets: DashboardWidget[]) {
+  return widgets.flatMap((widget) =>
+    (widget.properties.metrics ?? [])
+      .filter((line) => typeof line[0] === "string")
+      .map((line) => {
+        const last = line[line.length - 1];
+        const options = typeof last === "object" ? last : {};
+        const strings = line.filter((item): item is string => typeof item === "string");
+        const [namespace, name, ...rest] = strings;
+        const dimensions: Record<string, string> = {};
+        for (let i = 0; i + 1 < rest.length; i += 2)
+          dimensions[String(rest[i])] = String(rest[i + 1]);
+        return { namespace, name, dimensions, options, widget: widget.properties.title };
+      }),
+  );
+}
 
 describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", () => {
   let template: Template;
@@ -397,6 +466,7 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
         existingBucket: "my-existing-bucket",
         kmsKeyArn: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         keyPrefix: "incoming/bits",
+        metricsNamespace: "Acme/Bits",
       },
       join(scratch, "alternative"),
     );
@@ -1336,6 +1406,233 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(failure.message).toContain("notificationType_must_be_none_reference_or_value");
       expect(failure.wroteTemplate).toBe(false);
     }, 60_000);
+  });
+
+  describe("monitoring: metrics, alarms and a dashboard", () => {
+    const ALARMS = [
+      "CleanupFailuresAlarm",
+      "CleanupFunctionErrorsAlarm",
+      "ServerErrorRateAlarm",
+      "SessionsTableThrottlesAlarm",
+      "UploadFunctionErrorsAlarm",
+      "UploadFunctionThrottlesAlarm",
+    ];
+    const TOPIC = HARDENED_PARAMS.alarmTopicArn;
+    const stage = [{ Name: "Stage", Value: "dev" }];
+    const dashboard = (stack: Deployment) => {
+      const props = stack.resources.Dashboard?.Properties;
+      const body = String(props?.DashboardBody);
+      return {
+        name: props?.DashboardName,
+        body,
+        widgets: JSON.parse(body).widgets as DashboardWidget[],
+      };
+    };
+
+    it("the functions get the metrics namespace and the stage", () => {
+      for (const id of ["UploadLambdaFunction", "CleanupLambdaFunction"]) {
+        expect(environment(template.Resources[id]), id).toMatchObject({
+          BITS_METRICS_NAMESPACE: { Ref: "MetricsNamespace" },
+          BITS_METRICS_STAGE: "dev",
+        });
+        expect(environment(deploy(template).resources[id]), id).toMatchObject({
+          BITS_METRICS_NAMESPACE: "BitsUploadServer",
+          BITS_METRICS_STAGE: "dev",
+        });
+        expect(environment(deploy(alternative).resources[id]), id).toMatchObject({
+          BITS_METRICS_NAMESPACE: "Acme/Bits",
+        });
+      }
+      expect(template.Parameters.MetricsNamespace?.Default).toBe("BitsUploadServer");
+      expect(template.Parameters.AlarmTopicArn?.Default).toBe("");
+      expect(template.Parameters.ServerErrorRateThreshold).toMatchObject({
+        Type: "Number",
+        Default: "5",
+      });
+      expect(hardened.Parameters.AlarmTopicArn?.Default).toBe(TOPIC);
+      expect(hardened.Parameters.ServerErrorRateThreshold?.Default).toBe("2");
+    });
+
+    it("the alarms always exist, described, quiet without data", () => {
+      for (const t of [template, alternative, hardened]) {
+        const alarms = ofType(t, "AWS::CloudWatch::Alarm");
+        expect(alarms.map(([id]) => id).sort()).toEqual(ALARMS);
+        for (const [id, alarm] of alarms) {
+          expect(alarm.Condition, id).toBeUndefined();
+          expect(stringsIn(alarm.Properties.AlarmDescription).length, id).toBeGreaterThan(40);
+          expect(alarm.Properties.TreatMissingData, id).toBe("notBreaching");
+          expect(alarm.Properties.ComparisonOperator, id).toBe("GreaterThanThreshold");
+        }
+      }
+    });
+
+    it("5xx rate: 100 * ServerErrors / Requests per 5 minutes above the threshold, 2 of 3", () => {
+      const alarm = deploy(template).resources.ServerErrorRateAlarm;
+      expect(alarmMetrics(alarm)).toEqual([
+        {
+          namespace: "BitsUploadServer",
+          name: "ServerErrors",
+          dimensions: stage,
+          stat: "Sum",
+          period: 300,
+        },
+        {
+          namespace: "BitsUploadServer",
+          name: "Requests",
+          dimensions: stage,
+          stat: "Sum",
+          period: 300,
+        },
+      ]);
+      const ids = asArray(alarm?.Properties.Metrics).filter(isObject);
+      expect(ids.map((metric) => metric.Id)).toEqual(["errors", "requests", "rate"]);
+      expect(String(alarmExpression(alarm)).replace(/\s+/g, "")).toBe(
+        "100*FILL(errors,0)/requests",
+      );
+      expect(alarm?.Properties).toMatchObject({
+        Threshold: "5",
+        EvaluationPeriods: 3,
+        DatapointsToAlarm: 2,
+      });
+      expect(String(alarm?.Properties.AlarmDescription)).toContain("5 percent");
+      expect(deploy(hardened).resources.ServerErrorRateAlarm?.Properties.Threshold).toBe("2");
+      expect(alarmMetrics(deploy(alternative).resources.ServerErrorRateAlarm)[0]?.namespace).toBe(
+        "Acme/Bits",
+      );
+    });
+
+    it("Lambda errors and throttles, cleanup failures, table throttles: any at all", () => {
+      const r = deploy(template).resources;
+      const fn = (id: string) => [{ Name: "FunctionName", Value: `<${id}>` }];
+      const lambda = (name: string, id: string) => ({
+        namespace: "AWS/Lambda",
+        name,
+        dimensions: fn(id),
+        stat: "Sum",
+        period: 300,
+      });
+      expect(alarmMetrics(r.UploadFunctionErrorsAlarm)).toEqual([
+        lambda("Errors", "UploadLambdaFunction"),
+      ]);
+      expect(alarmMetrics(r.UploadFunctionThrottlesAlarm)).toEqual([
+        lambda("Throttles", "UploadLambdaFunction"),
+      ]);
+      expect(alarmMetrics(r.CleanupFunctionErrorsAlarm)).toEqual([
+        lambda("Errors", "CleanupLambdaFunction"),
+      ]);
+      expect(alarmMetrics(r.CleanupFailuresAlarm)).toEqual([
+        {
+          namespace: "BitsUploadServer",
+          name: "CleanupFailures",
+          dimensions: stage,
+          stat: "Sum",
+          period: 300,
+        },
+      ]);
+      const table = [{ Name: "TableName", Value: "<SessionsTable>" }];
+      expect(alarmMetrics(r.SessionsTableThrottlesAlarm)).toEqual([
+        {
+          namespace: "AWS/DynamoDB",
+          name: "ReadThrottleEvents",
+          dimensions: table,
+          stat: "Sum",
+          period: 300,
+        },
+        {
+          namespace: "AWS/DynamoDB",
+          name: "WriteThrottleEvents",
+          dimensions: table,
+          stat: "Sum",
+          period: 300,
+        },
+      ]);
+      expect(String(alarmExpression(r.SessionsTableThrottlesAlarm)).replace(/\s+/g, "")).toBe(
+        "FILL(reads,0)+FILL(writes,0)",
+      );
+      for (const id of ALARMS.filter((id) => id !== "ServerErrorRateAlarm")) {
+        expect(r[id]?.Properties.Threshold, id).toBe(0);
+      }
+    });
+
+    it("the alarms notify the topic (alarm and OK) only when alarmTopicArn is given", () => {
+      const quiet = deploy(template);
+      const loud = deploy(hardened);
+      const overridden = deploy(alternative, { AlarmTopicArn: TOPIC });
+      for (const id of ALARMS) {
+        expect(quiet.resources[id]?.Properties.AlarmActions, id).toBeUndefined();
+        expect(quiet.resources[id]?.Properties.OKActions, id).toBeUndefined();
+        for (const stack of [loud, overridden]) {
+          expect(stack.resources[id]?.Properties.AlarmActions, id).toEqual([TOPIC]);
+          expect(stack.resources[id]?.Properties.OKActions, id).toEqual([TOPIC]);
+        }
+      }
+      expect(quiet.conditions.get("HasAlarmTopic")).toBe(false);
+      expect(loud.conditions.get("HasAlarmTopic")).toBe(true);
+      expect(quiet.dangling).toEqual([]);
+      const topic = new RegExp(`^(?:${template.Parameters.AlarmTopicArn?.AllowedPattern})$`);
+      for (const good of ["", TOPIC, "arn:aws-us-gov:sns:us-gov-west-1:111122223333:ops.fifo"]) {
+        expect(good).toMatch(topic);
+      }
+      for (const bad of ["ops", "arn:aws:sns:us-east-1:111122223333:*", `${TOPIC},${TOPIC}`]) {
+        expect(bad).not.toMatch(topic);
+      }
+    });
+
+    it("the dashboard bits-<stage>: uploads and bytes per hour, errors, latency, sessions", () => {
+      const { name, body, widgets } = dashboard(deploy(template));
+      expect(name).toBe("bits-dev");
+      expect(template.Resources.Dashboard?.Properties.DashboardBody).toHaveProperty("Fn::Sub");
+      expect(body).not.toContain("${");
+      expect(template.Outputs.DashboardName?.Value).toEqual({ Ref: "Dashboard" });
+      const metrics = dashboardMetrics(widgets);
+      const ours = (metric: string) =>
+        metrics.filter(
+          (m) =>
+            m.namespace === "BitsUploadServer" &&
+            m.name === metric &&
+            m.dimensions.Stage === "dev" &&
+            Object.keys(m.dimensions).length === 1,
+        );
+      const summed = (metric: string, period: number) =>
+        ours(metric).some((m) => m.options.stat === "Sum" && m.options.period === period);
+      // Uploads per hour, bytes per hour.
+      expect(summed("SessionsCompleted", 3600)).toBe(true);
+      expect(summed("BytesStored", 3600)).toBe(true);
+      expect(summed("BytesReceived", 3600)).toBe(true);
+      // Error rates per 5 minutes, the functions' errors and throttles.
+      expect(summed("ServerErrors", 300)).toBe(true);
+      expect(summed("RefusedRequests", 300)).toBe(true);
+      for (const [metric, fn] of [
+        ["Errors", "<UploadLambdaFunction>"],
+        ["Throttles", "<UploadLambdaFunction>"],
+        ["Errors", "<CleanupLambdaFunction>"],
+      ]) {
+        expect(
+          metrics.some(
+            (m) =>
+              m.namespace === "AWS/Lambda" && m.name === metric && m.dimensions.FunctionName === fn,
+          ),
+          `${metric} ${fn}`,
+        ).toBe(true);
+      }
+      // Latency p50 and p99.
+      expect(ours("Latency").map((m) => m.options.stat)).toEqual(["p50", "p99"]);
+      // Sessions.
+      for (const metric of ["SessionsCreated", "SessionsCancelled", "SessionsExpired"]) {
+        expect(ours(metric), metric).not.toEqual([]);
+      }
+      for (const widget of widgets.filter((w) => w.type === "metric")) {
+        expect(widget.properties.region, widget.properties.title).toBe("us-east-1");
+      }
+      const alarms = widgets.find((w) => w.type === "alarm")?.properties.alarms ?? [];
+      expect([...alarms].sort()).toEqual(ALARMS.map((id) => `<${id}.Arn>`));
+    });
+
+    it("the dashboard follows the namespace", () => {
+      const { body } = dashboard(deploy(alternative));
+      expect(body).toContain('"Acme/Bits"');
+      expect(body).not.toContain("BitsUploadServer");
+    });
   });
 
   describe("parameters and conditions", () => {
