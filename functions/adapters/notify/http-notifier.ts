@@ -4,7 +4,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import type { NotificationRequest, NotificationResult, Notifier } from "../../ports/notifier.ts";
-import { absoluteHttpUrl, parseHresult, unreachable } from "./notifier.ts";
+import { absoluteHttpUrl, deadline, parseHresult, unreachable } from "./notifier.ts";
 
 /**
  * `s3://bucket/key`, with `%` and every character that is not printable ASCII percent-encoded
@@ -32,12 +32,7 @@ export class HttpNotifier implements Notifier {
       return unreachable("the notification URL is not an absolute http(s) URL");
     }
     const target = new URL(url);
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort(new Error("notification timed out"));
-    }, request.timeoutMs);
+    const budget = deadline(request.timeoutMs);
     let sourceError: unknown;
     const failed = (error: unknown) => {
       sourceError ??= error;
@@ -53,7 +48,7 @@ export class HttpNotifier implements Notifier {
               failed,
             )
           : undefined;
-      const response = await post(target, requestHeaders(request), body, controller.signal);
+      const response = await post(target, requestHeaders(request), body, budget.signal);
       const result = await answer(response, request, target.origin);
       // An answer that came while our own copy of the file failed to stream is not an answer to
       // the file: the upload was not delivered whole.
@@ -63,14 +58,13 @@ export class HttpNotifier implements Notifier {
       return result;
     } catch (error) {
       if (error instanceof UploadReadError) throw error;
-      if (timedOut) return { kind: "timeout" };
+      if (budget.expired) return { kind: "timeout" };
       if (sourceError !== undefined) {
         throw new UploadReadError("the upload could not be read", { cause: sourceError });
       }
       return unreachable(`${target.origin}: ${describe(error)}`);
     } finally {
-      clearTimeout(timer);
-      controller.abort(new Error("notification over"));
+      budget.end();
     }
   }
 }

@@ -1,6 +1,6 @@
 import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from "@aws-sdk/client-lambda";
 import type { NotificationRequest, NotificationResult, Notifier } from "../../ports/notifier.ts";
-import { absoluteHttpUrl, parseHresult, unreachable } from "./notifier.ts";
+import { absoluteHttpUrl, deadline, parseHresult, unreachable } from "./notifier.ts";
 
 export const LAMBDA_TARGET_PREFIX = "lambda:";
 
@@ -65,12 +65,7 @@ export class LambdaNotifier implements Notifier {
     }
     const name = request.target.slice(LAMBDA_TARGET_PREFIX.length);
     const what = `Lambda function ${name}`;
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort(new Error("notification timed out"));
-    }, request.timeoutMs);
+    const budget = deadline(request.timeoutMs);
     let out: InvokeCommandOutput;
     try {
       out = await this.client.send(
@@ -79,15 +74,15 @@ export class LambdaNotifier implements Notifier {
           InvocationType: "RequestResponse",
           Payload: new TextEncoder().encode(JSON.stringify(notificationEvent(request))),
         }),
-        { abortSignal: controller.signal },
+        { abortSignal: budget.signal },
       );
     } catch (error) {
-      if (timedOut) return { kind: "timeout" };
+      if (budget.expired) return { kind: "timeout" };
       const code = (error as { name?: string }).name ?? "error";
       const why = code === "ResourceNotFoundException" ? "does not exist" : `failed (${code})`;
       return unreachable(`${what} cannot be invoked: it ${why}`);
     } finally {
-      clearTimeout(timer);
+      budget.end();
     }
     const text = out.Payload ? new TextDecoder().decode(out.Payload) : "";
     if (out.FunctionError) {

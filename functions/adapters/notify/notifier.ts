@@ -72,3 +72,26 @@ export class RoutingNotifier implements Notifier {
 export function createNotifier(routes: NotifierRoutes): Notifier {
   return new RoutingNotifier(routes);
 }
+
+/**
+ * The notification's time budget: `signal` aborts when it runs out (and `expired` says so), or
+ * when `end` is called, which also stops the timer.
+ */
+export function deadline(ms: number) {
+  const controller = new AbortController();
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    controller.abort(new Error("notification timed out"));
+  }, ms);
+  return {
+    signal: controller.signal,
+    get expired() {
+      return expired;
+    },
+    end() {
+      clearTimeout(timer);
+      controller.abort(new Error("notification over"));
+    },
+  };
+}
