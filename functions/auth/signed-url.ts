@@ -26,6 +26,7 @@
  * least 32 bytes. The first key signs; every listed key verifies.
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { destinationPath, isSegment } from "../bits/key.ts";
 import type { SecretText } from "../ports/secrets.ts";
 import type { AuthRequest, AuthResult, Principal } from "./types.ts";
 
@@ -36,12 +37,6 @@ const SUBJECT = /^[A-Za-z0-9._@+-]{1,128}$/;
 const DECIMAL = /^(0|[1-9]\d{0,15})$/;
 const SIGNATURE = /^[A-Za-z0-9_-]{43}$/;
 const MIN_SECRET_BYTES = 32;
-// Same refusals as a destination segment (functions/bits/key.ts), so a scope is always one.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
-const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
-const badSegment = (text: string) =>
-  /^\.{0,2}$|[/\\]/.test(text) || CONTROL.test(text) || BIDI.test(text);
 
 /** The parsed keys file: the key new URLs are signed with, and every key that verifies. */
 export interface UrlKeys {
@@ -230,21 +225,13 @@ function isDecimal(text: string): boolean {
 function isPrefix(text: string): boolean {
   if (text === "/") return true;
   if (!text.startsWith("/") || !text.endsWith("/") || text.normalize("NFC") !== text) return false;
-  return text
-    .slice(1, -1)
-    .split("/")
-    .every((segment) => !badSegment(segment));
+  return text.slice(1, -1).split("/").every(isSegment);
 }
 
-/** The destination a URL path names, as the server sees it (functions/bits/key.ts). */
+/** The destination a URL path names, exactly as the server maps it. */
 function signedPath(pathname: string): string | undefined {
-  if (!pathname.startsWith("/") || pathname.endsWith("/")) return undefined;
   try {
-    const segments = pathname
-      .slice(1)
-      .split("/")
-      .map((s) => decodeURIComponent(s).normalize("NFC"));
-    return segments.some(badSegment) ? undefined : `/${segments.join("/")}`;
+    return destinationPath(pathname);
   } catch {
     return undefined;
   }

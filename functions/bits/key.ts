@@ -22,7 +22,7 @@ const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
  * percent-decoded exactly once and normalised to Unicode NFC, so two spellings of one name are
  * one key. A segment that is empty, `.` or `..`, that decodes to a separator, or that holds a
  * control or bidirectional-control character is refused, as is a path naming a directory
- * (bits-protocol.md 9.2; [MC-BUP] 2.2.1.2: "destination URL is a directory" is E_INVALIDARG).
+ * ([MC-BUP] 2.2.1.2: "destination URL is a directory" is E_INVALIDARG).
  */
 export function destinationPath(path: string): string {
   if (!path.startsWith("/") || path.endsWith("/")) {
@@ -41,6 +41,16 @@ export function destinationPath(path: string): string {
       return checkSegment(text.normalize("NFC"));
     });
   return `/${decoded.join("/")}`;
+}
+
+/** True when `text` can be one segment of a destination path (see `destinationPath`). */
+export function isSegment(text: string): boolean {
+  try {
+    checkSegment(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function checkSegment(text: string): string {
