@@ -107,7 +107,9 @@ async function finish(context: ServiceContext, record: SessionRecord, ending: En
  * overwrite off, under a claim on the key (see `claimKey`).
  */
 async function commit(context: ServiceContext, record: SessionRecord) {
-  return underKeyClaim(context, record, () => complete(context, record));
+  return underKeyClaim(context, record, () =>
+    completeFile(context, record, record.key, record.overwrite),
+  );
 }
 
 /**
@@ -132,17 +134,27 @@ export async function underKeyClaim<T>(
   return outcome;
 }
 
-async function complete(context: ServiceContext, record: SessionRecord) {
+/**
+ * Completes the session's multipart upload at `key` (its destination, or an upload-reply
+ * session's request object), or writes the empty object of a zero-byte file there. Retry-safe:
+ * a completion whose answer was lost is recognised by its owner.
+ */
+export async function completeFile(
+  context: ServiceContext,
+  record: SessionRecord,
+  key: string,
+  overwrite: boolean,
+) {
   const { objects, sessions } = context;
-  const options = { overwrite: record.overwrite, owner: record.id };
+  const options = { overwrite, owner: record.id };
   if (record.total === 0) {
-    const outcome = await objects.putObject(record.key, new Uint8Array(0), options);
-    await objects.abortUpload(record.key, record.uploadId);
+    const outcome = await objects.putObject(key, new Uint8Array(0), options);
+    await objects.abortUpload(uploadKey(record), record.uploadId);
     return outcome === "stored" ? "completed" : outcome;
   }
   const sealed = await sessions.getPartChunks(record.id, record.chunks);
   const etags = [...sealed.flat(), ...record.etags];
-  return objects.completeUpload(record.key, record.uploadId, etags, options);
+  return objects.completeUpload(key, record.uploadId, etags, options);
 }
 
 /** A claim outlives any completion that could still be running (the function's timeout). */

@@ -17,9 +17,9 @@ const LOGIN_MODES = new Set(["basic", "client-cert"]);
  * byte ranges with 206, `Content-Length`, `ETag`, `Last-Modified`, `Accept-Ranges`. The URL
  * holds the session and an unguessable token; a session whose client logged in (Basic, a
  * certificate) must log in as the same principal again, as BITS does for the download. A reply
- * the application did not write is an empty one (bits-protocol decision: always a reply URL).
- * A body larger than the front door carries is a redirect to a presigned S3 URL, which serves
- * ranges itself.
+ * the application did not write is an empty one: a reply URL is always given
+ * (docs/upload-reply.md). A body larger than the front door carries is a redirect to a
+ * presigned S3 URL, which serves ranges itself.
  */
 export async function serveReply(
   context: ServiceContext,

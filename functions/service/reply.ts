@@ -8,8 +8,8 @@ import type { Notify, SessionRecord } from "../bits/session.ts";
 import type { NotificationResult } from "../ports/notifier.ts";
 import { type Call, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
-import { discard, underKeyClaim } from "./end-session.ts";
-import { stagingPrefixFor } from "./staging.ts";
+import { completeFile, discard, underKeyClaim } from "./end-session.ts";
+import { sessionDir, stagingPrefixFor } from "./staging.ts";
 
 /** Where an upload-reply session keeps the uploaded file and the reply: its staging folder. */
 export const requestKeyOf = (context: ServiceContext, id: string) =>
@@ -43,7 +43,7 @@ export function replyAck(record: SessionRecord): BitsResponse {
 
 /** The reply URL this server serves for a session: absolute, as Windows resolves it (8.4). */
 export function replyUrlFor(context: ServiceContext, call: Call, record: SessionRecord) {
-  const dir = record.id.replace(/[{}]/g, "").toLowerCase();
+  const dir = sessionDir(record.id);
   return `${call.origin}${context.settings.replyPath}/${dir}/${record.notify?.token ?? ""}`;
 }
 
@@ -179,24 +179,8 @@ async function notifyHolding(context: ServiceContext, record: SessionRecord, cal
  * A file that cannot be completed ends the session: the client starts over.
  */
 async function completeRequest(context: ServiceContext, record: SessionRecord): Promise<number> {
-  const { objects, sessions } = context;
   const key = requestKeyOf(context, record.id);
-  const options = { overwrite: true, owner: record.id };
-  let outcome: string;
-  if (record.total === 0) {
-    outcome =
-      (await objects.putObject(key, new Uint8Array(0), options)) === "stored"
-        ? "completed"
-        : "exists";
-  } else {
-    const sealed = await sessions.getPartChunks(record.id, record.chunks);
-    outcome = await objects.completeUpload(
-      key,
-      record.uploadId,
-      [...sealed.flat(), ...record.etags],
-      options,
-    );
-  }
+  const outcome = await completeFile(context, record, key, true);
   if (outcome !== "completed") {
     await discard(context, record);
     throw new BitsError("sessionNotFound", `the upload cannot be completed (${outcome})`);

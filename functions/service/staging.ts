@@ -2,9 +2,14 @@ import type { ObjectInfo, ObjectStore } from "../ports/object-store.ts";
 
 const DIGITS = 16;
 
+/** A session's folder name: its GUID without braces, lower-case (`sessionIdOfStagingDir`). */
+export function sessionDir(sessionId: string): string {
+  return sessionId.replace(/[{}]/g, "").toLowerCase();
+}
+
 /** All staged objects of one session share this prefix. */
 export function stagingPrefixFor(stagingPrefix: string, sessionId: string): string {
-  return `${stagingPrefix}${sessionId.replace(/[{}]/g, "").toLowerCase()}/`;
+  return `${stagingPrefix}${sessionDir(sessionId)}/`;
 }
 
 /** The session ID a staging directory belongs to (IDs are braced upper-case GUIDs). */

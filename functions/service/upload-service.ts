@@ -1,3 +1,4 @@
+import { createAuthenticator } from "../auth/authenticator.ts";
 import type { Authenticator, AuthRequest, Principal } from "../auth/types.ts";
 import { ack, challenge, errorAck, formatHresult, methodNotAllowed } from "../bits/ack.ts";
 import { HRESULT } from "../bits/constants.ts";
@@ -41,12 +42,7 @@ export interface UploadService {
 }
 
 /** Lets everyone in: the default of tests and of the local server on loopback. */
-export const ANONYMOUS: Authenticator = {
-  authenticate: async () => ({
-    kind: "ok",
-    principal: { name: "anonymous", mode: "anonymous", identified: false },
-  }),
-};
+export const ANONYMOUS: Authenticator = createAuthenticator(["anonymous"], { realm: "" });
 
 /** What one request did, for its audit line. */
 interface Outcome {
