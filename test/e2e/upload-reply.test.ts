@@ -10,7 +10,7 @@ import { standInLambda, startLambdaStandIn } from "../support/lambda-stand-in.ts
 import { localServer } from "../support/local.ts";
 import { startReplyApp } from "../support/reply-app.ts";
 import { bucketKeys, realService } from "../support/storage.ts";
-import { httpTransport, lambdaTransport, type Transport } from "../support/transports.ts";
+import { httpTransport, lambdaTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
 /**
@@ -57,14 +57,6 @@ async function server(type: "value" | "reference", url: string, timeoutMs = 10_0
     },
   };
 }
-
-/** A raw packet through a transport. */
-const packet = (
-  transport: Transport,
-  path: string,
-  headers: Record<string, string>,
-  body: Uint8Array = new Uint8Array(0),
-) => transport({ method: "BITS_POST", path, headers, body });
 
 async function uploadAllButClose(transport: Transport, path: string, data: Uint8Array) {
   const created = await packet(transport, path, {

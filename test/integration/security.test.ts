@@ -17,7 +17,7 @@ import {
   tableItems,
   uploadIsGone,
 } from "../support/storage.ts";
-import { lambdaTransport, type Transport } from "../support/transports.ts";
+import { lambdaTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
 /**
@@ -63,12 +63,6 @@ async function serviceWith(authenticator: Authenticator, settings: Partial<Servi
   return realService(settings, { authenticator });
 }
 
-const packet = (
-  transport: Transport,
-  path: string,
-  headers: Record<string, string>,
-  body: Uint8Array = new Uint8Array(0),
-) => transport({ method: "BITS_POST", path, headers, body });
 const create = (transport: Transport, path: string) =>
   packet(transport, path, {
     "BITS-Packet-Type": "Create-Session",

@@ -1,7 +1,7 @@
 import { createServer, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { LambdaClient } from "@aws-sdk/client-lambda";
 import { STAND_IN_CREDENTIALS, STAND_IN_REGION } from "../../infra/stand-ins.ts";
+import { listenLocally } from "./listen.ts";
 
 export type LambdaHandler = (event: unknown) => Promise<unknown>;
 
@@ -75,11 +75,10 @@ export async function startLambdaStandIn(): Promise<LambdaStandIn> {
       res.end(JSON.stringify({ errorType: "Error", errorMessage: message, trace: [] }));
     }
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  const listening = await listenLocally(server);
 
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: listening.url,
     get requests() {
       return requests;
     },
@@ -87,11 +86,7 @@ export async function startLambdaStandIn(): Promise<LambdaStandIn> {
     register(name, handler) {
       handlers.set(name, handler);
     },
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeAllConnections();
-      }),
+    close: listening.close,
   };
 }
 

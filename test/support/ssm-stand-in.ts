@@ -1,7 +1,7 @@
 import { createServer, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { STAND_IN_CREDENTIALS, STAND_IN_REGION } from "../../infra/stand-ins.ts";
+import { listenLocally } from "./listen.ts";
 
 export interface SsmStandIn {
   readonly endpoint: string;
@@ -54,11 +54,10 @@ export async function startSsmStandIn(): Promise<SsmStandIn> {
       Parameter: { Name: name, Type: "SecureString", Value: found.value, Version: found.version },
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  const listening = await listenLocally(server);
 
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: listening.url,
     get requests() {
       return requests;
     },
@@ -71,11 +70,7 @@ export async function startSsmStandIn(): Promise<SsmStandIn> {
     deny(name) {
       denied.add(name);
     },
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeAllConnections();
-      }),
+    close: listening.close,
   };
 }
 

@@ -58,6 +58,14 @@ export function httpTransport(baseUrl: string): Transport & { close(): void } {
   return Object.assign(send, { close: () => agent.destroy() });
 }
 
+/** One BITS_POST packet through a transport. */
+export const packet = (
+  transport: Transport,
+  path: string,
+  headers: Record<string, string>,
+  body: Uint8Array = new Uint8Array(0),
+) => transport({ method: "BITS_POST", path, headers, body });
+
 export type EventShape = "alb" | "alb-multi" | "v1" | "v2";
 
 /** Builds the Lambda event a front door would send for this request. */
