@@ -5,7 +5,7 @@
  *
  *   npm run build
  */
-import { statSync } from "node:fs";
+import { rmSync, statSync } from "node:fs";
 import { build, type Metafile } from "esbuild";
 
 const ENTRIES = {
@@ -38,6 +38,9 @@ function loadedAtStart(metafile: Metafile, entryPoint: string): number {
 export async function buildBundles(outdir = "dist") {
   const sizes: Record<string, number> = {};
   for (const [name, entry] of Object.entries(ENTRIES)) {
+    // Chunk names carry content hashes: without this, every build's chunks would pile up in
+    // the folder that `package` zips whole.
+    rmSync(`${outdir}/${name}`, { recursive: true, force: true });
     const result = await build({
       metafile: true,
       entryPoints: [entry],
