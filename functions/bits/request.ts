@@ -23,8 +23,10 @@ export interface Peer {
   readonly secure: boolean;
   /** The scheme the client used, for URLs given back to it (the reply URL). */
   readonly scheme?: "http" | "https" | undefined;
-  /** Correlates the front door's request, the invocation and the log line. */
+  /** The front door's name for the request (API Gateway's request ID, the ALB's trace ID). */
   readonly requestId?: string | undefined;
+  /** The function invocation that handled it (Lambda's request ID), where there is one. */
+  readonly invocationId?: string | undefined;
   /** A client certificate the front door verified (ALB mutual TLS in verify mode). */
   readonly clientCertificate?:
     | { readonly subject: string; readonly issuer?: string; readonly serial?: string }

@@ -115,6 +115,7 @@ async function serve(
       origin,
       remoteUrl: `${origin}${request.path}${search === "" ? "" : `?${search}`}`,
       path: request.path,
+      client: request.peer?.address,
     };
     outcome.call = call;
     if (packet.type !== "ping") authorize(context, call.principal, packet);
@@ -257,6 +258,7 @@ function audit(
   }
   context.runtime.log(response.status < 400 ? "info" : "warn", "request", {
     requestId: request.peer?.requestId,
+    invocation: request.peer?.invocationId,
     client: request.peer?.address,
     userAgent: request.headers.get("user-agent")?.slice(0, 200),
     method: request.method.slice(0, 20),

@@ -113,6 +113,7 @@ export function toBitsRequest(http: HttpEvent, options: EventOptions = {}): Bits
           secure: true,
           scheme: "https",
           requestId: e.requestContext.requestId ?? options.invocationId,
+          invocationId: options.invocationId,
         },
       };
     }
@@ -129,6 +130,7 @@ export function toBitsRequest(http: HttpEvent, options: EventOptions = {}): Bits
           secure: true,
           scheme: "https",
           requestId: e.requestContext?.requestId ?? options.invocationId,
+          invocationId: options.invocationId,
         },
       };
     }
@@ -165,6 +167,7 @@ function albPeer(headers: ReadonlyMap<string, string>, options: EventOptions): P
     secure,
     scheme: secure ? "https" : "http",
     requestId: headers.get("x-amzn-trace-id") ?? options.invocationId,
+    invocationId: options.invocationId,
     clientCertificate:
       options.trustClientCertificates && subject
         ? {
