@@ -1,9 +1,13 @@
 import { createCleanupHandler } from "./adapters/lambda/cleanup-handler.ts";
 import { loadConfig } from "./config.ts";
-import { buildContext } from "./wiring.ts";
+import { buildContext, eventSinkFor } from "./wiring.ts";
 
 // Read once per cold start; a bad value stops here with a message naming it.
-const { context } = buildContext(loadConfig(process.env));
+const config = loadConfig(process.env);
+const { context } = buildContext(config);
 
-/** The deployed cleanup function: the table's stream of TTL deletions, and a scheduled sweep. */
-export const handler = createCleanupHandler(context);
+/**
+ * The deployed stream function: every change of the session table (announcing endings,
+ * releasing what TTL removed) and a scheduled sweep.
+ */
+export const handler = createCleanupHandler(context, eventSinkFor(config));

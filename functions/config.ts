@@ -41,7 +41,15 @@ export interface Config {
   readonly replyPath: string;
   /** CloudWatch metrics in the log lines; off unless BITS_METRICS_STAGE names the stage. */
   readonly metrics: { readonly namespace: string; readonly stage: string } | undefined;
+  /** Where completion events go (docs/events.md). */
+  readonly events: EventsConfig;
 }
+
+export type EventsConfig =
+  | { readonly kind: "none" }
+  | { readonly kind: "stdout"; readonly source: string }
+  | { readonly kind: "file"; readonly source: string; readonly path: string }
+  | { readonly kind: "eventbridge"; readonly source: string; readonly bus: string };
 
 export type SecretLocation =
   | { readonly kind: "file"; readonly path: string }
@@ -245,6 +253,7 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     maxReplyBytes: bytes("BITS_MAX_REPLY_SIZE", 64 * MiB, 0, 5 * 1024 * MiB),
     replyPath: replyPath.replace(/\/$/, ""),
     metrics: metricsSettings(read),
+    events: eventsConfig(read, problems),
   };
   if (problems.length > 0) {
     throw new ConfigError(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
@@ -343,4 +352,36 @@ function metricsSettings(read: (name: string) => string | undefined) {
   const stage = read("BITS_METRICS_STAGE")?.trim();
   if (!stage) return undefined;
   return { namespace: read("BITS_METRICS_NAMESPACE")?.trim() || "BitsUploadServer", stage };
+}
+
+/**
+ * `BITS_EVENTS`: `stdout` (the default: one JSON line per event), `file:<path>`, `eventbridge`
+ * (on `BITS_EVENT_BUS`, the default bus unless named) or `none`. `BITS_EVENT_SOURCE` is the
+ * events' `source`, which rules match on.
+ */
+function eventsConfig(
+  read: (name: string) => string | undefined,
+  problems: string[],
+): EventsConfig {
+  const raw = read("BITS_EVENTS")?.trim() || "stdout";
+  const source = read("BITS_EVENT_SOURCE")?.trim() || "bits.upload";
+  // EventBridge: 1-256 characters; "aws." is reserved for AWS services.
+  if (source.length > 256 || /^aws\./i.test(source) || /[\s"]/.test(source)) {
+    problems.push(`BITS_EVENT_SOURCE=${JSON.stringify(source)} must be a name not starting aws.`);
+  }
+  if (raw === "none") return { kind: "none" };
+  if (raw === "stdout") return { kind: "stdout", source };
+  if (raw.startsWith("file:") && raw.length > 5)
+    return { kind: "file", source, path: raw.slice(5) };
+  if (raw === "eventbridge") {
+    const bus = read("BITS_EVENT_BUS")?.trim() || "default";
+    if (!/^(arn:aws[\w-]*:events:[\w-]+:\d{12}:event-bus\/)?[\w.\-/]{1,256}$/.test(bus)) {
+      problems.push(`BITS_EVENT_BUS=${JSON.stringify(bus)} must be an event bus name or ARN`);
+    }
+    return { kind: "eventbridge", source, bus };
+  }
+  problems.push(
+    `BITS_EVENTS=${JSON.stringify(raw)} must be stdout, file:<path>, eventbridge or none`,
+  );
+  return { kind: "none" };
 }

@@ -8,9 +8,14 @@ import {
   startDynamoDbStandIn,
   startS3StandIn,
 } from "../infra/stand-ins.ts";
+import { startStreamPoller } from "./adapters/dynamodb/stream-poller.ts";
+import { sessionChanges } from "./adapters/dynamodb/stream-records.ts";
 import { startLocalServer } from "./adapters/node/local-server.ts";
-import { ConfigError, loadConfig } from "./config.ts";
-import { buildAuthenticator, buildContext, jsonRuntime } from "./wiring.ts";
+import { type Config, ConfigError, loadConfig } from "./config.ts";
+import type { Runtime } from "./ports/runtime.ts";
+import { handleSessionChanges, sweep } from "./service/cleanup.ts";
+import type { ServiceContext } from "./service/context.ts";
+import { buildAuthenticator, buildContext, eventSinkFor, jsonRuntime } from "./wiring.ts";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "::1", "localhost"]);
 
@@ -89,7 +94,12 @@ async function main() {
     if (s3) await createBucket(clients.s3, config.bucket);
     if (dynamodb) await createSessionTable(clients.dynamodb, config.table);
   }
-  const { service, context } = buildContext(effective, runtime, clients, authenticator);
+  const built = buildContext(effective, runtime, clients, authenticator);
+  const { service, context } = built;
+  const streamFunction = await startStreamFunction(effective, context, built.clients, runtime, {
+    fromStart: clients !== undefined && !config.dynamodbEndpoint,
+  });
+  stops.unshift(streamFunction.stop);
   const server = await startLocalServer(
     {
       service,
@@ -112,6 +122,51 @@ async function main() {
   };
   process.once("SIGINT", shutdown);
   process.once("SIGTERM", shutdown);
+}
+
+/**
+ * What the deployed stream function does, in this process: the table's stream announces every
+ * session's ending (as JSON lines on stdout unless BITS_EVENTS says otherwise) and releases
+ * what TTL removed; a sweep every BITS_SWEEP_INTERVAL seconds (default 60) ends expired
+ * sessions, as the deployed schedule does (docs/events.md).
+ */
+async function startStreamFunction(
+  config: Config,
+  context: ServiceContext,
+  clients: ReturnType<typeof buildContext>["clients"],
+  runtime: Runtime,
+  { fromStart }: { fromStart: boolean },
+) {
+  const sink = eventSinkFor(config);
+  const report = (what: string) => (error: unknown) =>
+    runtime.log("error", what, { error: error instanceof Error ? error.message : String(error) });
+  const poller = await startStreamPoller({
+    table: config.table,
+    dynamodb: clients.dynamodb,
+    // The table's own client settings: the same endpoint, region and credentials.
+    streams: {
+      region: clients.dynamodb.config.region,
+      credentials: clients.dynamodb.config.credentials,
+      ...(config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {}),
+    },
+    from: fromStart ? "start" : "now",
+    handle: async (records) => {
+      await handleSessionChanges(context, sessionChanges(records), await sink());
+    },
+    onError: report("stream batch failed; it is handled again"),
+  });
+  const interval = Number(process.env.BITS_SWEEP_INTERVAL ?? 60);
+  const timer =
+    Number.isFinite(interval) && interval > 0
+      ? setInterval(() => sweep(context).catch(report("sweep failed")), interval * 1000)
+      : undefined;
+  timer?.unref();
+  return {
+    stop: async () => {
+      if (timer) clearInterval(timer);
+      await poller.stop();
+    },
+  };
 }
 
 main().catch((error: unknown) => {

@@ -2,6 +2,7 @@ import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { v4 as uuidv4 } from "uuid";
 import { DynamoDbSessionStore } from "./adapters/dynamodb/dynamodb-session-store.ts";
+import { JsonLinesSink } from "./adapters/events/json-lines-sink.ts";
 import { HttpNotifier } from "./adapters/notify/http-notifier.ts";
 import { RoutingNotifier } from "./adapters/notify/notifier.ts";
 import { S3ObjectStore } from "./adapters/s3/s3-object-store.ts";
@@ -10,6 +11,7 @@ import { RefreshingSecret } from "./adapters/secrets/refreshing-secret.ts";
 import { createAuthenticator } from "./auth/authenticator.ts";
 import type { Authenticator, AuthMode } from "./auth/types.ts";
 import type { Config, LogLevel, SecretLocation } from "./config.ts";
+import type { EventSink } from "./ports/event-sink.ts";
 import type { Notifier } from "./ports/notifier.ts";
 import type { Runtime } from "./ports/runtime.ts";
 import type { SecretText } from "./ports/secrets.ts";
@@ -111,6 +113,33 @@ function notifierFor(config: Config): Notifier | undefined {
       return lambdaNotifier(config.region);
     },
   });
+}
+
+/**
+ * Where completion events go. The EventBridge client is loaded on first use, in its own esbuild
+ * chunk: only the stream's function publishes, and the upload function never pays for it.
+ */
+export function eventSinkFor(config: Config): () => Promise<EventSink> {
+  const { events } = config;
+  let sink: Promise<EventSink> | undefined;
+  const build = async (): Promise<EventSink> => {
+    switch (events.kind) {
+      case "none":
+        return { publish: async () => {} };
+      case "stdout":
+        return JsonLinesSink.stdout(events.source);
+      case "file":
+        return JsonLinesSink.file(events.source, events.path);
+      case "eventbridge": {
+        const { eventBridgeSink } = await import("./adapters/events/eventbridge-sink.ts");
+        return eventBridgeSink(config.region, events.bus, events.source);
+      }
+    }
+  };
+  return () => {
+    sink ??= build();
+    return sink;
+  };
 }
 
 /** Builds the service from configuration: the only place adapters meet the core. */

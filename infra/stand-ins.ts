@@ -109,7 +109,10 @@ export async function createBucket(s3: S3Client, bucket: string): Promise<void> 
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));
 }
 
-/** The session table as serverless.yml declares it: partition key `pk`, TTL on `exp`. */
+/**
+ * The session table as serverless.yml declares it: partition key `pk`, TTL on `exp`, and a
+ * stream of new and old images, from which completion events come (docs/events.md).
+ */
 export async function createSessionTable(dynamodb: DynamoDBClient, table: string): Promise<void> {
   await dynamodb.send(
     new CreateTableCommand({
@@ -117,6 +120,7 @@ export async function createSessionTable(dynamodb: DynamoDBClient, table: string
       AttributeDefinitions: [{ AttributeName: "pk", AttributeType: "S" }],
       KeySchema: [{ AttributeName: "pk", KeyType: "HASH" }],
       BillingMode: "PAY_PER_REQUEST",
+      StreamSpecification: { StreamEnabled: true, StreamViewType: "NEW_AND_OLD_IMAGES" },
     }),
   );
   await dynamodb.send(

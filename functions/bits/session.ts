@@ -78,6 +78,35 @@ export interface SessionRecord {
   readonly version: number;
   /** Epoch seconds after which the record counts as gone ([MC-BUP] 3.2.6.1). */
   readonly expiresAt: number;
+  /** When Create-Session stored the record, epoch ms (undefined in older records). */
+  readonly createdAt?: number | undefined;
+  /** The client's address at Create-Session, as the audit line names it. */
+  readonly client?: string | undefined;
+  /** Body bytes of the fragments that were recorded, overlapping resends included. */
+  readonly bytesReceived?: number | undefined;
+  /** How the session ended: set in the write that makes it a tombstone (docs/events.md). */
+  readonly outcome?: SessionOutcome | undefined;
+}
+
+/**
+ * The four endings a completion event announces (docs/events.md): the object was stored; the
+ * client cancelled, or closed before the last byte; nobody ended the session before its
+ * timeout ([MC-BUP] 3.2.6.1); or the server had to abandon it.
+ */
+export type OutcomeKind = "completed" | "cancelled" | "expired" | "failed";
+
+export interface SessionOutcome {
+  readonly kind: OutcomeKind;
+  /** Epoch ms when the ending was decided. */
+  readonly at: number;
+  /** Why, in a few words, for cancelled, expired and failed sessions. */
+  readonly reason?: string | undefined;
+  /** The stored object's version, where the bucket keeps versions. */
+  readonly versionId?: string | undefined;
+  /** The stored object's full-object CRC32C, base64 as S3 writes it (docs/checksums.md). */
+  readonly crc32c?: string | undefined;
+  /** Who checked that checksum against the bytes received: S3 itself, or only the server. */
+  readonly verifiedBy?: "s3" | "server" | undefined;
 }
 
 /**

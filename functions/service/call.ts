@@ -15,6 +15,8 @@ export interface Call {
   readonly remoteUrl: string;
   /** The request path, as sent. */
   readonly path: string;
+  /** The client's address as the audit line gives it; undefined when the front door hides it. */
+  readonly client?: string | undefined;
 }
 
 /** What a request did, filled in by the handlers for its audit line. */

@@ -56,6 +56,9 @@ export async function createSession(
       chunks: 0,
       version: 1,
       expiresAt: nowSeconds(context) + settings.sessionTimeoutSeconds,
+      createdAt: runtime.now(),
+      client: call.client,
+      bytesReceived: 0,
     };
     let created: Awaited<ReturnType<typeof sessions.create>>;
     try {

@@ -7,6 +7,7 @@ import {
   endingFor,
   isEnded,
   isLive,
+  type SessionOutcome,
   type SessionRecord,
   type SessionStatus,
   uploadKey,
@@ -53,10 +54,20 @@ export async function endSession(
       }
       record = decided;
     }
-    await finish(context, record, ending);
+    const stored = await finish(context, record, ending);
     const ended: SessionStatus = ending === "committing" ? "closed" : "cancelled";
+    const outcome: Omit<SessionOutcome, "at"> =
+      ending === "committing"
+        ? { kind: "completed", ...stored }
+        : {
+            kind: "cancelled",
+            reason:
+              packet.type === "cancel-session"
+                ? "cancelled by the client"
+                : "closed before the last byte",
+          };
     const result = await context.sessions.replace(
-      tombstone(context, record, ended),
+      tombstone(context, record, ended, outcome),
       record.version,
     );
     if (result.ok) {
@@ -79,27 +90,36 @@ export async function endSession(
   throw new BitsError("internal", "session kept changing under this request");
 }
 
+/** What the completion event says of a stored object (docs/events.md). */
+type StoredObject = Pick<SessionOutcome, "versionId" | "crc32c" | "verifiedBy">;
+
 /** The S3 side of a decided ending; every call in it may be repeated. */
-async function finish(context: ServiceContext, record: SessionRecord, ending: EndingStatus) {
+async function finish(
+  context: ServiceContext,
+  record: SessionRecord,
+  ending: EndingStatus,
+): Promise<StoredObject> {
   // Upload-reply: what is kept was decided when the application answered (a copy at the
   // destination, if it asked); Close and Cancel both remove the request and the reply
   // ([MC-BUP] 3.2.5.2.7-8).
   if (ending === "committing" && record.notify === undefined) {
     const outcome = await commit(context, record);
     if (outcome !== "completed") {
-      await discard(context, record);
       if (outcome === "exists") {
         // Checked again at commit: another writer created the object meanwhile (Project decisions).
+        await discard(context, record, "the destination appeared and overwrite is off");
         throw new BitsError("accessDenied", "destination appeared and overwrite is off");
       }
       // The upload's data is gone or unusable (removed behind our back, or parts that do not
       // match): the client restarts from byte 0 on BG_E_SESSION_NOT_FOUND ([MC-BUP] 3.1.5.2.1).
+      await discard(context, record, `the upload cannot be completed (${outcome})`);
       throw new BitsError("sessionNotFound", `the upload cannot be completed (${outcome})`);
     }
     await removeTemporaryState(context, record);
-  } else {
-    await releaseStorage(context, record);
+    return {};
   }
+  await releaseStorage(context, record);
+  return {};
 }
 
 /**
@@ -181,14 +201,14 @@ async function claimKey(context: ServiceContext, record: SessionRecord) {
 }
 
 /**
- * Abandons a session whose upload cannot be completed (its data is gone or unusable), leaving a
- * tombstone: the client is then told BG_E_SESSION_NOT_FOUND and starts over.
+ * Abandons a session whose upload cannot be completed (its data is gone or unusable, or the
+ * client broke a cap), leaving a tombstone that says why: the client is then told its error
+ * and starts over, and the session's event is `Upload Failed` (docs/events.md).
  */
-export async function discard(context: ServiceContext, record: SessionRecord) {
+export async function discard(context: ServiceContext, record: SessionRecord, reason: string) {
   await releaseStorage(context, record);
-  await context.sessions.replace(tombstone(context, record, "cancelled"), record.version, {
-    release: record.status === "open",
-  });
+  const ended = tombstone(context, record, "cancelled", { kind: "failed", reason });
+  await context.sessions.replace(ended, record.version, { release: record.status === "open" });
 }
 
 /** Aborts the upload and removes staged bytes and part lists; never touches the object. */
@@ -206,10 +226,12 @@ async function removeTemporaryState(context: ServiceContext, record: SessionReco
   await context.sessions.deletePartChunks(record.id, record.chunks + 1);
 }
 
+/** The record of an ended session, with how it ended; repeats of Close and Cancel find it. */
 function tombstone(
   context: ServiceContext,
   record: SessionRecord,
   status: SessionStatus,
+  outcome: Omit<SessionOutcome, "at">,
 ): SessionRecord {
   return {
     ...record,
@@ -218,5 +240,6 @@ function tombstone(
     chunks: 0,
     version: record.version + 1,
     expiresAt: nowSeconds(context) + context.settings.tombstoneSeconds,
+    outcome: { ...outcome, at: context.runtime.now() },
   };
 }

@@ -82,7 +82,7 @@ export async function fragment(
     if (current.fragments >= fragmentAllowance(decision.total, settings.maxFragmentsPerMiB)) {
       // A client that writes the file in slivers would make the operator pay a PUT and a write
       // each: the session ends here and the job fails (docs/security.md, Caps).
-      await discard(context, current);
+      await discard(context, current, "too many fragments for the file's size");
       throw new BitsError("accessDenied", "too many fragments for the file's size");
     }
     const staged: string[] = [];
@@ -98,7 +98,7 @@ export async function fragment(
         if (error instanceof StagedBytesLost) return rewind(context, current);
         if (error instanceof UploadGoneError) {
           // The bytes held so far are gone with it: the client starts over ([MC-BUP] 3.1.5.2.1).
-          await discard(context, current);
+          await discard(context, current, "the session's multipart upload is gone");
           throw new BitsError("sessionNotFound", "the session's upload is gone");
         }
         throw error;
@@ -108,6 +108,9 @@ export async function fragment(
       fresh = true;
       continue;
     }
+    // Every body that counted, overlapping resends included, for the completion event.
+    const bytesReceived = (current.bytesReceived ?? 0) + packet.body.length;
+    written.next = { ...written.next, bytesReceived };
     const result = await sessions.replace(written.next, current.version);
     call.audit.bytesStored += written.bytesStored;
     if (result.ok) {

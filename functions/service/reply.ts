@@ -182,7 +182,7 @@ async function completeRequest(context: ServiceContext, record: SessionRecord): 
   const key = requestKeyOf(context, record.id);
   const outcome = await completeFile(context, record, key, true);
   if (outcome !== "completed") {
-    await discard(context, record);
+    await discard(context, record, `the request object cannot be completed (${outcome})`);
     throw new BitsError("sessionNotFound", `the upload cannot be completed (${outcome})`);
   }
   return record.total ?? 0;

@@ -8,7 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const execFileAsync = promisify(execFile);
 
+import { toItem } from "../../functions/adapters/dynamodb/session-item.ts";
+import type { SessionRecord } from "../../functions/bits/session.ts";
 import { buildBundles } from "../../scripts/build.ts";
+import { startEventBridgeStandIn } from "../support/eventbridge-stand-in.ts";
 import { startSsmStandIn } from "../support/ssm-stand-in.ts";
 
 /** Imports a bundle in a fresh Node process and hands it one event; prints its answer. */
@@ -129,6 +132,68 @@ describe("the Lambda bundles esbuild writes (what serverless.yml packages)", () 
       console.log(`fresh import + SSM read + bcrypt + first Ping: ${admitted.ms.toFixed(0)} ms`);
     } finally {
       await ssm.close();
+    }
+  });
+
+  it("the cleanup bundle turns a stream record of an ending into one PutEvents on the named bus", async () => {
+    const bus = await startEventBridgeStandIn();
+    try {
+      const before: SessionRecord = {
+        id: "{6F9619FF-8B86-D011-B42D-00C04FC964FF}",
+        status: "committing",
+        key: "reports/2026-11.zip",
+        principal: "alice",
+        slot: "p:alice",
+        overwrite: false,
+        maxBytes: 100,
+        fragments: 1,
+        uploadId: "u",
+        total: 3,
+        partsEnd: 3,
+        offset: 3,
+        etags: [],
+        chunks: 0,
+        version: 4,
+        expiresAt: 2_000_000_000,
+      };
+      const after = {
+        ...before,
+        status: "closed" as const,
+        version: 5,
+        outcome: { kind: "completed" as const, at: 1_800_000_000_000 },
+      };
+      const event = {
+        Records: [
+          {
+            eventID: "1",
+            eventName: "MODIFY",
+            eventSource: "aws:dynamodb",
+            dynamodb: { OldImage: toItem(before), NewImage: toItem(after) },
+          },
+        ],
+      };
+      const { result } = await run("cleanup/handler.mjs", event, {
+        BITS_EVENTS: "eventbridge",
+        BITS_EVENT_BUS: "uploads-bus",
+        AWS_ENDPOINT_URL_EVENTBRIDGE: bus.endpoint,
+        AWS_ACCESS_KEY_ID: "local",
+        AWS_SECRET_ACCESS_KEY: "local",
+      });
+      expect(result).toEqual({ cleaned: 0, events: 1 });
+      expect(bus.accepted).toHaveLength(1);
+      expect(bus.accepted[0]).toMatchObject({
+        EventBusName: "uploads-bus",
+        Source: "bits.upload",
+        DetailType: "Upload Completed",
+        Resources: ["arn:aws:s3:::bucket/reports/2026-11.zip"],
+      });
+      expect(JSON.parse(bus.accepted[0]?.Detail ?? "{}")).toMatchObject({
+        eventId: before.id,
+        key: before.key,
+        size: 3,
+      });
+    } finally {
+      await bus.close();
     }
   });
 

@@ -467,6 +467,7 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
         kmsKeyArn: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
         keyPrefix: "incoming/bits",
         metricsNamespace: "Acme/Bits",
+        eventBus: "bits-uploads-bus",
       },
       join(scratch, "alternative"),
     );
@@ -623,7 +624,7 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(table?.KeySchema).toEqual([{ AttributeName: "pk", KeyType: "HASH" }]);
       expect(table?.AttributeDefinitions).toEqual([{ AttributeName: "pk", AttributeType: "S" }]);
       expect(table?.TimeToLiveSpecification).toEqual({ AttributeName: "exp", Enabled: true });
-      expect(["OLD_IMAGE", "NEW_AND_OLD_IMAGES"]).toContain(
+      expect(["NEW_AND_OLD_IMAGES"]).toContain(
         (table?.StreamSpecification as JsonObject | undefined)?.StreamViewType,
       );
       expect(table?.PointInTimeRecoverySpecification).toEqual({
@@ -767,7 +768,36 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       ).toEqual(["CleanupFunctionRole", "UploadFunctionRole"]);
     });
 
-    it("the cleanup function hears TTL removals of sessions from the table's stream", () => {
+    it("the stream function puts completion events on exactly the named bus, and nothing else does", () => {
+      const puts = (role: string) =>
+        allowed(template, role).filter((s) => stringsIn(s.actions).includes("events:"));
+      expect(puts("UploadFunctionRole")).toEqual([]);
+      const [grant, ...more] = puts("CleanupFunctionRole");
+      expect(more).toEqual([]);
+      expect(grant?.actions).toEqual(["events:PutEvents"]);
+      expect(grant?.resources).toEqual([
+        {
+          "Fn::Sub": `arn:${cf("AWS::Partition")}:events:${cf("AWS::Region")}:${cf("AWS::AccountId")}:event-bus/default`,
+        },
+      ]);
+      const cleanup = template.Resources.CleanupLambdaFunction?.Properties as JsonObject;
+      const env = (cleanup.Environment as JsonObject).Variables as JsonObject;
+      expect(env).toMatchObject({
+        BITS_EVENTS: "eventbridge",
+        BITS_EVENT_BUS: "default",
+        BITS_EVENT_SOURCE: "bits.upload",
+      });
+    });
+
+    it("a named bus is the only one the role may put events on", () => {
+      const [grant] = allowed(alternative, "CleanupFunctionRole").filter((s) =>
+        stringsIn(s.actions).includes("events:"),
+      );
+      expect(stringsIn(grant?.resources)).toMatch(/event-bus\/bits-uploads-bus"/);
+      expect(stringsIn(grant?.resources)).not.toContain("*");
+    });
+
+    it("the cleanup function hears session endings and TTL removals from the table's stream", () => {
       const mappings = ofType(template, "AWS::Lambda::EventSourceMapping");
       expect(mappings).toHaveLength(1);
       const mapping = mappings[0]?.[1].Properties;
@@ -778,11 +808,18 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(mapping?.MaximumRetryAttempts).toBeGreaterThan(0);
       const criteria = mapping?.FilterCriteria as { Filters: { Pattern: string }[] } | undefined;
       const filters = criteria?.Filters ?? [];
-      expect(filters).toHaveLength(1);
-      expect(JSON.parse(filters[0]?.Pattern ?? "{}")).toEqual({
-        eventName: ["REMOVE"],
-        dynamodb: { Keys: { pk: { S: [{ prefix: "S#" }] } } },
-      });
+      expect(filters.map((filter) => JSON.parse(filter.Pattern))).toEqual([
+        { eventName: ["REMOVE"], dynamodb: { Keys: { pk: { S: [{ prefix: "S#" }] } } } },
+        // Only the write that gives a session its outcome: fragments never invoke it.
+        {
+          eventName: ["INSERT", "MODIFY"],
+          dynamodb: {
+            Keys: { pk: { S: [{ prefix: "S#" }] } },
+            NewImage: { out: { S: [{ exists: true }] } },
+            OldImage: { out: { S: [{ exists: false }] } },
+          },
+        },
+      ]);
     });
 
     it("the cleanup function also sweeps on a schedule", () => {
@@ -877,7 +914,12 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       const cleanup = allowed(template, "CleanupFunctionRole");
       const grant = (action: string) => cleanup.filter((s) => s.actions.includes(action));
       expect(grant("s3:PutObject")).toEqual([]);
-      expect(grant("s3:GetObject")).toEqual([]);
+      // HEAD of a destination only (did a timed-out commit land?), never a staged object.
+      expect(grant("s3:GetObject").map((s) => s.actions)).toEqual([["s3:GetObject"]]);
+      expect(stringsIn(grant("s3:GetObject")[0]?.resources)).toContain(
+        `${cf("Bucket")}/${cf("KeyPrefix")}/*`,
+      );
+      expect(stringsIn(grant("s3:GetObject")[0]?.resources)).not.toContain("StagingPrefix");
       expect(stringsIn(grant("s3:AbortMultipartUpload")[0]?.resources)).toContain(
         `${cf("Bucket")}/${cf("KeyPrefix")}/*`,
       );

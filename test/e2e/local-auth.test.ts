@@ -1,86 +1,12 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import bcrypt from "bcryptjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256 } from "../support/checks.ts";
+import { download, refusal, type Started, start, stop } from "../support/npm-start.ts";
 import { httpTransport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
-
-const ROOT = resolve(import.meta.dirname, "../..");
-
-interface Started {
-  readonly child: ChildProcess;
-  readonly url: string;
-  readonly lines: string[];
-}
-
-/** `npm start` as a user runs it (`tsx functions/local.ts`), with its own stand-ins. */
-function start(env: Record<string, string>): Promise<Started> {
-  const child = spawn(process.execPath, ["--import", "tsx", "functions/local.ts"], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: "0", BITS_LOG_LEVEL: "info", NODE_NO_WARNINGS: "1", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const lines: string[] = [];
-  let errors = "";
-  child.stderr?.on("data", (chunk: Buffer) => {
-    errors += chunk.toString();
-  });
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start within 60 s: ${errors}`)), 60_000);
-    child.stdout?.on("data", (chunk: Buffer) => {
-      for (const line of chunk.toString().split("\n")) {
-        if (line === "") continue;
-        lines.push(line);
-        const match = /listening on (\S+)\//.exec(line);
-        if (match?.[1]) {
-          clearTimeout(timer);
-          resolvePromise({ child, url: match[1], lines });
-        }
-      }
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`exited with ${code}: ${errors}`));
-    });
-  });
-}
-
-/** Runs the server expecting it to refuse to start; answers what it printed. */
-function refusal(env: Record<string, string>): Promise<{ code: number | null; errors: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "functions/local.ts"], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: "0", NODE_NO_WARNINGS: "1", ...env },
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  let errors = "";
-  child.stderr?.on("data", (chunk: Buffer) => {
-    errors += chunk.toString();
-  });
-  return new Promise((resolvePromise) => {
-    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, errors });
-    });
-  });
-}
-
-function download(url: string): Promise<Buffer> {
-  return new Promise((resolvePromise, reject) => {
-    request(url, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () => resolvePromise(Buffer.concat(chunks)));
-      res.on("error", reject);
-    })
-      .on("error", reject)
-      .end();
-  });
-}
 
 describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (README, Security)", () => {
   let dir: string;
@@ -94,11 +20,7 @@ describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (README, Security)
   }, 90_000);
 
   afterAll(async () => {
-    if (server?.child.exitCode === null) {
-      const exited = new Promise((done) => server.child.once("exit", done));
-      server.child.kill("SIGTERM");
-      await exited;
-    }
+    await stop(server);
     rmSync(dir, { recursive: true, force: true });
   });
 

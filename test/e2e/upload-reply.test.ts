@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MemoryEventSink } from "../../functions/adapters/memory/memory-event-sink.ts";
 import { HttpNotifier } from "../../functions/adapters/notify/http-notifier.ts";
 import { LambdaNotifier } from "../../functions/adapters/notify/lambda-notifier.ts";
 import { RoutingNotifier } from "../../functions/adapters/notify/notifier.ts";
@@ -347,7 +348,12 @@ describe("after the reply: Cancel, expiry, and who may fetch it", () => {
       const { createCleanupHandler } = await import(
         "../../functions/adapters/lambda/cleanup-handler.ts"
       );
-      await createCleanupHandler(env.context)({ source: "aws.events" });
+      await createCleanupHandler(
+        env.context,
+        async () => new MemoryEventSink(),
+      )({
+        source: "aws.events",
+      });
       expect(await bucketKeys(env.bucket)).toEqual([]);
     } finally {
       await env.close();

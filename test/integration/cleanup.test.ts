@@ -2,6 +2,7 @@ import { DeleteItemCommand, GetItemCommand } from "@aws-sdk/client-dynamodb";
 import { describe, expect, it } from "vitest";
 import { sessionKey } from "../../functions/adapters/dynamodb/session-item.ts";
 import { createCleanupHandler } from "../../functions/adapters/lambda/cleanup-handler.ts";
+import { MemoryEventSink } from "../../functions/adapters/memory/memory-event-sink.ts";
 import { MiB } from "../../functions/bits/constants.ts";
 import { call, createSession, endSession, fragment } from "../support/calls.ts";
 import { sha256 } from "../support/checks.ts";
@@ -14,6 +15,8 @@ import {
   uploadIsGone,
 } from "../support/storage.ts";
 import { randomBytes } from "../support/windows-client.ts";
+
+const noEvents = async () => new MemoryEventSink();
 
 const TIMEOUT = 3600;
 const settings = {
@@ -88,12 +91,18 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
     expect((await stagedKeys(env.bucket)).length).toBeGreaterThan(0);
     expect(await uploadIsGone(env.bucket, "up/abandoned.bin", record?.uploadId ?? "")).toBe(false);
 
-    const cleanup = createCleanupHandler(env.context);
+    const sink = new MemoryEventSink();
+    const cleanup = createCleanupHandler(env.context, async () => sink);
     expect(await env.sessions.openSessions()).toBe(1);
     const removal = await expireByTtl(env.table, id);
-    expect(await cleanup(removal)).toEqual({ cleaned: 1 });
-    // The stream delivers at least once: a repeated batch frees the slot only once.
-    expect(await cleanup(removal)).toEqual({ cleaned: 1 });
+    expect(await cleanup(removal)).toEqual({ cleaned: 1, events: 1 });
+    // The stream delivers at least once: a repeated batch frees the slot only once, and its
+    // event is delivered again with the same ID.
+    expect(await cleanup(removal)).toEqual({ cleaned: 1, events: 1 });
+    expect(sink.delivered.map((event) => [event.detailType, event.detail.eventId])).toEqual([
+      ["Upload Expired", id],
+      ["Upload Expired", id],
+    ]);
 
     expect(await uploadIsGone(env.bucket, "up/abandoned.bin", record?.uploadId ?? "")).toBe(true);
     expect(await bucketKeys(env.bucket)).toEqual([]);
@@ -110,12 +119,13 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
     const id = await createSession(env.service, "/up/done.bin");
     await sendUpTo(env, id, "/up/done.bin", data, data.length);
     expect((await endSession(env.service, "Close-Session", id, "/up/done.bin")).status).toBe(200);
-    const cleanup = createCleanupHandler(env.context);
+    const cleanup = createCleanupHandler(env.context, async () => new MemoryEventSink());
     // The tombstone's expiry, and a stale image of the session as it was before Close.
     const stale = await expireByTtl(env.table, id);
     const image = stale.Records[0]?.dynamodb.OldImage as Record<string, { S?: string }>;
     image.st = { S: "open" };
-    expect(await cleanup(stale)).toEqual({ cleaned: 1 });
+    delete image.out;
+    expect(await cleanup(stale)).toEqual({ cleaned: 1, events: 1 });
     const object = await env.objects.get("up/done.bin");
     expect(object && sha256(object)).toBe(sha256(data));
     expect(await bucketKeys(env.bucket)).toEqual(["up/done.bin"]);
@@ -140,12 +150,12 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
     const liveStaged = await stagedKeys(env.bucket);
 
     expect(await env.sessions.openSessions()).toBe(2);
-    const report = await createCleanupHandler(env.context)({ source: "aws.events" });
+    const report = await createCleanupHandler(env.context, noEvents)({ source: "aws.events" });
     expect(report).toEqual({ expiredSessions: 1, orphanChunkSessions: 1, orphanStagedObjects: 1 });
     // The expired session stops counting against the caps, and stays unknown to clients.
     expect(await env.sessions.openSessions()).toBe(1);
     expect((await fragment(env.service, expired, data, 0, 99, "/up/expired.bin")).status).toBe(500);
-    expect(await createCleanupHandler(env.context)({ source: "aws.events" })).toEqual({
+    expect(await createCleanupHandler(env.context, noEvents)({ source: "aws.events" })).toEqual({
       expiredSessions: 0,
       orphanChunkSessions: 0,
       orphanStagedObjects: 0,

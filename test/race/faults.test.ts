@@ -9,6 +9,7 @@ import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb
 import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
 import { MiB } from "../../functions/bits/constants.ts";
 import { sha256 } from "../support/checks.ts";
+import { eventsOf } from "../support/events.ts";
 import {
   FAULT_KINDS,
   type FaultKind,
@@ -62,6 +63,13 @@ interface Run {
   readonly digest: string | undefined;
   readonly keys: readonly string[];
   readonly uploads: readonly { call: number; answered: boolean; gone: boolean }[];
+  /** What the table's stream announced once the client was done (docs/events.md). */
+  readonly events: readonly {
+    type: string;
+    id: string;
+    size: number | null;
+    crc: string | undefined;
+  }[];
 }
 
 async function upload(warm: boolean, plan?: FaultPlan): Promise<Run> {
@@ -93,6 +101,17 @@ async function upload(warm: boolean, plan?: FaultPlan): Promise<Run> {
       });
     }
     const injected = clients.injected();
+    // The stream function reads with its own, fault-free clients, as a separate Lambda does.
+    const { context } = serviceOver(storage.sessions, storage.objects, {
+      ...SETTINGS,
+      bucket: storage.bucket,
+    });
+    const events = (await eventsOf(storage.table, context)).map((event) => ({
+      type: event.detailType,
+      id: event.detail.eventId,
+      size: event.detail.size,
+      crc: event.detail.checksum?.value,
+    }));
     return {
       error,
       calls: clients.calls.map(({ index, command, outcome }) => ({ index, command, outcome })),
@@ -104,6 +123,7 @@ async function upload(warm: boolean, plan?: FaultPlan): Promise<Run> {
       digest: stored && sha256(stored),
       keys,
       uploads,
+      events,
     };
   } finally {
     clients.destroy();
@@ -189,6 +209,16 @@ function expectClean(expect: ExpectStatic, dry: Run, run: Run, plan: FaultPlan |
     run.uploads.filter((u) => u.answered && !u.gone).map((u) => u.call),
     "multipart uploads still open after Close-Session (by the call that created them)",
   ).toEqual([]);
+  // Whatever died where, the stored object is announced exactly once, with its checksum, and no
+  // session is announced twice (a session the client abandoned is announced as it ended).
+  expect(
+    run.events.filter((event) => event.type === "Upload Completed"),
+    "one Upload Completed event",
+  ).toEqual([
+    { type: "Upload Completed", id: expect.any(String), size: DATA.length, crc: undefined },
+  ]);
+  const ids = run.events.map((event) => event.id);
+  expect(new Set(ids).size, "one event per session").toBe(ids.length);
 }
 
 for (const { name, warm } of INSTANCES) {

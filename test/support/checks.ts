@@ -1,8 +1,19 @@
 import { createHash } from "node:crypto";
+import { Crc32cJs } from "@aws-sdk/checksums/crc";
 import { expect } from "vitest";
 import { bucketKeys, tableItems, uploadIsGone } from "./storage.ts";
 
 export const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+/**
+ * CRC32C of `bytes` as S3 writes it (base64 of the big-endian value), computed by the AWS
+ * SDK's own implementation: an oracle independent of the server's.
+ */
+export async function crc32cOf(bytes: Uint8Array): Promise<string> {
+  const crc = new Crc32cJs();
+  crc.update(bytes);
+  return Buffer.from(await crc.digest()).toString("base64");
+}
 
 /**
  * After every session has ended: the bucket holds exactly the completed objects, the table

@@ -1,4 +1,4 @@
-import type { Server } from "node:http";
+import type { Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 /**
@@ -16,4 +16,18 @@ export async function listenLocally(server: Server) {
         server.closeAllConnections();
       }),
   };
+}
+
+/** An answer in AWS's JSON 1.1 protocol (SSM, EventBridge): a body, and an error's type. */
+export function answerJson11(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  errorType?: string,
+) {
+  res.writeHead(status, {
+    "content-type": "application/x-amz-json-1.1",
+    ...(errorType ? { "x-amzn-errortype": errorType } : {}),
+  });
+  res.end(JSON.stringify(body));
 }

@@ -1,7 +1,7 @@
 import { createServer, type ServerResponse } from "node:http";
 import { SSMClient } from "@aws-sdk/client-ssm";
 import { STAND_IN_CREDENTIALS, STAND_IN_REGION } from "../../infra/stand-ins.ts";
-import { listenLocally } from "./listen.ts";
+import { answerJson11 as answer, listenLocally } from "./listen.ts";
 
 export interface SsmStandIn {
   readonly endpoint: string;
@@ -13,16 +13,6 @@ export interface SsmStandIn {
   /** Answer AccessDeniedException for this name, as SSM does when the role lacks permission. */
   deny(name: string): void;
   close(): Promise<void>;
-}
-
-const JSON_11 = "application/x-amz-json-1.1";
-
-function answer(res: ServerResponse, status: number, body: unknown, errorType?: string) {
-  res.writeHead(status, {
-    "content-type": JSON_11,
-    ...(errorType ? { "x-amzn-errortype": errorType } : {}),
-  });
-  res.end(JSON.stringify(body));
 }
 
 /**

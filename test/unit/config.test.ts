@@ -48,6 +48,7 @@ describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", 
       notificationTimeoutSeconds: 40,
       maxReplyBytes: 64 * MiB,
       replyPath: "/.bits-replies",
+      events: { kind: "stdout", source: "bits.upload" },
     });
   });
 
@@ -95,6 +96,9 @@ describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", 
       BITS_MAX_SESSIONS: "500",
       BITS_MAX_FRAGMENTS_PER_MIB: "64",
       BITS_WARM_CACHE_SIZE: "16MiB",
+      BITS_EVENTS: " eventbridge ",
+      BITS_EVENT_BUS: " uploads ",
+      BITS_EVENT_SOURCE: " acme.bits ",
     });
     expect(config).toEqual({
       bucket: "b",
@@ -127,6 +131,7 @@ describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", 
       notificationTimeoutSeconds: 40,
       maxReplyBytes: 64 * MiB,
       replyPath: "/.bits-replies",
+      events: { kind: "eventbridge", source: "acme.bits", bus: "uploads" },
     });
   });
 
@@ -443,5 +448,45 @@ describe("loadConfig: upload-reply notification (docs/upload-reply.md)", () => {
     [{ BITS_REPLY_PATH: "replies" }, "BITS_REPLY_PATH"],
   ])("%j is refused, naming %s", (env, name) => {
     expect(configError({ ...REQUIRED, ...env }).message).toContain(name);
+  });
+});
+
+describe("loadConfig: completion events (docs/events.md)", () => {
+  it("stdout by default; a file, EventBridge (default bus unless named) or none on request", () => {
+    expect(loadConfig({ ...REQUIRED, BITS_EVENTS: "file:/tmp/e.jsonl" }).events).toEqual({
+      kind: "file",
+      source: "bits.upload",
+      path: "/tmp/e.jsonl",
+    });
+    expect(loadConfig({ ...REQUIRED, BITS_EVENTS: "eventbridge" }).events).toEqual({
+      kind: "eventbridge",
+      source: "bits.upload",
+      bus: "default",
+    });
+    const named = {
+      ...REQUIRED,
+      BITS_EVENTS: "eventbridge",
+      BITS_EVENT_BUS: "arn:aws:events:eu-west-1:111122223333:event-bus/uploads",
+      BITS_EVENT_SOURCE: "acme.uploads",
+    };
+    expect(loadConfig(named).events).toEqual({
+      kind: "eventbridge",
+      source: "acme.uploads",
+      bus: "arn:aws:events:eu-west-1:111122223333:event-bus/uploads",
+    });
+    expect(loadConfig({ ...REQUIRED, BITS_EVENTS: "none" }).events).toEqual({ kind: "none" });
+  });
+
+  it("refuses an unknown destination, a bad bus and a source EventBridge reserves", () => {
+    const message = configError({
+      ...REQUIRED,
+      BITS_EVENTS: "sqs",
+      BITS_EVENT_SOURCE: "aws.s3",
+    }).message;
+    expect(message).toContain("BITS_EVENTS");
+    expect(message).toContain("BITS_EVENT_SOURCE");
+    expect(
+      configError({ ...REQUIRED, BITS_EVENTS: "eventbridge", BITS_EVENT_BUS: "a bus" }).message,
+    ).toContain("BITS_EVENT_BUS");
   });
 });

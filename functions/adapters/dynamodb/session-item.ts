@@ -1,5 +1,5 @@
 import type { AttributeValue } from "@aws-sdk/client-dynamodb";
-import type { SessionRecord, SessionStatus } from "../../bits/session.ts";
+import type { SessionOutcome, SessionRecord, SessionStatus } from "../../bits/session.ts";
 
 type Item = Record<string, AttributeValue>;
 
@@ -65,6 +65,11 @@ export function toItem(record: SessionRecord): Item {
   }
   if (record.notifyingUntil !== undefined) item.nlu = n(record.notifyingUntil);
   if (record.nextPartEnd !== undefined) item.npe = n(record.nextPartEnd);
+  if (record.createdAt !== undefined) item.ca = n(record.createdAt);
+  if (record.client !== undefined) item.cli = s(record.client);
+  if (record.bytesReceived !== undefined) item.br = n(record.bytesReceived);
+  // Read by the stream consumer that announces the ending (docs/events.md).
+  if (record.outcome !== undefined) item.out = s(JSON.stringify(record.outcome));
   return item;
 }
 
@@ -115,5 +120,18 @@ export function fromItem(item: Item): SessionRecord {
     chunks: num(item, "ch") ?? 0,
     version: num(item, "ver") ?? 0,
     expiresAt: num(item, "exp") ?? 0,
+    createdAt: num(item, "ca"),
+    client: item.cli?.S,
+    bytesReceived: num(item, "br"),
+    outcome: outcomeOf(item.out?.S),
   };
+}
+
+function outcomeOf(text: string | undefined): SessionOutcome | undefined {
+  if (text === undefined) return undefined;
+  const value = JSON.parse(text) as SessionOutcome;
+  if (typeof value?.kind !== "string" || typeof value.at !== "number") {
+    throw new Error("session item with a malformed outcome");
+  }
+  return value;
 }

@@ -1,21 +1,18 @@
-import { cleanUpSession, sweep } from "../../service/cleanup.ts";
+import type { EventSink } from "../../ports/event-sink.ts";
+import { handleSessionChanges, sweep } from "../../service/cleanup.ts";
 import type { ServiceContext } from "../../service/context.ts";
 import { emfFields } from "../../service/metrics.ts";
-import { isStreamEvent, removedSessions } from "./stream.ts";
+import { changesOf, isStreamEvent } from "./stream.ts";
 
 /**
- * The cleanup function around one context: fed by the session table's stream, it releases the
- * storage of every session that DynamoDB's TTL removed; run on a schedule (any other event), it
- * sweeps for anything the stream missed. A failure throws, so Lambda retries the batch; every
- * step is idempotent.
+ * The function behind the session table's stream, around one context: it announces every
+ * ending and releases the storage of sessions that DynamoDB's TTL removed (docs/events.md).
+ * Run on a schedule (any other event), it sweeps for anything the stream missed. A failure
+ * throws, so Lambda retries the batch; every step is idempotent and events keep their IDs.
  */
-export function createCleanupHandler(context: ServiceContext) {
+export function createCleanupHandler(context: ServiceContext, sink: () => Promise<EventSink>) {
   const handle = async (event: unknown) => {
-    if (isStreamEvent(event)) {
-      const sessions = removedSessions(event);
-      for (const record of sessions) await cleanUpSession(context, record, { removed: true });
-      return { cleaned: sessions.length };
-    }
+    if (isStreamEvent(event)) return handleSessionChanges(context, changesOf(event), await sink());
     return sweep(context);
   };
   return async (event: unknown) => {

@@ -1,0 +1,160 @@
+import { DescribeTableCommand, type DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import {
+  type _Record,
+  DescribeStreamCommand,
+  DynamoDBStreamsClient,
+  type DynamoDBStreamsClientConfig,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+} from "@aws-sdk/client-dynamodb-streams";
+import type { StreamRecordLike } from "./stream-records.ts";
+
+export interface StreamPollerOptions {
+  readonly table: string;
+  /** Reads the table's stream ARN. */
+  readonly dynamodb: DynamoDBClient;
+  /** How to reach the Streams API (same endpoint, region and credentials as `dynamodb`). */
+  readonly streams: DynamoDBStreamsClientConfig;
+  /** Handles one batch of one shard, in order; a throw makes the batch come again. */
+  readonly handle: (records: readonly StreamRecordLike[]) => Promise<void>;
+  /** `start`: every record the stream still holds; `now`: only what is written from now on. */
+  readonly from: "start" | "now";
+  readonly intervalMs?: number;
+  readonly onError?: (error: unknown) => void;
+}
+
+interface Shard {
+  readonly id: string;
+  iterator: string | undefined;
+  /** The last record handled: an expired iterator is renewed after it. */
+  last: string | undefined;
+  /** The shard is closed and read to its end. */
+  done: boolean;
+}
+
+/**
+ * What Lambda's event source mapping does for the deployed function, for the local server: it
+ * reads the session table's stream (DynamoDB Local implements the Streams API) and hands each
+ * batch to `handle`, in order within a shard, advancing only when a batch was handled. A batch
+ * that fails is handed again on the next round: delivery is at least once, as on AWS.
+ *
+ * Written here because AWS's own Kinesis Client Library adapter is Java; this needs none of its
+ * leases or checkpoints: one process reads, and a restart of the in-memory stand-ins starts an
+ * empty stream.
+ */
+export async function startStreamPoller(options: StreamPollerOptions) {
+  const { table, dynamodb, handle, from, intervalMs = 250, onError = () => {} } = options;
+  const described = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
+  const streamArn = described.Table?.LatestStreamArn;
+  if (!streamArn) throw new Error(`table ${table} has no stream`);
+  const client = new DynamoDBStreamsClient(options.streams);
+  const shards = new Map<string, Shard>();
+
+  const discover = async () => {
+    let start: string | undefined;
+    do {
+      const out = await client.send(
+        new DescribeStreamCommand({ StreamArn: streamArn, ExclusiveStartShardId: start }),
+      );
+      for (const shard of out.StreamDescription?.Shards ?? []) {
+        if (!shard.ShardId || shards.has(shard.ShardId)) continue;
+        // A shard found after the start began after it: read it whole.
+        const type = from === "now" && !started ? "LATEST" : "TRIM_HORIZON";
+        const iterator = await client.send(
+          new GetShardIteratorCommand({
+            StreamArn: streamArn,
+            ShardId: shard.ShardId,
+            ShardIteratorType: type,
+          }),
+        );
+        shards.set(shard.ShardId, {
+          id: shard.ShardId,
+          iterator: iterator.ShardIterator,
+          last: undefined,
+          done: false,
+        });
+      }
+      start = out.StreamDescription?.LastEvaluatedShardId;
+    } while (start);
+  };
+
+  const readShard = async (shard: Shard) => {
+    if (shard.done || !shard.iterator) return;
+    let out: Awaited<ReturnType<typeof getRecords>>;
+    try {
+      out = await getRecords(shard.iterator);
+    } catch (error) {
+      // Iterators expire after 15 minutes; a new one resumes after the last handled record.
+      if ((error as { name?: string }).name !== "ExpiredIteratorException") throw error;
+      const renewed = await client.send(
+        new GetShardIteratorCommand({
+          StreamArn: streamArn,
+          ShardId: shard.id,
+          ...(shard.last
+            ? { ShardIteratorType: "AFTER_SEQUENCE_NUMBER", SequenceNumber: shard.last }
+            : { ShardIteratorType: "TRIM_HORIZON" }),
+        }),
+      );
+      shard.iterator = renewed.ShardIterator;
+      return;
+    }
+    const records: readonly _Record[] = out.Records ?? [];
+    if (records.length > 0) await handle(records as StreamRecordLike[]);
+    shard.last = records.at(-1)?.dynamodb?.SequenceNumber ?? shard.last;
+    shard.iterator = out.NextShardIterator;
+    if (!shard.iterator) shard.done = true;
+  };
+  const getRecords = (iterator: string) =>
+    client.send(new GetRecordsCommand({ ShardIterator: iterator }));
+
+  // One reader at a time, so a drain and the loop never hand the same records twice.
+  let queue: Promise<unknown> = Promise.resolve();
+  const serial = <T>(task: () => Promise<T>): Promise<T> => {
+    const run = queue.then(task, task);
+    queue = run.catch(() => {});
+    return run;
+  };
+  const readAll = async () => {
+    for (const shard of shards.values()) await readShard(shard);
+  };
+
+  let started = false;
+  await discover();
+  started = true;
+  let stopped = false;
+  let wake = () => {};
+  let rounds = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        if (++rounds % 20 === 0) await serial(discover);
+        await serial(readAll);
+      } catch (error) {
+        onError(error);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, intervalMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  })();
+
+  return {
+    /** Reads what is there now, once (tests wait on this instead of sleeping). */
+    async drain(): Promise<void> {
+      await serial(discover);
+      await serial(readAll);
+    },
+    async stop(): Promise<void> {
+      stopped = true;
+      wake();
+      await loop;
+      client.destroy();
+    },
+  };
+}
+
+export type StreamPoller = Awaited<ReturnType<typeof startStreamPoller>>;

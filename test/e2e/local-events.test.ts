@@ -1,0 +1,126 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
+import { sha256 } from "../support/checks.ts";
+import { download, type Started, start, stop } from "../support/npm-start.ts";
+import { httpTransport, packet, type Transport } from "../support/transports.ts";
+import { bitsUpload, randomBytes } from "../support/windows-client.ts";
+
+interface EventLine {
+  readonly "detail-type": string;
+  readonly source: string;
+  readonly time: string;
+  readonly resources: string[];
+  readonly detail: Record<string, unknown>;
+}
+
+/** The event lines `npm start` printed for one key. */
+function eventsFor(server: Started, key: string): EventLine[] {
+  return server.lines
+    .filter((line) => line.startsWith('{"detail-type"'))
+    .map((line) => JSON.parse(line) as EventLine)
+    .filter((event) => event.detail.key === key);
+}
+
+/** Waits, boundedly, until `count` events for `key` were printed. */
+async function awaitEvents(server: Started, key: string, count = 1): Promise<EventLine[]> {
+  for (let i = 0; i < 200 && eventsFor(server, key).length < count; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return eventsFor(server, key);
+}
+
+async function openSession(transport: Transport, path: string): Promise<string> {
+  const created = await packet(transport, path, {
+    "BITS-Packet-Type": "Create-Session",
+    "BITS-Supported-Protocols": BITS_PROTOCOL_GUID,
+  });
+  const id = created.headers.get("bits-session-id");
+  if (!id) throw new Error(`no session: ${created.status}`);
+  return id;
+}
+
+describe("npm start prints one JSON line per ending session (README, Events)", () => {
+  let server: Started;
+  let transport: Transport & { close(): void };
+
+  beforeAll(async () => {
+    // Sessions time out after 3 s and the sweep runs every second, so expiry shows quickly.
+    server = await start({ BITS_SESSION_TIMEOUT: "3", BITS_SWEEP_INTERVAL: "1" });
+    transport = httpTransport(server.url);
+  }, 90_000);
+
+  afterAll(async () => {
+    transport?.close();
+    await stop(server);
+  });
+
+  it("a completed upload: Upload Completed with the object's size and the client", async () => {
+    const data = randomBytes(2 * 1024 * 1024 + 5, 7);
+    const outcome = await bitsUpload(transport, "/events/done.bin", data, {
+      initialFragment: 64 * 1024,
+      maxFragment: 512 * 1024,
+    });
+    expect(sha256(await download(`${server.url}/events/done.bin`))).toBe(sha256(data));
+    const [event, ...more] = await awaitEvents(server, "events/done.bin");
+    expect(more).toEqual([]);
+    expect(event).toMatchObject({
+      "detail-type": "Upload Completed",
+      source: "bits.upload",
+      resources: ["arn:aws:s3:::bits-uploads/events/done.bin"],
+      detail: {
+        version: 1,
+        outcome: "completed",
+        eventId: outcome.sessionIds[0],
+        sessionId: outcome.sessionIds[0],
+        bucket: "bits-uploads",
+        key: "events/done.bin",
+        stored: true,
+        size: data.length,
+        principal: "anonymous",
+        clientAddress: "127.0.0.1",
+        bytesHeld: data.length,
+      },
+    });
+    const detail = event?.detail ?? {};
+    expect(detail.bytesReceived).toBeGreaterThanOrEqual(data.length);
+    expect(detail.fragments).toBeGreaterThan(1);
+    expect(Date.parse(String(detail.startedAt))).toBeLessThanOrEqual(
+      Date.parse(String(detail.endedAt)),
+    );
+  });
+
+  it("a cancelled session: Upload Cancelled, and nothing stored", async () => {
+    const id = await openSession(transport, "/events/cancelled.bin");
+    const cancel = await packet(transport, "/events/cancelled.bin", {
+      "BITS-Packet-Type": "Cancel-Session",
+      "BITS-Session-Id": id,
+    });
+    expect(cancel.status).toBe(200);
+    const events = await awaitEvents(server, "events/cancelled.bin");
+    expect(events.map((event) => [event["detail-type"], event.detail.eventId])).toEqual([
+      ["Upload Cancelled", id],
+    ]);
+    expect(events[0]?.detail).toMatchObject({ stored: false, reason: "cancelled by the client" });
+  });
+
+  it("a session nobody closes: Upload Expired once it times out", async () => {
+    const id = await openSession(transport, "/events/idle.bin");
+    const body = randomBytes(1000, 8);
+    const sent = await packet(
+      transport,
+      "/events/idle.bin",
+      {
+        "BITS-Packet-Type": "Fragment",
+        "BITS-Session-Id": id,
+        "Content-Range": "bytes 0-999/5000",
+      },
+      body,
+    );
+    expect(sent.status).toBe(200);
+    const events = await awaitEvents(server, "events/idle.bin");
+    expect(events.map((event) => [event["detail-type"], event.detail.eventId])).toEqual([
+      ["Upload Expired", id],
+    ]);
+    expect(events[0]?.detail).toMatchObject({ size: 5000, bytesHeld: 1000, stored: false });
+  });
+});
