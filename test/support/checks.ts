@@ -1,8 +1,19 @@
 import { createHash } from "node:crypto";
+import { Crc32cJs } from "@aws-sdk/checksums/crc";
 import { expect } from "vitest";
 import { bucketKeys, tableItems, uploadIsGone } from "./storage.ts";
 
 export const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+/**
+ * The CRC32C of `bytes` in S3's format (base64 of 4 big-endian bytes), computed with the AWS
+ * SDK's own implementation: independent of the server's (docs/checksums.md).
+ */
+export async function sdkCrc32c(bytes: Uint8Array): Promise<string> {
+  const hash = new Crc32cJs();
+  hash.update(bytes);
+  return Buffer.from(await hash.digest()).toString("base64");
+}
 
 /**
  * After every session has ended: the bucket holds exactly the completed objects, the table
