@@ -63,7 +63,24 @@ export function objectStoreContract(
       owner = sessionId();
     });
 
-    /** Completes with parts given by ETag only (no checksums); answers the result. */
+    /** The CRC32C each part was uploaded with, by ETag, as the server keeps it. */
+    const crcByEtag = new Map<string, number>();
+
+    /** Uploads a part with its CRC32C, as the server does (S3 wants one for every part). */
+    async function part(
+      on: ObjectStore,
+      at: string,
+      uploadId: string,
+      n: number,
+      body: Uint8Array,
+    ) {
+      const crc = crc32c(body);
+      const etag = await on.uploadPart(at, uploadId, n, body, crc);
+      crcByEtag.set(etag, crc);
+      return etag;
+    }
+
+    /** Completes with the parts of these ETags (and their CRC32Cs); answers the result. */
     async function complete(
       uploadId: string,
       etags: readonly string[],
@@ -71,14 +88,8 @@ export function objectStoreContract(
       at = key,
       on = store,
     ) {
-      return (
-        await on.completeUpload(
-          at,
-          uploadId,
-          etags.map((etag) => ({ etag })),
-          options,
-        )
-      ).result;
+      const parts = etags.map((etag) => ({ etag, crc32c: crcByEtag.get(etag) }));
+      return (await on.completeUpload(at, uploadId, parts, options)).result;
     }
 
     /** Uploads parts 1..n of a fresh multipart upload at `key`, owned by `owner`. */
@@ -86,7 +97,7 @@ export function objectStoreContract(
       const uploadId = await store.createUpload(key, by);
       const etags: string[] = [];
       for (const [i, body] of bodies.entries()) {
-        etags.push(await store.uploadPart(key, uploadId, i + 1, body));
+        etags.push(await part(store, key, uploadId, i + 1, body));
       }
       return { uploadId, etags };
     }
@@ -132,7 +143,7 @@ export function objectStoreContract(
           await store.put(staged, body);
           await store.putObject(whole, body, { ...keep, owner });
           const uploadId = await store.createUpload(multipart, owner);
-          const etag = await store.uploadPart(multipart, uploadId, 1, body);
+          const etag = await part(store, multipart, uploadId, 1, body);
           body.fill(7);
           const options = { ...keep, owner };
           expect(await complete(uploadId, [etag], options, multipart)).toBe("completed");
@@ -400,7 +411,7 @@ export function objectStoreContract(
           const uploadId = await small.createUpload(key, owner);
           const etags: string[] = [];
           for (const [i, body] of bodies.entries()) {
-            etags.push(await small.uploadPart(key, uploadId, i + 1, body));
+            etags.push(await part(small, key, uploadId, i + 1, body));
           }
           await complete(uploadId, etags, { ...keep, owner }, key, small);
           const other = sessionId();
@@ -589,7 +600,7 @@ export function objectStoreContract(
       it('re-uploading a part number replaces it; the old ETag is "invalid"', async () => {
         const [old, replacement, last] = [randomBytes(PART), randomBytes(PART), randomBytes(100)];
         const { uploadId, etags } = await upload([old, last]);
-        const newEtag = await store.uploadPart(key, uploadId, 1, replacement);
+        const newEtag = await part(store, key, uploadId, 1, replacement);
         expect(newEtag).not.toBe(etags[0]);
         expect(await complete(uploadId, etags, { ...keep, owner })).toBe("invalid");
         const fixed = [newEtag, etags[1] ?? ""];
@@ -603,7 +614,7 @@ export function objectStoreContract(
         expect(await complete(uploadId, etags, { ...keep, owner })).toBe("invalid");
         expect(await store.head(key)).toBeUndefined();
         const big = randomBytes(PART);
-        const fixed = [await store.uploadPart(key, uploadId, 1, big), etags[1] ?? ""];
+        const fixed = [await part(store, key, uploadId, 1, big), etags[1] ?? ""];
         expect(await complete(uploadId, fixed, { ...keep, owner })).toBe("completed");
         await expectContent(key, Buffer.concat([big, last]), owner);
       });

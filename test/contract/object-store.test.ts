@@ -11,6 +11,7 @@ import { copyPartSize, copySource } from "../../functions/adapters/s3/s3-copy.ts
 import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
 import { MiB } from "../../functions/bits/constants.ts";
 import { sha256 } from "../support/checks.ts";
+import { checksummingS3 } from "../support/checksum-s3.ts";
 import { freshStorage, standInClients } from "../support/storage.ts";
 import { objectStoreContract } from "./object-store.contract.ts";
 
@@ -30,6 +31,17 @@ objectStoreContract(
     return new S3ObjectStore(standInClients().s3, bucket, tuning);
   },
   ["ascii-byte-order", "upload-part-copy", "checksum-verification"],
+);
+
+// fauxqs ignores checksums; in front of it, a client that checks them as S3 does shows that
+// the adapter sends the right ones and understands S3's refusals (docs/checksums.md).
+objectStoreContract(
+  "S3ObjectStore over fauxqs, checksums checked as S3 does",
+  async (tuning) => {
+    const { bucket } = await freshStorage();
+    return new S3ObjectStore(checksummingS3().client, bucket, tuning);
+  },
+  ["ascii-byte-order", "upload-part-copy"],
 );
 
 /**
