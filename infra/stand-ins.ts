@@ -86,7 +86,7 @@ export async function startDynamoDbStandIn(): Promise<{ endpoint: string; stop()
 }
 
 export function standInS3(endpoint: string): S3Client {
-  return new S3Client({
+  const client = new S3Client({
     endpoint,
     region: STAND_IN_REGION,
     forcePathStyle: true,
@@ -94,6 +94,30 @@ export function standInS3(endpoint: string): S3Client {
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
   });
+  // fauxqs 1.9 reads the parts of a CompleteMultipartUpload with a pattern that allows nothing
+  // but PartNumber and ETag in a Part (dist/s3/actions/completeMultipartUpload.js): a part
+  // listed with its ChecksumCRC32C, as S3 requires for an upload created with a checksum
+  // (docs/checksums.md), is not found, and the object comes out empty. It ignores checksums
+  // anyway, so the stand-in's requests leave them out of the part list (the body holds no other
+  // ChecksumCRC32C: the whole object's travels in a header).
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const request = args.request as { body?: unknown; headers?: Record<string, string> };
+      if (
+        context.commandName === "CompleteMultipartUploadCommand" &&
+        typeof request.body === "string"
+      ) {
+        const body = request.body.replace(/<ChecksumCRC32C>[^<]*<\/ChecksumCRC32C>/g, "");
+        request.body = body;
+        if (request.headers?.["content-length"] !== undefined) {
+          request.headers["content-length"] = String(Buffer.byteLength(body));
+        }
+      }
+      return next(args);
+    },
+    { step: "finalizeRequest", priority: "high", name: "standInWithoutPartChecksums" },
+  );
+  return client;
 }
 
 export function standInDynamoDb(endpoint: string): DynamoDBClient {

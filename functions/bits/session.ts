@@ -70,8 +70,21 @@ export interface SessionRecord {
   readonly nextPartEnd?: number | undefined;
   /** Contiguous bytes durably held from byte 0: `E` in bits-protocol.md 5.2. */
   readonly offset: number;
-  /** ETags of recorded parts not yet sealed into part chunks, in part order. */
+  /**
+   * Part entries (`partEntry` in crc32c.ts: an ETag and the part's CRC32C) of recorded parts not
+   * yet sealed into part chunks, in part order.
+   */
   readonly etags: readonly string[];
+  /**
+   * CRC32C of bytes [0, offset) as the client sent them in request bodies (docs/checksums.md).
+   * Undefined in records written before checksums were kept: then nothing is verified.
+   */
+  readonly receivedCrc32c?: number | undefined;
+  /**
+   * CRC32C of bytes [0, partsEnd) as uploaded in the recorded parts. At completion it must equal
+   * `receivedCrc32c`: every byte received went into a part unchanged (docs/checksums.md).
+   */
+  readonly partsCrc32c?: number | undefined;
   /** Number of sealed chunks of `PART_CHUNK` ETags kept beside the record. */
   readonly chunks: number;
   /** Incremented by every change; the condition of every write. */

@@ -6,6 +6,41 @@ export interface ObjectInfo {
 export interface Head extends ObjectInfo {
   /** The session that wrote the object, from its metadata; undefined for other objects. */
   readonly owner: string | undefined;
+  /** The object's version, where the bucket keeps versions. */
+  readonly versionId?: string | undefined;
+  /** The object's full-object CRC32C (docs/checksums.md); undefined when none is known. */
+  readonly checksum?: ObjectChecksum | undefined;
+}
+
+/** A whole object's CRC32C, and who vouches for it (docs/checksums.md). */
+export interface ObjectChecksum {
+  /** Four bytes big-endian, base64: S3's `x-amz-checksum-crc32c`. */
+  readonly crc32c: string;
+  /**
+   * "store": the store computed it from the stored bytes (S3 with checksums). "metadata": the
+   * value the server recorded in the object's metadata, where the store keeps no checksum.
+   */
+  readonly reportedBy: "store" | "metadata";
+}
+
+/** A part to complete a multipart upload with. */
+export interface UploadedPart {
+  readonly etag: string;
+  /** The CRC32C the part was uploaded with; undefined for parts uploaded without one. */
+  readonly crc32c?: number | undefined;
+}
+
+/** How completing a multipart upload turned out. */
+export interface Completion {
+  readonly result: CompleteResult;
+  /** The object's version, where the bucket keeps versions. */
+  readonly versionId?: string | undefined;
+  /**
+   * The full-object CRC32C of the completed object as the store itself reports it, computed
+   * from the bytes it holds; undefined where the store reports none (then the expected value
+   * was recorded in the object's metadata instead).
+   */
+  readonly crc32c?: string | undefined;
 }
 
 /** What a reply download needs to answer GET and HEAD: a stable validator pair. */
@@ -37,12 +72,34 @@ export type CompleteResult =
   | "exists"
   /** The multipart upload is gone and its object is not at the key. */
   | "missing"
-  /** The parts listed do not match the parts S3 holds; completing again cannot help. */
+  /**
+   * The parts listed do not match the parts S3 holds, or the object's bytes do not match the
+   * expected checksum; completing again cannot help.
+   */
   | "invalid";
+
+/** How a multipart upload is completed. */
+export interface CompleteOptions extends WriteOptions {
+  /**
+   * The full-object CRC32C the object must have (docs/checksums.md). A store that checks
+   * refuses another ("invalid"); one that does not gets it recorded in the object's metadata.
+   */
+  readonly crc32c?: number | undefined;
+  /** The object's expected size in bytes; another is "invalid", and leaves no object. */
+  readonly size?: number | undefined;
+}
 
 /** The object to copy from does not exist. */
 export class ObjectMissingError extends Error {
   override name = "ObjectMissingError";
+}
+
+/**
+ * The store received bytes that do not match the checksum sent with them (damaged on the way):
+ * nothing was stored, and sending the same bytes again may succeed.
+ */
+export class ChecksumMismatchError extends Error {
+  override name = "ChecksumMismatchError";
 }
 
 /** The multipart upload no longer exists (aborted by a lifecycle rule or an operator). */
@@ -56,13 +113,23 @@ export class UploadGoneError extends Error {
  */
 export interface ObjectStore {
   head(key: string): Promise<Head | undefined>;
-  /** Opens a multipart upload whose object will carry `owner` in its metadata. */
+  /**
+   * Opens a multipart upload whose object will carry `owner` in its metadata and a full-object
+   * CRC32C (docs/checksums.md).
+   */
   createUpload(key: string, owner: string): Promise<string>;
   /**
    * Uploads one part; returns its ETag. Re-uploading a part number replaces it. Throws
-   * UploadGoneError when the upload no longer exists.
+   * UploadGoneError when the upload no longer exists. With `crc32c`, the part's CRC32C as the
+   * caller computed it: a store that checks throws ChecksumMismatchError for other bytes.
    */
-  uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array): Promise<string>;
+  uploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Uint8Array,
+    crc32c?: number,
+  ): Promise<string>;
   /**
    * Completes the upload with parts 1..n. Retry-safe: when an earlier call already completed it
    * (the answer was lost), this recognises its own object by its owner and answers "completed".
@@ -70,12 +137,15 @@ export interface ObjectStore {
   completeUpload(
     key: string,
     uploadId: string,
-    etags: readonly string[],
-    options: WriteOptions,
-  ): Promise<CompleteResult>;
+    parts: readonly UploadedPart[],
+    options: CompleteOptions,
+  ): Promise<Completion>;
   /** Aborts the upload; an upload already gone is fine. */
   abortUpload(key: string, uploadId: string): Promise<void>;
-  /** Writes a destination object whole; retry-safe like completeUpload. */
+  /**
+   * Writes a destination object whole, with its CRC32C (checked by a store that checks, and
+   * recorded in its metadata); retry-safe like completeUpload.
+   */
   putObject(key: string, body: Uint8Array, options: WriteOptions): Promise<"stored" | "exists">;
   /** Writes a staged object, replacing any object at the key. */
   put(key: string, body: Uint8Array): Promise<void>;

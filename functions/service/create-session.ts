@@ -52,6 +52,9 @@ export async function createSession(
       uploadId,
       offset: 0,
       partsEnd: 0,
+      // Nothing received and nothing in parts yet: the CRC32C of no bytes (docs/checksums.md).
+      receivedCrc32c: 0,
+      partsCrc32c: 0,
       etags: [],
       chunks: 0,
       version: 1,

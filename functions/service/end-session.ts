@@ -1,4 +1,5 @@
 import { ack } from "../bits/ack.ts";
+import { crc32cBase64, parsePartEntry } from "../bits/crc32c.ts";
 import { BitsError } from "../bits/errors.ts";
 import type { Packet } from "../bits/packet.ts";
 import type { BitsResponse } from "../bits/request.ts";
@@ -12,6 +13,7 @@ import {
   type SessionStatus,
   uploadKey,
 } from "../bits/session.ts";
+import type { CompleteResult } from "../ports/object-store.ts";
 import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { emfFields } from "./metrics.ts";
@@ -103,7 +105,8 @@ async function finish(
   // destination, if it asked); Close and Cancel both remove the request and the reply
   // ([MC-BUP] 3.2.5.2.7-8).
   if (ending === "committing" && record.notify === undefined) {
-    const outcome = await commit(context, record);
+    const completion = await commit(context, record);
+    const { result: outcome, reason } = completion;
     if (outcome !== "completed") {
       if (outcome === "exists") {
         // Checked again at commit: another writer created the object meanwhile (Project decisions).
@@ -112,13 +115,23 @@ async function finish(
       }
       // The upload's data is gone or unusable (removed behind our back, or parts that do not
       // match): the client restarts from byte 0 on BG_E_SESSION_NOT_FOUND ([MC-BUP] 3.1.5.2.1).
-      await discard(context, record, `the upload cannot be completed (${outcome})`);
-      throw new BitsError("sessionNotFound", `the upload cannot be completed (${outcome})`);
+      const why = reason ?? outcome;
+      await discard(context, record, `the upload cannot be completed (${why})`);
+      throw new BitsError("sessionNotFound", `the upload cannot be completed (${why})`);
     }
     await removeTemporaryState(context, record);
-    return {};
+    return {
+      versionId: completion.versionId,
+      crc32c: completion.checksum?.crc32c,
+      verifiedBy: completion.checksum?.verifiedBy,
+    };
   }
   await releaseStorage(context, record);
+  // Upload-reply: the request object was completed and checked when the application was
+  // notified; its checksum is the one of the bytes received (docs/checksums.md).
+  if (ending === "committing" && record.receivedCrc32c !== undefined) {
+    return { crc32c: crc32cBase64(record.receivedCrc32c), verifiedBy: "server" };
+  }
   return {};
 }
 
@@ -127,9 +140,19 @@ async function finish(
  * overwrite off, under a claim on the key (see `claimKey`).
  */
 async function commit(context: ServiceContext, record: SessionRecord) {
-  return underKeyClaim(context, record, () =>
+  const completion = await underKeyClaim(context, record, () =>
     completeFile(context, record, record.key, record.overwrite),
   );
+  if (completion.result === "completed") {
+    context.runtime.log("info", "file stored", {
+      session: sessionTag(record.id),
+      key: record.key,
+      versionId: completion.versionId,
+      crc32c: completion.checksum?.crc32c,
+      verifiedBy: completion.checksum?.verifiedBy,
+    });
+  }
+  return completion;
 }
 
 /**
@@ -154,27 +177,81 @@ export async function underKeyClaim<T>(
   return outcome;
 }
 
+/** How completing a session's file turned out (completeFile). */
+export interface FileCompletion {
+  readonly result: CompleteResult;
+  /** The object's version, where the bucket keeps versions. */
+  readonly versionId?: string | undefined;
+  /**
+   * The stored object's full-object CRC32C (base64) and who checked it against the bytes
+   * received (docs/checksums.md): "s3", which computed it from the stored bytes, or "server",
+   * which compared the CRC of the parts it uploaded with the CRC of what it received. Undefined
+   * for sessions older than checksums.
+   */
+  readonly checksum?: { readonly crc32c: string; readonly verifiedBy: "s3" | "server" } | undefined;
+  /** Why a file was not completed, where `result` alone does not say it. */
+  readonly reason?: string | undefined;
+}
+
+const CHECKSUM_MISMATCH = "checksum mismatch";
+
 /**
  * Completes the session's multipart upload at `key` (its destination, or an upload-reply
  * session's request object), or writes the empty object of a zero-byte file there. Retry-safe:
  * a completion whose answer was lost is recognised by its owner.
+ *
+ * Nothing is completed whose bytes are not the bytes received (docs/checksums.md): the CRC32C
+ * of the parts must equal the CRC32C of the request bodies, and S3 must find that same CRC32C
+ * in the object it assembles; otherwise the answer is "invalid" and the session is discarded.
  */
 export async function completeFile(
   context: ServiceContext,
   record: SessionRecord,
   key: string,
   overwrite: boolean,
-) {
+): Promise<FileCompletion> {
   const { objects, sessions } = context;
   const options = { overwrite, owner: record.id };
   if (record.total === 0) {
     const outcome = await objects.putObject(key, new Uint8Array(0), options);
     await objects.abortUpload(uploadKey(record), record.uploadId);
-    return outcome === "stored" ? "completed" : outcome;
+    if (outcome !== "stored") return { result: outcome };
+    // The CRC32C of no bytes; S3 reports it too where it keeps checksums.
+    const crc32c = crc32cBase64(0);
+    const head = await objects.head(key);
+    const byS3 = head?.checksum?.reportedBy === "store" && head.checksum.crc32c === crc32c;
+    const checksum = { crc32c, verifiedBy: byS3 ? "s3" : "server" } as const;
+    return { result: "completed", versionId: head?.versionId, checksum };
+  }
+  const received = record.receivedCrc32c;
+  const known = received !== undefined && record.partsCrc32c !== undefined;
+  if (known && (received !== record.partsCrc32c || record.partsEnd !== record.offset)) {
+    return { result: "invalid", reason: CHECKSUM_MISMATCH };
   }
   const sealed = await sessions.getPartChunks(record.id, record.chunks);
-  const etags = [...sealed.flat(), ...record.etags];
-  return objects.completeUpload(key, record.uploadId, etags, options);
+  const parts = [...sealed.flat(), ...record.etags].map(parsePartEntry);
+  const expected = known ? received : undefined;
+  const done = await objects.completeUpload(key, record.uploadId, parts, {
+    ...options,
+    crc32c: expected,
+    size: record.total,
+  });
+  if (done.result !== "completed") return { result: done.result };
+  if (expected === undefined) return { result: "completed", versionId: done.versionId };
+  const crc32c = crc32cBase64(expected);
+  if (done.crc32c === undefined) {
+    return {
+      result: "completed",
+      versionId: done.versionId,
+      checksum: { crc32c, verifiedBy: "server" },
+    };
+  }
+  if (done.crc32c !== crc32c) {
+    // S3 should have refused this completion itself: leave no wrong object in place.
+    if ((await objects.head(key))?.owner === record.id) await objects.delete([key]);
+    return { result: "invalid", reason: CHECKSUM_MISMATCH };
+  }
+  return { result: "completed", versionId: done.versionId, checksum: { crc32c, verifiedBy: "s3" } };
 }
 
 /** A claim outlives any completion that could still be running (the function's timeout). */

@@ -1,4 +1,5 @@
 import { ack } from "../bits/ack.ts";
+import { crc32c, crc32cCombine, partEntry } from "../bits/crc32c.ts";
 import { BitsError } from "../bits/errors.ts";
 import { type FragmentDecision, planFragment, type Write } from "../bits/fragment-plan.ts";
 import type { Packet } from "../bits/packet.ts";
@@ -160,7 +161,13 @@ function settledAnswer(
  */
 async function rewind(context: ServiceContext, record: SessionRecord): Promise<BitsResponse> {
   const offset = record.partsEnd;
-  const rewound = { ...record, offset, version: record.version + 1 };
+  // What is received is again what the parts hold (docs/checksums.md).
+  const rewound = {
+    ...record,
+    offset,
+    receivedCrc32c: record.partsCrc32c,
+    version: record.version + 1,
+  };
   const result = await context.sessions.replace(rewound, record.version);
   context.cache?.rememberRecord(result.ok ? rewound : undefined, record.id);
   context.runtime.log("warn", "staged bytes lost; resuming from the recorded parts", {
@@ -186,6 +193,12 @@ async function dropIfEnded(
 /**
  * Performs the writes of an accepted fragment. Returns the record to store and the staged
  * objects now held in parts, which may go once that record is stored.
+ *
+ * Checksums (docs/checksums.md): the writes' bytes are, in order, exactly the new bytes
+ * [offset, offset') of the request body, so their CRC32Cs extend `receivedCrc32c`. Each part's
+ * CRC32C is computed from the part's own bytes as uploaded (staged head read back included),
+ * sent with the part for the store to check, kept in its entry, and extends `partsCrc32c`.
+ * Records older than checksums keep neither and upload parts without one.
  */
 async function write(
   context: ServiceContext,
@@ -199,7 +212,14 @@ async function write(
   let chunks = record.chunks;
   const consumed: string[] = [];
   let bytesStored = 0;
+  const checksummed = record.receivedCrc32c !== undefined && record.partsCrc32c !== undefined;
+  let receivedCrc32c = record.receivedCrc32c;
+  let partsCrc32c = record.partsCrc32c;
   for (const step of decision.writes) {
+    const stepCrc = checksummed ? crc32c(step.bytes) : 0;
+    if (checksummed) {
+      receivedCrc32c = crc32cCombine(receivedCrc32c ?? 0, stepCrc, step.bytes.length);
+    }
     if (step.kind === "stage") {
       const key = stagedKey(prefix, step.start, step.end);
       staged.push(key);
@@ -212,9 +232,12 @@ async function write(
       throw new BitsError("internal", `part ${step.partNumber} out of order`);
     }
     const { bytes, stagedKeys } = await assemblePart(context, prefix, step);
-    etags.push(
-      await objects.uploadPart(uploadKey(record), record.uploadId, step.partNumber, bytes),
-    );
+    // A part that is the request's slice has the slice's CRC; any other is computed afresh.
+    const partCrc = !checksummed ? undefined : bytes === step.bytes ? stepCrc : crc32c(bytes);
+    const key = uploadKey(record);
+    const etag = await objects.uploadPart(key, record.uploadId, step.partNumber, bytes, partCrc);
+    etags.push(partEntry(etag, partCrc));
+    if (partCrc !== undefined) partsCrc32c = crc32cCombine(partsCrc32c ?? 0, partCrc, bytes.length);
     bytesStored += bytes.length;
     consumed.push(...stagedKeys);
     while (etags.length >= PART_CHUNK) {
@@ -229,6 +252,8 @@ async function write(
     partsEnd: decision.partsEnd,
     nextPartEnd: decision.nextPartEnd,
     offset: decision.offset,
+    receivedCrc32c,
+    partsCrc32c,
     etags,
     chunks,
     fragments: record.fragments + 1,

@@ -1,11 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { ack } from "../bits/ack.ts";
 import { HRESULT } from "../bits/constants.ts";
+import { crc32c, crc32cCombine } from "../bits/crc32c.ts";
 import { applicationError, BitsError } from "../bits/errors.ts";
 import { MAX_REPLY_URL_LENGTH, notificationTarget, ruleFor } from "../bits/notification.ts";
 import type { BitsResponse } from "../bits/request.ts";
 import type { Notify, SessionRecord } from "../bits/session.ts";
 import type { NotificationResult } from "../ports/notifier.ts";
+import type { UploadedPart } from "../ports/object-store.ts";
 import { type Call, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { completeFile, discard, underKeyClaim } from "./end-session.ts";
@@ -180,10 +182,11 @@ async function notifyHolding(context: ServiceContext, record: SessionRecord, cal
  */
 async function completeRequest(context: ServiceContext, record: SessionRecord): Promise<number> {
   const key = requestKeyOf(context, record.id);
-  const outcome = await completeFile(context, record, key, true);
-  if (outcome !== "completed") {
-    await discard(context, record, `the request object cannot be completed (${outcome})`);
-    throw new BitsError("sessionNotFound", `the upload cannot be completed (${outcome})`);
+  const { result, reason } = await completeFile(context, record, key, true);
+  if (result !== "completed") {
+    const why = reason ?? result;
+    await discard(context, record, `the request object cannot be completed (${why})`);
+    throw new BitsError("sessionNotFound", `the upload cannot be completed (${why})`);
   }
   return record.total ?? 0;
 }
@@ -200,16 +203,23 @@ async function storeReply(context: ServiceContext, record: SessionRecord, reply:
   }
   const uploadId = await objects.createUpload(key, record.id);
   try {
-    const etags: string[] = [];
+    // Checksummed like every object the server writes (docs/checksums.md).
+    const parts: UploadedPart[] = [];
+    let whole = 0;
     for (let start = 0; start < reply.length; start += REPLY_PART_BYTES) {
       const part = reply.subarray(start, start + REPLY_PART_BYTES);
-      etags.push(await objects.uploadPart(key, uploadId, etags.length + 1, part));
+      const crc = crc32c(part);
+      const etag = await objects.uploadPart(key, uploadId, parts.length + 1, part, crc);
+      parts.push({ etag, crc32c: crc });
+      whole = crc32cCombine(whole, crc, part.length);
     }
-    const outcome = await objects.completeUpload(key, uploadId, etags, {
+    const { result } = await objects.completeUpload(key, uploadId, parts, {
       overwrite: true,
       owner: record.id,
+      crc32c: whole,
+      size: reply.length,
     });
-    if (outcome !== "completed") throw new Error(`the reply could not be stored (${outcome})`);
+    if (result !== "completed") throw new Error(`the reply could not be stored (${result})`);
   } catch (error) {
     await objects.abortUpload(key, uploadId).catch(() => undefined);
     throw error;

@@ -1,8 +1,15 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { beforeEach, describe, expect, it } from "vitest";
 import { MiB } from "../../functions/bits/constants.ts";
-import { ObjectMissingError, type ObjectStore } from "../../functions/ports/object-store.ts";
-import { sha256 } from "../support/checks.ts";
+import { crc32c, crc32cBase64, crc32cCombine } from "../../functions/bits/crc32c.ts";
+import {
+  ChecksumMismatchError,
+  ObjectMissingError,
+  type ObjectStore,
+  type UploadedPart,
+  type WriteOptions,
+} from "../../functions/ports/object-store.ts";
+import { sdkCrc32c, sha256 } from "../support/checks.ts";
 
 /**
  * Cases an implementation is known to get wrong: they run as `it.fails`, so a fix shows up.
@@ -14,7 +21,9 @@ export type ObjectStoreGap =
   | "ascii-byte-order"
   | "utf8-byte-order"
   | "upload-part-copy"
-  | "unfetchable-urls";
+  | "unfetchable-urls"
+  /** The store ignores checksums sent with bytes and completions (fauxqs 1.9). */
+  | "checksum-verification";
 
 /** Copy thresholds a store can be built with, so a test can force a multipart copy. */
 export interface CopyTuning {
@@ -54,18 +63,47 @@ export function objectStoreContract(
       owner = sessionId();
     });
 
+    /** The CRC32C each part was uploaded with, by ETag, as the server keeps it. */
+    const crcByEtag = new Map<string, number>();
+
+    /** Uploads a part with its CRC32C, as the server does (S3 wants one for every part). */
+    async function part(
+      on: ObjectStore,
+      at: string,
+      uploadId: string,
+      n: number,
+      body: Uint8Array,
+    ) {
+      const crc = crc32c(body);
+      const etag = await on.uploadPart(at, uploadId, n, body, crc);
+      crcByEtag.set(etag, crc);
+      return etag;
+    }
+
+    /** Completes with the parts of these ETags (and their CRC32Cs); answers the result. */
+    async function complete(
+      uploadId: string,
+      etags: readonly string[],
+      options: WriteOptions,
+      at = key,
+      on = store,
+    ) {
+      const parts = etags.map((etag) => ({ etag, crc32c: crcByEtag.get(etag) }));
+      return (await on.completeUpload(at, uploadId, parts, options)).result;
+    }
+
     /** Uploads parts 1..n of a fresh multipart upload at `key`, owned by `owner`. */
     async function upload(bodies: readonly Uint8Array[], by = owner) {
       const uploadId = await store.createUpload(key, by);
       const etags: string[] = [];
       for (const [i, body] of bodies.entries()) {
-        etags.push(await store.uploadPart(key, uploadId, i + 1, body));
+        etags.push(await part(store, key, uploadId, i + 1, body));
       }
       return { uploadId, etags };
     }
 
     async function expectContent(at: string, body: Uint8Array, by: string | undefined) {
-      expect(await store.head(at)).toEqual({ key: at, size: body.length, owner: by });
+      expect(await store.head(at)).toMatchObject({ key: at, size: body.length, owner: by });
       const got = await store.get(at);
       expect(got?.length).toBe(body.length);
       expect(sha256(got ?? new Uint8Array([1]))).toBe(sha256(body));
@@ -105,12 +143,10 @@ export function objectStoreContract(
           await store.put(staged, body);
           await store.putObject(whole, body, { ...keep, owner });
           const uploadId = await store.createUpload(multipart, owner);
-          const etag = await store.uploadPart(multipart, uploadId, 1, body);
+          const etag = await part(store, multipart, uploadId, 1, body);
           body.fill(7);
           const options = { ...keep, owner };
-          expect(await store.completeUpload(multipart, uploadId, [etag], options)).toBe(
-            "completed",
-          );
+          expect(await complete(uploadId, [etag], options, multipart)).toBe("completed");
           for (const at of [staged, whole, multipart]) {
             const got = await store.get(at);
             expect(sha256(got ?? new Uint8Array())).toBe(sha256(expected));
@@ -254,7 +290,7 @@ export function objectStoreContract(
       it("stat of a completed multipart upload answers its whole size", async () => {
         const bodies = [randomBytes(PART), randomBytes(10)];
         const { uploadId, etags } = await upload(bodies);
-        await store.completeUpload(key, uploadId, etags, { ...keep, owner });
+        await complete(uploadId, etags, { ...keep, owner });
         const stat = await store.stat(key);
         expect(stat?.size).toBe(PART + 10);
         expect(stat?.etag).toMatch(/^"[^"]+"$/);
@@ -375,13 +411,13 @@ export function objectStoreContract(
           const uploadId = await small.createUpload(key, owner);
           const etags: string[] = [];
           for (const [i, body] of bodies.entries()) {
-            etags.push(await small.uploadPart(key, uploadId, i + 1, body));
+            etags.push(await part(small, key, uploadId, i + 1, body));
           }
-          await small.completeUpload(key, uploadId, etags, { ...keep, owner });
+          await complete(uploadId, etags, { ...keep, owner }, key, small);
           const other = sessionId();
           const to = `${key}.copy`;
           expect(await small.copy(key, to, { ...keep, owner: other })).toBe("stored");
-          expect(await small.head(to)).toEqual({ key: to, size: 12 * MiB, owner: other });
+          expect(await small.head(to)).toMatchObject({ key: to, size: 12 * MiB, owner: other });
           const got = await small.get(to);
           expect(sha256(got ?? new Uint8Array())).toBe(sha256(Buffer.concat(bodies)));
           expect(await small.copy(key, to, { ...keep, owner: other })).toBe("stored");
@@ -429,6 +465,117 @@ export function objectStoreContract(
       });
     });
 
+    describe("checksums (docs/checksums.md)", () => {
+      /** Parts uploaded as the server does: each with its CRC32C; and the whole file's CRC32C. */
+      async function checksummed(bodies: readonly Uint8Array[], on = store) {
+        const uploadId = await on.createUpload(key, owner);
+        const parts: UploadedPart[] = [];
+        let whole = 0;
+        for (const [i, body] of bodies.entries()) {
+          const crc = crc32c(body);
+          parts.push({ etag: await on.uploadPart(key, uploadId, i + 1, body, crc), crc32c: crc });
+          whole = crc32cCombine(whole, crc, body.length);
+        }
+        return { uploadId, parts, whole };
+      }
+
+      it("a completed upload reports its full-object CRC32C, that of the bytes", async () => {
+        const bodies = [randomBytes(PART), randomBytes(PART), randomBytes(4321)];
+        const { uploadId, parts, whole } = await checksummed(bodies);
+        const done = await store.completeUpload(key, uploadId, parts, {
+          ...keep,
+          owner,
+          crc32c: whole,
+        });
+        const expected = await sdkCrc32c(Buffer.concat(bodies));
+        expect(done.result).toBe("completed");
+        if (done.crc32c !== undefined) expect(done.crc32c).toBe(expected);
+        expect((await store.head(key))?.checksum?.crc32c).toBe(expected);
+        await expectContent(key, Buffer.concat(bodies), owner);
+        // A repeated completion (its answer lost) reports the same object.
+        const again = await store.completeUpload(key, uploadId, parts, {
+          ...keep,
+          owner,
+          crc32c: whole,
+        });
+        expect(again.result).toBe("completed");
+        expect((await store.head(key))?.checksum?.crc32c).toBe(expected);
+      });
+
+      it('a completion whose parts are not the expected size is "invalid" and leaves no object', async () => {
+        const bodies = [randomBytes(PART), randomBytes(10)];
+        const { uploadId, parts, whole } = await checksummed(bodies);
+        const options = { ...keep, owner, crc32c: whole, size: PART + 11 };
+        expect((await store.completeUpload(key, uploadId, parts, options)).result).toBe("invalid");
+        expect(await store.head(key)).toBeUndefined();
+      });
+
+      it.each([
+        ["0 bytes", () => new Uint8Array(0)],
+        ["every byte value", allByteValues],
+      ])("putObject records the CRC32C of %s", async (_, make) => {
+        const body = make();
+        await store.putObject(key, body, { ...keep, owner });
+        expect((await store.head(key))?.checksum?.crc32c).toBe(await sdkCrc32c(body));
+      });
+
+      it("a copy carries the source's CRC32C", async () => {
+        const body = allByteValues();
+        await store.putObject(key, body, { ...keep, owner });
+        await store.copy(key, `${key}.copy`, { ...keep, owner: sessionId() });
+        expect((await store.head(`${key}.copy`))?.checksum?.crc32c).toBe(await sdkCrc32c(body));
+      });
+
+      known("checksum-verification")(
+        "a part whose bytes do not match its CRC32C is refused and not stored",
+        async () => {
+          const uploadId = await store.createUpload(key, owner);
+          const body = randomBytes(1000);
+          const wrong = (crc32c(body) ^ 1) >>> 0;
+          await expect(store.uploadPart(key, uploadId, 1, body, wrong)).rejects.toThrow(
+            ChecksumMismatchError,
+          );
+          const etag = await store.uploadPart(key, uploadId, 1, body, crc32c(body));
+          const parts = [{ etag, crc32c: crc32c(body) }];
+          const done = await store.completeUpload(key, uploadId, parts, { ...keep, owner });
+          expect(done.result).toBe("completed");
+          await expectContent(key, body, owner);
+        },
+      );
+
+      known("checksum-verification")(
+        'a wrong full-object CRC32C is "invalid", writes nothing, and the upload survives',
+        async () => {
+          const bodies = [randomBytes(PART), randomBytes(10)];
+          const { uploadId, parts, whole } = await checksummed(bodies);
+          const wrong = { ...keep, owner, crc32c: (whole ^ 0x80) >>> 0 };
+          expect((await store.completeUpload(key, uploadId, parts, wrong)).result).toBe("invalid");
+          expect(await store.head(key)).toBeUndefined();
+          const right = { ...keep, owner, crc32c: whole };
+          const done = await store.completeUpload(key, uploadId, parts, right);
+          expect(done).toMatchObject({ result: "completed", crc32c: crc32cBase64(whole) });
+          await expectContent(key, Buffer.concat(bodies), owner);
+        },
+      );
+
+      known("checksum-verification")(
+        'a part listed with another CRC32C than it was uploaded with is "invalid"',
+        async () => {
+          const bodies = [randomBytes(PART), randomBytes(10)];
+          const { uploadId, parts, whole } = await checksummed(bodies);
+          const listed = [
+            parts[0] as UploadedPart,
+            { ...parts[1], etag: parts[1]?.etag ?? "", crc32c: 7 },
+          ];
+          const options = { ...keep, owner, crc32c: whole };
+          expect((await store.completeUpload(key, uploadId, listed, options)).result).toBe(
+            "invalid",
+          );
+          expect(await store.head(key)).toBeUndefined();
+        },
+      );
+    });
+
     describe("multipart uploads", () => {
       it("uploadPart answers a quoted ETag, different for different bytes", async () => {
         const { etags } = await upload([allByteValues(), new Uint8Array([1])]);
@@ -439,57 +586,43 @@ export function objectStoreContract(
       it("completing parts 1..n yields exactly their concatenation, owned by its session", async () => {
         const bodies = [randomBytes(PART), randomBytes(PART), randomBytes(12_345)];
         const { uploadId, etags } = await upload(bodies);
-        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe(
-          "completed",
-        );
+        expect(await complete(uploadId, etags, { ...keep, owner })).toBe("completed");
         await expectContent(key, Buffer.concat(bodies), owner);
       });
 
       it("a single small part completes (only non-last parts have a minimum)", async () => {
         const body = allByteValues();
         const { uploadId, etags } = await upload([body]);
-        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe(
-          "completed",
-        );
+        expect(await complete(uploadId, etags, { ...keep, owner })).toBe("completed");
         await expectContent(key, body, owner);
       });
 
       it('re-uploading a part number replaces it; the old ETag is "invalid"', async () => {
         const [old, replacement, last] = [randomBytes(PART), randomBytes(PART), randomBytes(100)];
         const { uploadId, etags } = await upload([old, last]);
-        const newEtag = await store.uploadPart(key, uploadId, 1, replacement);
+        const newEtag = await part(store, key, uploadId, 1, replacement);
         expect(newEtag).not.toBe(etags[0]);
-        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe(
-          "invalid",
-        );
+        expect(await complete(uploadId, etags, { ...keep, owner })).toBe("invalid");
         const fixed = [newEtag, etags[1] ?? ""];
-        expect(await store.completeUpload(key, uploadId, fixed, { ...keep, owner })).toBe(
-          "completed",
-        );
+        expect(await complete(uploadId, fixed, { ...keep, owner })).toBe("completed");
         await expectContent(key, Buffer.concat([replacement, last]), owner);
       });
 
       it('a non-last part under 5 MiB is "invalid"; the upload survives', async () => {
         const [small, last] = [randomBytes(PART - 1), randomBytes(10)];
         const { uploadId, etags } = await upload([small, last]);
-        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe(
-          "invalid",
-        );
+        expect(await complete(uploadId, etags, { ...keep, owner })).toBe("invalid");
         expect(await store.head(key)).toBeUndefined();
         const big = randomBytes(PART);
-        const fixed = [await store.uploadPart(key, uploadId, 1, big), etags[1] ?? ""];
-        expect(await store.completeUpload(key, uploadId, fixed, { ...keep, owner })).toBe(
-          "completed",
-        );
+        const fixed = [await part(store, key, uploadId, 1, big), etags[1] ?? ""];
+        expect(await complete(uploadId, fixed, { ...keep, owner })).toBe("completed");
         await expectContent(key, Buffer.concat([big, last]), owner);
       });
 
       it('a wrong ETag is "invalid" and writes nothing', async () => {
         const { uploadId, etags } = await upload([randomBytes(PART), randomBytes(10)]);
         const wrong = [etags[0] ?? "", `"${"0".repeat(32)}"`];
-        expect(await store.completeUpload(key, uploadId, wrong, { ...keep, owner })).toBe(
-          "invalid",
-        );
+        expect(await complete(uploadId, wrong, { ...keep, owner })).toBe("invalid");
         expect(await store.head(key)).toBeUndefined();
       });
 
@@ -499,10 +632,10 @@ export function objectStoreContract(
           const bodies = [randomBytes(PART), randomBytes(77)];
           const { uploadId, etags } = await upload(bodies);
           const options = { overwrite, owner };
-          expect(await store.completeUpload(key, uploadId, etags, options)).toBe("completed");
-          expect(await store.completeUpload(key, uploadId, etags, options)).toBe("completed");
+          expect(await complete(uploadId, etags, options)).toBe("completed");
+          expect(await complete(uploadId, etags, options)).toBe("completed");
           const flipped = { overwrite: !overwrite, owner };
-          expect(await store.completeUpload(key, uploadId, etags, flipped)).toBe("completed");
+          expect(await complete(uploadId, etags, flipped)).toBe("completed");
           await expectContent(key, Buffer.concat(bodies), owner);
         },
       );
@@ -513,12 +646,10 @@ export function objectStoreContract(
         await store.putObject(key, existing, { ...keep, owner: other });
         const body = randomBytes(99);
         const { uploadId, etags } = await upload([body]);
-        expect(await store.completeUpload(key, uploadId, etags, { ...keep, owner })).toBe("exists");
+        expect(await complete(uploadId, etags, { ...keep, owner })).toBe("exists");
         await expectContent(key, existing, other);
         // The upload is untouched: with overwrite on, the same completion replaces the object.
-        expect(await store.completeUpload(key, uploadId, etags, { ...replace, owner })).toBe(
-          "completed",
-        );
+        expect(await complete(uploadId, etags, { ...replace, owner })).toBe("completed");
         await expectContent(key, body, owner);
       });
 
@@ -528,7 +659,7 @@ export function objectStoreContract(
           const { uploadId, etags } = await upload([randomBytes(50)]);
           await store.abortUpload(key, uploadId);
           const options = { overwrite, owner };
-          expect(await store.completeUpload(key, uploadId, etags, options)).toBe("missing");
+          expect(await complete(uploadId, etags, options)).toBe("missing");
           expect(await store.head(key)).toBeUndefined();
         },
       );
@@ -544,9 +675,7 @@ export function objectStoreContract(
           await store.putObject(key, existing, { ...keep, owner: other });
           const { uploadId, etags } = await upload([randomBytes(50)]);
           await store.abortUpload(key, uploadId);
-          expect(await store.completeUpload(key, uploadId, etags, { overwrite, owner })).toBe(
-            expected,
-          );
+          expect(await complete(uploadId, etags, { overwrite, owner })).toBe(expected);
           await expectContent(key, existing, other);
         },
       );

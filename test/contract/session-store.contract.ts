@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { beforeEach, describe, expect, it } from "vitest";
 import { S3_MAX_PARTS } from "../../functions/bits/constants.ts";
+import { partEntry } from "../../functions/bits/crc32c.ts";
 import { PART_CHUNK, type SessionRecord } from "../../functions/bits/session.ts";
 import type { SessionCaps, SessionStore } from "../../functions/ports/session-store.ts";
 
@@ -61,6 +62,18 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
             etags: etagsFor("a", 3),
             chunks: 187,
             version: 9_000_001,
+          }),
+        ],
+        [
+          "a record with checksums and part entries that carry CRCs (docs/checksums.md)",
+          openRecord({
+            total: 12 * 1024 * 1024,
+            offset: 11 * 1024 * 1024,
+            partsEnd: 10 * 1024 * 1024,
+            receivedCrc32c: 0xffffffff,
+            partsCrc32c: 0,
+            etags: etagsFor("c", 2).map((etag, i) => partEntry(etag, 0xe3069283 + i)),
+            chunks: 1,
           }),
         ],
         ["a zero-byte upload's record", openRecord({ total: 0, nextPartEnd: 5 * 1024 * 1024 })],

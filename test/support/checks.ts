@@ -6,13 +6,13 @@ import { bucketKeys, tableItems, uploadIsGone } from "./storage.ts";
 export const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 
 /**
- * CRC32C of `bytes` as S3 writes it (base64 of the big-endian value), computed by the AWS
- * SDK's own implementation: an oracle independent of the server's.
+ * The CRC32C of `bytes` in S3's format (base64 of 4 big-endian bytes), computed with the AWS
+ * SDK's own implementation: independent of the server's (docs/checksums.md).
  */
-export async function crc32cOf(bytes: Uint8Array): Promise<string> {
-  const crc = new Crc32cJs();
-  crc.update(bytes);
-  return Buffer.from(await crc.digest()).toString("base64");
+export async function sdkCrc32c(bytes: Uint8Array): Promise<string> {
+  const hash = new Crc32cJs();
+  hash.update(bytes);
+  return Buffer.from(await hash.digest()).toString("base64");
 }
 
 /**

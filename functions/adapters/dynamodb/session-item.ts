@@ -22,7 +22,10 @@ export function parseChunkKey(pk: string): { sessionId: string; index: number } 
 const n = (value: number): AttributeValue => ({ N: String(value) });
 const s = (value: string): AttributeValue => ({ S: value });
 
-/** ETags travel as one comma-joined string: compact, and an empty list is just "". */
+/**
+ * Part entries (ETag and CRC, crc32c.ts `partEntry`) travel as one comma-joined string: compact,
+ * and an empty list is just "".
+ */
 export const joinEtags = (etags: readonly string[]) => etags.join(",");
 export const splitEtags = (value: string | undefined) =>
   value === undefined || value === "" ? [] : value.split(",");
@@ -65,6 +68,8 @@ export function toItem(record: SessionRecord): Item {
   }
   if (record.notifyingUntil !== undefined) item.nlu = n(record.notifyingUntil);
   if (record.nextPartEnd !== undefined) item.npe = n(record.nextPartEnd);
+  if (record.receivedCrc32c !== undefined) item.rc = n(record.receivedCrc32c);
+  if (record.partsCrc32c !== undefined) item.pc = n(record.partsCrc32c);
   if (record.createdAt !== undefined) item.ca = n(record.createdAt);
   if (record.client !== undefined) item.cli = s(record.client);
   if (record.bytesReceived !== undefined) item.br = n(record.bytesReceived);
@@ -117,6 +122,9 @@ export function fromItem(item: Item): SessionRecord {
     nextPartEnd: num(item, "npe"),
     offset: num(item, "off") ?? 0,
     etags: splitEtags(item.etags?.S),
+    // Records older than checksums have neither: their file is completed unverified.
+    receivedCrc32c: num(item, "rc"),
+    partsCrc32c: num(item, "pc"),
     chunks: num(item, "ch") ?? 0,
     version: num(item, "ver") ?? 0,
     expiresAt: num(item, "exp") ?? 0,

@@ -1,7 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { S3_MIN_PART_SIZE } from "../../bits/constants.ts";
+import { crc32c, crc32cBase64, crc32cCombine } from "../../bits/crc32c.ts";
 import {
-  type CompleteResult,
+  ChecksumMismatchError,
+  type CompleteOptions,
+  type Completion,
   type Head,
   MAX_PRESIGN_SECONDS,
   type ObjectBytes,
@@ -9,6 +12,7 @@ import {
   ObjectMissingError,
   type ObjectStat,
   type ObjectStore,
+  type UploadedPart,
   UploadGoneError,
   type WriteOptions,
 } from "../../ports/object-store.ts";
@@ -17,6 +21,8 @@ import { md5, sameEtag } from "../s3/etag.ts";
 interface Part {
   readonly body: Uint8Array;
   readonly etag: string;
+  /** CRC32C of `body`, kept as S3 keeps a checksum with every part and object. */
+  readonly crc32c: number;
 }
 
 interface StoredObject extends Part {
@@ -33,9 +39,10 @@ interface Upload {
 const etagOf = (body: Uint8Array) => `"${md5(body).toString("hex")}"`;
 
 /** A stored object owning `body` (the caller gives up the buffer), dated like S3: whole seconds. */
-const stored = (body: Uint8Array, owner?: string): StoredObject => ({
+const stored = (body: Uint8Array, owner?: string, crc = crc32c(body)): StoredObject => ({
   body,
   etag: etagOf(body),
+  crc32c: crc,
   owner,
   lastModified: new Date(Math.floor(Date.now() / 1000) * 1000),
 });
@@ -50,7 +57,10 @@ const streamOf = (bytes: Uint8Array) =>
 
 /**
  * An in-memory ObjectStore with S3's multipart rules (parts replaced by number, EntityTooSmall
- * and InvalidPart at completion, MD5 ETags). Passes the same contract suite as S3ObjectStore.
+ * and InvalidPart at completion, MD5 ETags) and S3's checksums: a part whose bytes do not match
+ * the CRC32C sent with it is refused, a completion whose full-object CRC32C does not match its
+ * parts is invalid, and every object reports its CRC32C. Passes the same contract suite as
+ * S3ObjectStore.
  */
 export class MemoryObjectStore implements ObjectStore {
   readonly objects = new Map<string, StoredObject>();
@@ -58,7 +68,9 @@ export class MemoryObjectStore implements ObjectStore {
 
   async head(key: string): Promise<Head | undefined> {
     const object = this.objects.get(key);
-    return object && { key, size: object.body.length, owner: object.owner };
+    if (object === undefined) return undefined;
+    const checksum = { crc32c: crc32cBase64(object.crc32c), reportedBy: "store" as const };
+    return { key, size: object.body.length, owner: object.owner, checksum };
   }
 
   async createUpload(key: string, owner: string) {
@@ -67,10 +79,19 @@ export class MemoryObjectStore implements ObjectStore {
     return id;
   }
 
-  async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array) {
+  async uploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Uint8Array,
+    crc?: number,
+  ) {
     const upload = this.uploads.get(uploadId);
     if (!upload || upload.key !== key) throw new UploadGoneError(uploadId);
-    const part = { body: new Uint8Array(body), etag: etagOf(body) };
+    const part = { body: new Uint8Array(body), etag: etagOf(body), crc32c: crc32c(body) };
+    // S3: BadDigest, and the part is not stored.
+    if (crc !== undefined && crc !== part.crc32c)
+      throw new ChecksumMismatchError(`part ${partNumber}`);
     upload.parts.set(partNumber, part);
     return part.etag;
   }
@@ -78,24 +99,37 @@ export class MemoryObjectStore implements ObjectStore {
   async completeUpload(
     key: string,
     uploadId: string,
-    etags: readonly string[],
-    { overwrite, owner }: WriteOptions,
-  ): Promise<CompleteResult> {
+    parts: readonly UploadedPart[],
+    { overwrite, owner, crc32c: expected, size }: CompleteOptions,
+  ): Promise<Completion> {
     const existing = this.objects.get(key);
     const upload = this.uploads.get(uploadId);
-    if (existing && !overwrite) return existing.owner === owner ? "completed" : "exists";
-    if (!upload) return existing?.owner === owner ? "completed" : "missing";
+    // A completion found done (its answer was lost) reports the object as it is.
+    const mine = existing?.owner === owner;
+    const earlier: Completion = mine
+      ? { result: "completed", crc32c: crc32cBase64(existing?.crc32c ?? 0) }
+      : { result: "exists" };
+    if (existing && !overwrite) return earlier;
+    if (!upload) return mine ? earlier : { result: "missing" };
     const bodies: Uint8Array[] = [];
-    for (const [i, etag] of etags.entries()) {
+    let crc = 0;
+    for (const [i, { etag, crc32c: partCrc }] of parts.entries()) {
       const part = upload.parts.get(i + 1);
-      if (!part || !sameEtag(part.etag, etag)) return "invalid"; // S3: InvalidPart
-      if (i < etags.length - 1 && part.body.length < S3_MIN_PART_SIZE) return "invalid";
+      // S3: InvalidPart, for a wrong ETag or a checksum that is not the part's.
+      if (!part || !sameEtag(part.etag, etag)) return { result: "invalid" };
+      if (partCrc !== undefined && partCrc !== part.crc32c) return { result: "invalid" };
+      if (i < parts.length - 1 && part.body.length < S3_MIN_PART_SIZE) return { result: "invalid" };
       bodies.push(part.body);
+      crc = crc32cCombine(crc, part.crc32c, part.body.length);
     }
+    // S3 with ChecksumType FULL_OBJECT: BadDigest, and the upload stays.
+    if (expected !== undefined && expected !== crc) return { result: "invalid" };
     const body = Buffer.concat(bodies);
-    this.objects.set(key, stored(body, upload.owner));
+    // S3: InvalidRequest for a wrong MpuObjectSize.
+    if (size !== undefined && size !== body.length) return { result: "invalid" };
+    this.objects.set(key, stored(body, upload.owner, crc));
     this.uploads.delete(uploadId);
-    return "completed";
+    return { result: "completed", crc32c: crc32cBase64(crc) };
   }
 
   async abortUpload(_key: string, uploadId: string) {
@@ -165,7 +199,8 @@ export class MemoryObjectStore implements ObjectStore {
     if (existing && !overwrite) return existing.owner === owner ? "stored" : "exists";
     const source = this.objects.get(from);
     if (!source) throw new ObjectMissingError(from);
-    this.objects.set(to, stored(source.body, owner)); // bodies are never changed in place
+    // Bodies are never changed in place; the checksum goes with them.
+    this.objects.set(to, stored(source.body, owner, source.crc32c));
     return "stored" as const;
   }
 

@@ -56,29 +56,31 @@ export function copyPartSize(size: number, wanted: number): number {
 
 /**
  * Copies a whole object server-side: CopyObject up to `singleCopyLimit`, a multipart copy
- * (UploadPartCopy with CopySourceRange) beyond. S3's errors pass through; the adapter
- * translates them.
+ * (UploadPartCopy with CopySourceRange) beyond; either insists on the source's ETag. Answers
+ * the new object's version, where the bucket keeps versions. S3's errors pass through; the
+ * adapter translates them.
  */
 export async function copyObject(
   client: S3Client,
   bucket: string,
   request: CopyRequest,
   tuning: CopyTuning,
-): Promise<void> {
+): Promise<string | undefined> {
   if (request.size <= tuning.singleCopyLimit) {
-    await client.send(
+    const out = await client.send(
       new CopyObjectCommand({
         Bucket: bucket,
         Key: request.to,
         CopySource: copySource(bucket, request.from),
+        CopySourceIfMatch: request.etag,
         MetadataDirective: "REPLACE",
         Metadata: request.metadata,
         ...(request.ifNoneMatch ? { IfNoneMatch: "*" } : {}),
       }),
     );
-    return;
+    return out.VersionId;
   }
-  await multipartCopy(client, bucket, request, tuning);
+  return multipartCopy(client, bucket, request, tuning);
 }
 
 async function multipartCopy(
@@ -86,7 +88,7 @@ async function multipartCopy(
   bucket: string,
   request: CopyRequest,
   tuning: CopyTuning,
-): Promise<void> {
+): Promise<string | undefined> {
   const created = await client.send(
     new CreateMultipartUploadCommand({
       Bucket: bucket,
@@ -135,7 +137,7 @@ async function multipartCopy(
     );
     const rejected = settled.find((result) => result.status === "rejected");
     if (rejected) throw rejected.reason;
-    await client.send(
+    const out = await client.send(
       new CompleteMultipartUploadCommand({
         Bucket: bucket,
         Key: request.to,
@@ -144,6 +146,7 @@ async function multipartCopy(
         ...(request.ifNoneMatch ? { IfNoneMatch: "*" } : {}),
       }),
     );
+    return out.VersionId;
   } catch (error) {
     // Parts of an abandoned copy cost storage until a lifecycle rule ends them: end them now.
     await client

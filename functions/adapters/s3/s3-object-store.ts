@@ -5,14 +5,18 @@ import {
   DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  type HeadObjectCommandOutput,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { crc32c, crc32cBase64, crc32cFromBase64 } from "../../bits/crc32c.ts";
 import {
-  type CompleteResult,
+  ChecksumMismatchError,
+  type CompleteOptions,
+  type Completion,
   type Head,
   MAX_PRESIGN_SECONDS,
   type ObjectBytes,
@@ -20,22 +24,61 @@ import {
   ObjectMissingError,
   type ObjectStat,
   type ObjectStore,
+  type UploadedPart,
   UploadGoneError,
   type WriteOptions,
 } from "../../ports/object-store.ts";
-import { md5 } from "./etag.ts";
+import { md5, sameEtag } from "./etag.ts";
 import { type CopyTuning, copyObject, S3_COPY_LIMITS } from "./s3-copy.ts";
 
 /** User metadata naming the session that wrote an object (`x-amz-meta-bits-session`). */
 const OWNER = "bits-session";
 
+/**
+ * The object's full-object CRC32C where the store keeps none (`x-amz-meta-bits-crc32c`, base64
+ * like S3's own): recorded by the server from the bytes it received (docs/checksums.md).
+ */
+const CRC32C = "bits-crc32c";
+
 /** Completion failures that repeating cannot fix: the part list does not match S3's parts. */
 const INVALID_PARTS = new Set(["InvalidPart", "InvalidPartOrder", "EntityTooSmall"]);
 
 /** S3's answer codes, translated here and never seen past this file. */
-function s3Error(error: unknown): { name: string; status: number | undefined } {
-  const e = error as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
-  return { name: e.Code ?? e.name ?? "", status: e.$metadata?.httpStatusCode };
+function s3Error(error: unknown): { name: string; status: number | undefined; message: string } {
+  const e = error as {
+    name?: string;
+    Code?: string;
+    message?: string;
+    $metadata?: { httpStatusCode?: number };
+  };
+  return {
+    name: e.Code ?? e.name ?? "",
+    status: e.$metadata?.httpStatusCode,
+    message: e.message ?? "",
+  };
+}
+
+/**
+ * S3 refusing bytes or a completion because a checksum does not match: BadDigest (a body
+ * against its Content-MD5 or x-amz-checksum-*), or InvalidRequest naming the checksum.
+ */
+function isChecksumRefusal(error: unknown): boolean {
+  const { name, message } = s3Error(error);
+  return name === "BadDigest" || (name === "InvalidRequest" && /checksum/i.test(message));
+}
+
+/** S3 refusing a completion whose parts do not add up to the MpuObjectSize sent. */
+function isSizeRefusal(error: unknown): boolean {
+  const { name, message } = s3Error(error);
+  return name === "InvalidRequest" && /size/i.test(message);
+}
+
+/**
+ * A full-object CRC32C as S3 reports it; a composite one (`…-3`, a checksum of part checksums)
+ * is no checksum of the object's bytes and counts as none.
+ */
+function fullObjectCrc(value: string | undefined): string | undefined {
+  return value !== undefined && crc32cFromBase64(value) !== undefined ? value : undefined;
 }
 
 function isNotFound(error: unknown): boolean {
@@ -45,7 +88,9 @@ function isNotFound(error: unknown): boolean {
 
 /**
  * ObjectStore on S3. Give it a client built with `requestChecksumCalculation: "WHEN_REQUIRED"`:
- * every body is sent with its Content-MD5 instead, which S3 verifies, and part ETags stay MD5s.
+ * every body is sent with its Content-MD5 and the CRC32C the caller computed (or this adapter,
+ * for whole objects) instead of the SDK's CRC trailers; S3 verifies both, and part ETags stay
+ * MD5s. Objects carry a full-object CRC32C (docs/checksums.md).
  */
 export class S3ObjectStore implements ObjectStore {
   private readonly tuning: CopyTuning;
@@ -60,9 +105,16 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async head(key: string): Promise<Head | undefined> {
+    const out = await this.headObject(key);
+    return out && headOf(key, out);
+  }
+
+  /** HeadObject with the object's checksum; undefined when the object is missing. */
+  private async headObject(key: string): Promise<HeadObjectCommandOutput | undefined> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return { key, size: out.ContentLength ?? 0, owner: out.Metadata?.[OWNER] };
+      return await this.client.send(
+        new HeadObjectCommand({ Bucket: this.bucket, Key: key, ChecksumMode: "ENABLED" }),
+      );
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw error;
@@ -75,13 +127,23 @@ export class S3ObjectStore implements ObjectStore {
         Bucket: this.bucket,
         Key: key,
         Metadata: { [OWNER]: owner },
+        // A CRC32C of the whole object's bytes, not one of the parts' checksums: anyone can
+        // check it against the file with standard tools (docs/checksums.md).
+        ChecksumAlgorithm: "CRC32C",
+        ChecksumType: "FULL_OBJECT",
       }),
     );
     if (!out.UploadId) throw new Error("CreateMultipartUpload returned no UploadId");
     return out.UploadId;
   }
 
-  async uploadPart(key: string, uploadId: string, partNumber: number, body: Uint8Array) {
+  async uploadPart(
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Uint8Array,
+    crc?: number,
+  ) {
     const out = await this.client
       .send(
         new UploadPartCommand({
@@ -92,10 +154,12 @@ export class S3ObjectStore implements ObjectStore {
           Body: body,
           ContentLength: body.length,
           ContentMD5: md5(body).toString("base64"),
+          ...(crc === undefined ? {} : { ChecksumCRC32C: crc32cBase64(crc) }),
         }),
       )
       .catch((error: unknown) => {
         if (s3Error(error).name === "NoSuchUpload") throw new UploadGoneError(uploadId);
+        if (isChecksumRefusal(error)) throw new ChecksumMismatchError(`part ${partNumber}`);
         throw error;
       });
     if (!out.ETag) throw new Error("UploadPart returned no ETag");
@@ -105,36 +169,126 @@ export class S3ObjectStore implements ObjectStore {
   async completeUpload(
     key: string,
     uploadId: string,
-    etags: readonly string[],
-    { overwrite, owner }: WriteOptions,
-  ): Promise<CompleteResult> {
+    parts: readonly UploadedPart[],
+    { overwrite, owner, crc32c: expected, size }: CompleteOptions,
+  ): Promise<Completion> {
     if (!overwrite) {
       // S3 refuses with If-None-Match below; asking first also covers stores that ignore it.
-      const existing = await this.head(key);
-      if (existing !== undefined) return existing.owner === owner ? "completed" : "exists";
+      const existing = await this.headObject(key);
+      if (existing !== undefined) {
+        if (existing.Metadata?.[OWNER] !== owner) return { result: "exists" };
+        return this.completedEarlier(key, existing, owner, expected, size);
+      }
     }
     try {
-      await this.client.send(
+      const out = await this.client.send(
         new CompleteMultipartUploadCommand({
           Bucket: this.bucket,
           Key: key,
           UploadId: uploadId,
-          MultipartUpload: { Parts: etags.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+          MultipartUpload: {
+            Parts: parts.map(({ etag, crc32c }, i) => ({
+              ETag: etag,
+              PartNumber: i + 1,
+              ...(crc32c === undefined ? {} : { ChecksumCRC32C: crc32cBase64(crc32c) }),
+            })),
+          },
+          // S3 computes the object's CRC32C from the parts and refuses the completion when it
+          // is not this one (docs/checksums.md).
+          ...(expected === undefined
+            ? {}
+            : { ChecksumCRC32C: crc32cBase64(expected), ChecksumType: "FULL_OBJECT" }),
+          ...(size === undefined ? {} : { MpuObjectSize: size }),
           ...(overwrite ? {} : { IfNoneMatch: "*" }),
         }),
       );
-      return "completed";
+      const reported = fullObjectCrc(out.ChecksumCRC32C);
+      if (reported !== undefined || expected === undefined) {
+        return { result: "completed", versionId: out.VersionId, crc32c: reported };
+      }
+      const recorded = await this.recordChecksum(key, out.ETag, owner, expected, size);
+      return recorded ?? { result: "completed", versionId: out.VersionId };
     } catch (error) {
       const { name, status } = s3Error(error);
-      if (INVALID_PARTS.has(name)) return "invalid";
+      // InvalidRequest also answers a wrong MpuObjectSize.
+      if (INVALID_PARTS.has(name) || isChecksumRefusal(error) || isSizeRefusal(error)) {
+        return { result: "invalid" };
+      }
       // A lost answer to an earlier, successful completion looks like one of these; so does a
       // conditional write that lost to another (412) or raced one (409).
       if (name === "NoSuchUpload" || status === 412 || status === 409) {
-        const head = await this.head(key);
-        if (head?.owner === owner) return "completed";
-        if (name === "NoSuchUpload") return "missing";
-        if (head !== undefined) return "exists";
+        const head = await this.headObject(key);
+        if (head !== undefined && head.Metadata?.[OWNER] === owner) {
+          return this.completedEarlier(key, head, owner, expected, size);
+        }
+        if (name === "NoSuchUpload") return { result: "missing" };
+        if (head !== undefined) return { result: "exists" };
       }
+      throw error;
+    }
+  }
+
+  /**
+   * A completion found already done (its answer was lost): what the object reports, with the
+   * checksum recorded if the earlier call stopped before it could.
+   */
+  private async completedEarlier(
+    key: string,
+    head: HeadObjectCommandOutput,
+    owner: string,
+    expected: number | undefined,
+    size: number | undefined,
+  ): Promise<Completion> {
+    const reported = fullObjectCrc(head.ChecksumCRC32C);
+    if (reported !== undefined) {
+      return { result: "completed", versionId: head.VersionId, crc32c: reported };
+    }
+    if (expected !== undefined && head.Metadata?.[CRC32C] === undefined) {
+      const recorded = await this.recordChecksum(key, head.ETag, owner, expected, size);
+      if (recorded !== undefined) return recorded;
+    }
+    return { result: "completed", versionId: head.VersionId };
+  }
+
+  /**
+   * Where the store keeps no checksum (S3 stand-ins, some S3-compatible stores), records the
+   * expected CRC32C in the completed object's metadata. Metadata is only written with the
+   * object, so this is an in-place copy (MetadataDirective REPLACE, owner kept), conditional on
+   * the completed object's ETag: an object that has meanwhile replaced ours is left alone.
+   * Real S3 reports the checksum and never gets here (docs/checksums.md).
+   *
+   * Such a store checked nothing, so the size at least is checked here: an object of another
+   * size than expected is not the file, and is removed ("invalid"). Answers undefined when the
+   * object is no longer the one completed here (nothing to record).
+   */
+  private async recordChecksum(
+    key: string,
+    etag: string | undefined,
+    owner: string,
+    crc: number,
+    size: number | undefined,
+  ): Promise<Completion | undefined> {
+    const head = await this.headObject(key);
+    if (head === undefined || head.Metadata?.[OWNER] !== owner || !head.ETag) return undefined;
+    if (etag !== undefined && !sameEtag(etag, head.ETag)) return undefined;
+    if (size !== undefined && head.ContentLength !== size) {
+      await this.delete([key]);
+      return { result: "invalid" };
+    }
+    const request = {
+      from: key,
+      to: key,
+      size: head.ContentLength ?? 0,
+      etag: head.ETag,
+      metadata: { ...head.Metadata, [OWNER]: owner, [CRC32C]: crc32cBase64(crc) },
+      ifNoneMatch: false,
+    };
+    try {
+      const versionId = await copyObject(this.client, this.bucket, request, this.tuning);
+      return { result: "completed", versionId: versionId ?? head.VersionId };
+    } catch (error) {
+      // The object changed under the copy: it is no longer the one completed here.
+      if (s3Error(error).status === 412) return undefined;
       throw error;
     }
   }
@@ -161,7 +315,8 @@ export class S3ObjectStore implements ObjectStore {
     }
     try {
       await this.send(key, body, {
-        Metadata: { [OWNER]: owner },
+        // Recorded for stores that keep no checksum; S3 keeps its own (docs/checksums.md).
+        Metadata: { [OWNER]: owner, [CRC32C]: crc32cBase64(crc32c(body)) },
         ...(overwrite ? {} : { IfNoneMatch: "*" }),
       });
       return "stored";
@@ -180,16 +335,23 @@ export class S3ObjectStore implements ObjectStore {
     body: Uint8Array,
     extra: { Metadata?: Record<string, string>; IfNoneMatch?: string },
   ) {
-    await this.client.send(
-      new PutObjectCommand({
-        Bucket: this.bucket,
-        Key: key,
-        Body: body,
-        ContentLength: body.length,
-        ContentMD5: md5(body).toString("base64"),
-        ...extra,
-      }),
-    );
+    await this.client
+      .send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: body,
+          ContentLength: body.length,
+          ContentMD5: md5(body).toString("base64"),
+          // S3 checks the body against it and keeps it as the object's checksum.
+          ChecksumCRC32C: crc32cBase64(crc32c(body)),
+          ...extra,
+        }),
+      )
+      .catch((error: unknown) => {
+        if (isChecksumRefusal(error)) throw new ChecksumMismatchError(key);
+        throw error;
+      });
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
@@ -288,11 +450,15 @@ export class S3ObjectStore implements ObjectStore {
       const existing = await this.head(to);
       if (existing !== undefined) return existing.owner === owner ? "stored" : "exists";
     }
-    const source = await this.stat(from);
+    const source = await this.headObject(from);
     if (source === undefined) throw new ObjectMissingError(from);
+    if (!source.ETag) throw new Error("HeadObject returned no ETag");
     try {
-      const request = { from, to, size: source.size, etag: source.etag, ifNoneMatch: !overwrite };
-      const metadata = { [OWNER]: owner };
+      const size = source.ContentLength ?? 0;
+      const request = { from, to, size, etag: source.ETag, ifNoneMatch: !overwrite };
+      // A checksum recorded in the source's metadata goes with the bytes.
+      const crc = source.Metadata?.[CRC32C];
+      const metadata = { [OWNER]: owner, ...(crc === undefined ? {} : { [CRC32C]: crc }) };
       await copyObject(this.client, this.bucket, { ...request, metadata }, this.tuning);
       return "stored";
     } catch (error) {
@@ -317,6 +483,24 @@ export class S3ObjectStore implements ObjectStore {
     const command = method === "GET" ? new GetObjectCommand(input) : new PutObjectCommand(input);
     return getSignedUrl(this.client, command, { expiresIn: seconds });
   }
+}
+
+function headOf(key: string, out: HeadObjectCommandOutput): Head {
+  const reported = fullObjectCrc(out.ChecksumCRC32C);
+  const recorded = out.Metadata?.[CRC32C];
+  const checksum =
+    reported !== undefined
+      ? { crc32c: reported, reportedBy: "store" as const }
+      : recorded !== undefined && crc32cFromBase64(recorded) !== undefined
+        ? { crc32c: recorded, reportedBy: "metadata" as const }
+        : undefined;
+  return {
+    key,
+    size: out.ContentLength ?? 0,
+    owner: out.Metadata?.[OWNER],
+    ...(out.VersionId === undefined ? {} : { versionId: out.VersionId }),
+    ...(checksum === undefined ? {} : { checksum }),
+  };
 }
 
 /** The port's rule for a byte range: whole numbers with `0 <= start <= end`. */

@@ -1,0 +1,32 @@
+/**
+ * The CPU cost of the server's CRC32C against the AWS SDK's own JavaScript one, in MiB/s over a
+ * 64 MiB buffer (docs/checksums.md). Run: npx tsx scripts/crc32c-speed.ts
+ */
+import { randomBytes } from "node:crypto";
+import { Crc32cJs } from "@aws-sdk/checksums/crc";
+import { crc32c, crc32cBase64 } from "../functions/bits/crc32c.ts";
+
+const MiB = 1024 * 1024;
+const SIZE = 64 * MiB;
+const data = new Uint8Array(randomBytes(SIZE));
+
+async function sdk(bytes: Uint8Array): Promise<string> {
+  const hash = new Crc32cJs();
+  hash.update(bytes);
+  return Buffer.from(await hash.digest()).toString("base64");
+}
+
+async function best(name: string, run: () => Promise<string> | string) {
+  let fastest = Number.POSITIVE_INFINITY;
+  let result = "";
+  for (let i = 0; i < 3; i++) {
+    const start = performance.now();
+    result = await run();
+    fastest = Math.min(fastest, performance.now() - start);
+  }
+  const rate = SIZE / MiB / (fastest / 1000);
+  console.log(`${name.padEnd(28)} ${rate.toFixed(0).padStart(6)} MiB/s  (${result})`);
+}
+
+await best("functions/bits/crc32c.ts", () => crc32cBase64(crc32c(data)));
+await best("@aws-sdk/checksums Crc32cJs", () => sdk(data));
