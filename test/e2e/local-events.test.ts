@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
-import { sha256 } from "../support/checks.ts";
+import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { download, type Started, start, stop } from "../support/npm-start.ts";
 import { httpTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
@@ -54,7 +54,7 @@ describe("npm start prints one JSON line per ending session (README, Events)", (
     await stop(server);
   });
 
-  it("a completed upload: Upload Completed with the object's size and the client", async () => {
+  it("a completed upload: Upload Completed with the object's size, checksum and the client", async () => {
     const data = randomBytes(2 * 1024 * 1024 + 5, 7);
     const outcome = await bitsUpload(transport, "/events/done.bin", data, {
       initialFragment: 64 * 1024,
@@ -79,6 +79,7 @@ describe("npm start prints one JSON line per ending session (README, Events)", (
         principal: "anonymous",
         clientAddress: "127.0.0.1",
         bytesHeld: data.length,
+        checksum: { algorithm: "CRC32C", value: await sdkCrc32c(data) },
       },
     });
     const detail = event?.detail ?? {};

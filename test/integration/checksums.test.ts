@@ -5,6 +5,7 @@ import type { ServiceSettings } from "../../functions/service/context.ts";
 import { call, createSession, endSession, fragment } from "../support/calls.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { checksummingS3 } from "../support/checksum-s3.ts";
+import { eventsOf } from "../support/events.ts";
 import {
   bucketKeys,
   freshStorage,
@@ -157,6 +158,15 @@ describe("bytes damaged between receipt and storage", () => {
     expect(record?.status).toBe("cancelled");
     expect(await uploadIsGone(env.bucket, KEY, record?.uploadId ?? "")).toBe(true);
     expect(await bucketKeys(env.bucket)).toEqual([]);
+    // Announced as failed, with why (docs/events.md).
+    const events = await eventsOf(env.table, env.context);
+    expect(events.map((event) => [event.detailType, event.detail.eventId])).toEqual([
+      ["Upload Failed", id],
+    ]);
+    expect(events[0]?.detail).toMatchObject({
+      stored: false,
+      reason: expect.stringMatching(/checksum mismatch/),
+    });
   });
 
   it("a part damaged in transit is refused by S3's check; the client's resend stores the file exactly", async () => {

@@ -9,7 +9,7 @@ import type { EventSink } from "../../functions/ports/event-sink.ts";
 import type { SessionStore } from "../../functions/ports/session-store.ts";
 import { sweep } from "../../functions/service/cleanup.ts";
 import { createSession, endSession, fragment } from "../support/calls.ts";
-import { sha256 } from "../support/checks.ts";
+import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { eventsOf, streamFunction } from "../support/events.ts";
 import {
   bucketKeys,
@@ -122,6 +122,7 @@ describe("completion events come from the session table's stream (docs/events.md
         bytesReceived: data.length,
         fragments: 4,
         principal: "anonymous",
+        checksum: { algorithm: "CRC32C", value: await sdkCrc32c(data) },
       },
     });
     expect(only(events, cancelled).detail).toMatchObject({
@@ -186,7 +187,7 @@ describe("completion events come from the session table's stream (docs/events.md
     await consumer.stop();
     expect(only(sink.delivered, id)).toMatchObject({
       detailType: "Upload Completed",
-      detail: { size: data.length },
+      detail: { size: data.length, checksum: { value: await sdkCrc32c(data) } },
     });
     const stored = await storage.objects.get("ev/killed.bin");
     expect(stored && sha256(stored)).toBe(sha256(data));

@@ -8,7 +8,7 @@ import { describe, type ExpectStatic, expect, it } from "vitest";
 import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb-session-store.ts";
 import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
 import { MiB } from "../../functions/bits/constants.ts";
-import { sha256 } from "../support/checks.ts";
+import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { eventsOf } from "../support/events.ts";
 import {
   FAULT_KINDS,
@@ -37,6 +37,7 @@ import { bitsUpload, type ClientOptions, randomBytes } from "../support/windows-
 
 const DATA = randomBytes(6 * MiB + 123, 0x3f17);
 const DIGEST = sha256(DATA);
+const CRC = await sdkCrc32c(DATA);
 const PATH = "/faults/file.bin";
 const KEY = "faults/file.bin";
 /**
@@ -214,9 +215,7 @@ function expectClean(expect: ExpectStatic, dry: Run, run: Run, plan: FaultPlan |
   expect(
     run.events.filter((event) => event.type === "Upload Completed"),
     "one Upload Completed event",
-  ).toEqual([
-    { type: "Upload Completed", id: expect.any(String), size: DATA.length, crc: undefined },
-  ]);
+  ).toEqual([{ type: "Upload Completed", id: expect.any(String), size: DATA.length, crc: CRC }]);
   const ids = run.events.map((event) => event.id);
   expect(new Set(ids).size, "one event per session").toBe(ids.length);
 }
