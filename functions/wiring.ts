@@ -39,8 +39,8 @@ export function jsonRuntime(level: LogLevel): Runtime {
 export function awsClients(config: Config) {
   const s3 = new S3Client({
     region: config.region,
-    // Bodies carry Content-MD5 and the CRC32C the server computed itself (docs/checksums.md)
-    // instead of the SDK's default CRC trailers (s3-object-store.ts).
+    // Bodies carry the CRC32C the server computed itself (docs/checksums.md) instead of the
+    // SDK's default CRC trailers (s3-object-store.ts).
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
     ...(config.s3Endpoint ? { endpoint: config.s3Endpoint, forcePathStyle: true } : {}),

@@ -147,8 +147,12 @@ export interface ObjectStore {
    * recorded in its metadata); retry-safe like completeUpload.
    */
   putObject(key: string, body: Uint8Array, options: WriteOptions): Promise<"stored" | "exists">;
-  /** Writes a staged object, replacing any object at the key. */
-  put(key: string, body: Uint8Array): Promise<void>;
+  /**
+   * Writes a staged object, replacing any object at the key. `crc`, when the caller already has
+   * the body's CRC32C, spares computing it again; a store that checks refuses a body that does
+   * not match it (ChecksumMismatchError).
+   */
+  put(key: string, body: Uint8Array, crc?: number): Promise<void>;
   get(key: string): Promise<Uint8Array | undefined>;
   /** Streams an object (the dev server's GET). */
   read(key: string): Promise<{ size: number; stream: ReadableStream<Uint8Array> } | undefined>;

@@ -223,7 +223,8 @@ async function write(
     if (step.kind === "stage") {
       const key = stagedKey(prefix, step.start, step.end);
       staged.push(key);
-      await objects.put(key, step.bytes);
+      // The bytes' CRC32C, already computed for the received checksum, goes with them.
+      await objects.put(key, step.bytes, checksummed ? stepCrc : undefined);
       bytesStored += step.bytes.length;
       context.cache?.rememberStaged(key, step.bytes);
       continue;

@@ -527,6 +527,19 @@ export function objectStoreContract(
       });
 
       known("checksum-verification")(
+        "a staged object whose bytes do not match the CRC32C given is refused and not stored",
+        async () => {
+          const staged = `${key}.staged`;
+          const body = randomBytes(1000);
+          const wrong = (crc32c(body) ^ 1) >>> 0;
+          await expect(store.put(staged, body, wrong)).rejects.toThrow(ChecksumMismatchError);
+          expect(await store.get(staged)).toBeUndefined();
+          await store.put(staged, body, crc32c(body));
+          expect(new Uint8Array((await store.get(staged)) ?? [])).toEqual(new Uint8Array(body));
+        },
+      );
+
+      known("checksum-verification")(
         "a part whose bytes do not match its CRC32C is refused and not stored",
         async () => {
           const uploadId = await store.createUpload(key, owner);

@@ -166,17 +166,8 @@ describe("completion events come from the session table's stream (docs/events.md
   });
 
   it("a function killed between the commit and the tombstone: the retried Close announces it once", async () => {
-    const storage = await freshStorage();
-    const dying = dieOnce(storage.sessions, (record) => record.status === "closed");
-    const env = {
-      ...storage,
-      ...serviceOver(dying, storage.objects, { ...settings, bucket: storage.bucket }),
-    };
     const data = randomBytes(6 * MiB + 5, 4);
-    const id = await createSession(env.service, "/ev/killed.bin");
-    await send(env, id, "/ev/killed.bin", data);
-    // The object is completed, then the function dies before recording the end.
-    expect((await endSession(env.service, "Close-Session", id, "/ev/killed.bin")).status).toBe(500);
+    const { storage, env, id } = await killedAfterCommit("/ev/killed.bin", data);
     const sink = new MemoryEventSink();
     const consumer = await streamFunction(storage.table, env.context, sink);
     await consumer.drain();
@@ -194,16 +185,8 @@ describe("completion events come from the session table's stream (docs/events.md
   });
 
   it("a function killed after the commit, with no Close ever again: the sweep announces it completed", async () => {
-    const storage = await freshStorage();
-    const dying = dieOnce(storage.sessions, (record) => record.status === "closed");
-    const env = {
-      ...storage,
-      ...serviceOver(dying, storage.objects, { ...settings, bucket: storage.bucket }),
-    };
     const data = randomBytes(5 * MiB + 9, 5);
-    const id = await createSession(env.service, "/ev/orphan.bin");
-    await send(env, id, "/ev/orphan.bin", data);
-    expect((await endSession(env.service, "Close-Session", id, "/ev/orphan.bin")).status).toBe(500);
+    const { storage, env, id } = await killedAfterCommit("/ev/orphan.bin", data);
     env.runtime.advance((TIMEOUT + 1) * 1000);
     await sweep(env.context);
     const events = await eventsOf(storage.table, env.context);
@@ -244,6 +227,23 @@ describe("completion events come from the session table's stream (docs/events.md
     expect(delivered[0]).toEqual(delivered[1]);
   });
 });
+
+/**
+ * Uploads `data` to `path` and closes it on a function that completes the object and dies
+ * before it can record the session's end: Close-Session answers 500.
+ */
+async function killedAfterCommit(path: string, data: Uint8Array) {
+  const storage = await freshStorage();
+  const dying = dieOnce(storage.sessions, (record) => record.status === "closed");
+  const env = {
+    ...storage,
+    ...serviceOver(dying, storage.objects, { ...settings, bucket: storage.bucket }),
+  };
+  const id = await createSession(env.service, path);
+  await send(env, id, path, data);
+  expect((await endSession(env.service, "Close-Session", id, path)).status).toBe(500);
+  return { storage, env, id };
+}
 
 /**
  * A session store whose first write matching `dies` never happens: the function died after

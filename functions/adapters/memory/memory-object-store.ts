@@ -143,7 +143,9 @@ export class MemoryObjectStore implements ObjectStore {
     return "stored" as const;
   }
 
-  async put(key: string, body: Uint8Array) {
+  async put(key: string, body: Uint8Array, crc?: number) {
+    // S3: BadDigest, and nothing is stored.
+    if (crc !== undefined && crc !== crc32c(body)) throw new ChecksumMismatchError(key);
     this.objects.set(key, stored(new Uint8Array(body)));
   }
 

@@ -88,9 +88,9 @@ function isNotFound(error: unknown): boolean {
 
 /**
  * ObjectStore on S3. Give it a client built with `requestChecksumCalculation: "WHEN_REQUIRED"`:
- * every body is sent with its Content-MD5 and the CRC32C the caller computed (or this adapter,
- * for whole objects) instead of the SDK's CRC trailers; S3 verifies both, and part ETags stay
- * MD5s. Objects carry a full-object CRC32C (docs/checksums.md).
+ * every body is sent with the CRC32C the caller computed (or this adapter, for whole objects)
+ * instead of the SDK's CRC trailers, and S3 verifies it; only parts of sessions older than
+ * checksums carry a Content-MD5 instead. Objects carry a full-object CRC32C (docs/checksums.md).
  */
 export class S3ObjectStore implements ObjectStore {
   private readonly tuning: CopyTuning;
@@ -153,8 +153,11 @@ export class S3ObjectStore implements ObjectStore {
           PartNumber: partNumber,
           Body: body,
           ContentLength: body.length,
-          ContentMD5: md5(body).toString("base64"),
-          ...(crc === undefined ? {} : { ChecksumCRC32C: crc32cBase64(crc) }),
+          // One integrity check per body, which S3 verifies: the part's CRC32C, or for a part of
+          // a session older than checksums its MD5 (docs/checksums.md).
+          ...(crc === undefined
+            ? { ContentMD5: md5(body).toString("base64") }
+            : { ChecksumCRC32C: crc32cBase64(crc) }),
         }),
       )
       .catch((error: unknown) => {
@@ -326,14 +329,15 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async put(key: string, body: Uint8Array): Promise<void> {
-    await this.send(key, body, {});
+  async put(key: string, body: Uint8Array, crc?: number): Promise<void> {
+    await this.send(key, body, {}, crc);
   }
 
   private async send(
     key: string,
     body: Uint8Array,
     extra: { Metadata?: Record<string, string>; IfNoneMatch?: string },
+    crc = crc32c(body),
   ) {
     await this.client
       .send(
@@ -342,9 +346,9 @@ export class S3ObjectStore implements ObjectStore {
           Key: key,
           Body: body,
           ContentLength: body.length,
-          ContentMD5: md5(body).toString("base64"),
-          // S3 checks the body against it and keeps it as the object's checksum.
-          ChecksumCRC32C: crc32cBase64(crc32c(body)),
+          // S3 checks the body against it and keeps it as the object's checksum (it replaces
+          // the Content-MD5 once sent: one pass over the bytes, not two).
+          ChecksumCRC32C: crc32cBase64(crc),
           ...extra,
         }),
       )
