@@ -97,7 +97,7 @@ async function main() {
   const built = buildContext(effective, runtime, clients, authenticator);
   const { service, context } = built;
   const streamFunction = await startStreamFunction(effective, context, built.clients, runtime, {
-    fromStart: clients !== undefined && !config.dynamodbEndpoint,
+    ownTable: clients !== undefined && !config.dynamodbEndpoint,
   });
   stops.unshift(streamFunction.stop);
   const server = await startLocalServer(
@@ -127,16 +127,23 @@ async function main() {
 /**
  * What the deployed stream function does, in this process: the table's stream announces every
  * session's ending (as JSON lines on stdout unless BITS_EVENTS says otherwise) and releases
- * what TTL removed; a sweep every BITS_SWEEP_INTERVAL seconds (default 60) ends expired
- * sessions, as the deployed schedule does (docs/events.md).
+ * what TTL removed; a sweep every BITS_SWEEP_INTERVAL seconds ends expired sessions, as the
+ * deployed schedule does (docs/events.md). Against a table this process did not create (AWS, or
+ * another endpoint) it reads only what is written from now on and sweeps only when asked: the
+ * deployed stack does both for its own table.
  */
 async function startStreamFunction(
   config: Config,
   context: ServiceContext,
   clients: ReturnType<typeof buildContext>["clients"],
   runtime: Runtime,
-  { fromStart }: { fromStart: boolean },
+  { ownTable }: { ownTable: boolean },
 ) {
+  const raw = process.env.BITS_SWEEP_INTERVAL?.trim() || (ownTable ? "60" : "0");
+  const interval = Number(raw);
+  if (!Number.isSafeInteger(interval) || interval < 0) {
+    throw new ConfigError(`BITS_SWEEP_INTERVAL=${JSON.stringify(raw)} must be whole seconds >= 0`);
+  }
   const sink = eventSinkFor(config);
   const report = (what: string) => (error: unknown) =>
     runtime.log("error", what, { error: error instanceof Error ? error.message : String(error) });
@@ -149,22 +156,27 @@ async function startStreamFunction(
       credentials: clients.dynamodb.config.credentials,
       ...(config.dynamodbEndpoint ? { endpoint: config.dynamodbEndpoint } : {}),
     },
-    from: fromStart ? "start" : "now",
+    from: ownTable ? "start" : "now",
     handle: async (records) => {
       await handleSessionChanges(context, sessionChanges(records), await sink());
     },
     onError: report("stream batch failed; it is handled again"),
+  }).catch((error: unknown) => {
+    // A table without a stream still serves uploads; only the announcements are missing.
+    runtime.log("warn", "no completion events: the table's stream cannot be read", {
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return undefined;
   });
-  const interval = Number(process.env.BITS_SWEEP_INTERVAL ?? 60);
   const timer =
-    Number.isFinite(interval) && interval > 0
+    interval > 0
       ? setInterval(() => sweep(context).catch(report("sweep failed")), interval * 1000)
       : undefined;
   timer?.unref();
   return {
     stop: async () => {
       if (timer) clearInterval(timer);
-      await poller.stop();
+      await poller?.stop();
     },
   };
 }

@@ -1,7 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { download, type Started, start, stop } from "../support/npm-start.ts";
+import { standInClients } from "../support/storage.ts";
 import { httpTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
@@ -123,5 +125,44 @@ describe("npm start prints one JSON line per ending session (README, Events)", (
       ["Upload Expired", id],
     ]);
     expect(events[0]?.detail).toMatchObject({ size: 5000, bytesHeld: 1000, stored: false });
+  });
+});
+
+describe("npm start against a table it did not create, whose stream is off", () => {
+  let server: Started;
+  let transport: Transport & { close(): void };
+  const name = `nostream-${Date.now()}`;
+
+  beforeAll(async () => {
+    // Its own S3 stand-in, the test's DynamoDB Local with a table made without a stream.
+    const { dynamodb } = standInClients();
+    await dynamodb.send(
+      new CreateTableCommand({
+        TableName: name,
+        AttributeDefinitions: [{ AttributeName: "pk", AttributeType: "S" }],
+        KeySchema: [{ AttributeName: "pk", KeyType: "HASH" }],
+        BillingMode: "PAY_PER_REQUEST",
+      }),
+    );
+    server = await start({
+      BITS_DYNAMODB_ENDPOINT: inject("dynamodbEndpoint"),
+      BITS_BUCKET: name,
+      BITS_TABLE: name,
+    });
+    transport = httpTransport(server.url);
+  }, 90_000);
+
+  afterAll(async () => {
+    transport?.close();
+    await stop(server);
+  });
+
+  it("still serves uploads, and says once that there will be no events", async () => {
+    const data = randomBytes(300_000, 9);
+    await bitsUpload(transport, "/plain.bin", data);
+    expect(sha256(await download(`${server.url}/plain.bin`))).toBe(sha256(data));
+    const warnings = server.lines.filter((line) => line.includes("no completion events"));
+    expect(warnings).toHaveLength(1);
+    expect(server.lines.some((line) => line.startsWith('{"detail-type"'))).toBe(false);
   });
 });
