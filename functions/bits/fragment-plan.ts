@@ -21,27 +21,36 @@ export function partSizeFor(total: number, preferred: number): number {
   return Math.max(preferred, needed, S3_MIN_PART_SIZE);
 }
 
+/** What decides where the part after a just-completed one ends. */
+export interface FollowingPart {
+  /** Where it starts: the end of the part the fragment completed. */
+  readonly partStart: number;
+  /** Where the completing fragment ended (bytes past `partStart` are already staged). */
+  readonly fragmentEnd: number;
+  /** That fragment's length: a client keeping its fragment size sends more of the same. */
+  readonly fragmentLength: number;
+  /** The file's length. */
+  readonly total: number;
+  /** The server's preferred part size for small fragments. */
+  readonly preferredPartSize: number;
+}
+
 /**
- * Where the part after one ending at `partsEnd` ends, decided by the fragment that completed a
- * part: aligned with that fragment's end and length, so that a client keeping its fragment size
- * completes each following part exactly at a fragment's end. With fragments of 5 MiB or more a
- * part is one fragment, uploaded straight from the request; smaller fragments are gathered into
- * parts of about the preferred size. Every part but the last is at least `partSizeFor(total)`,
- * so the file fits in 10,000 parts.
+ * Where the part starting at `partStart` ends, decided by the fragment that completed the part
+ * before it: aligned with that fragment's end and length, so that a client keeping its fragment
+ * size completes each following part exactly at a fragment's end. With fragments of 5 MiB or
+ * more a part is one fragment, uploaded straight from the request; smaller fragments are
+ * gathered into parts of about the preferred size. Every part but the last is at least
+ * `partSizeFor(total)`, so the file fits in 10,000 parts.
  */
-export function nextPartEndAfter(
-  partsEnd: number,
-  fragmentEnd: number,
-  fragmentLength: number,
-  total: number,
-  preferred: number,
-): number {
+export function followingPartEnd(part: FollowingPart): number {
+  const { partStart, fragmentEnd, fragmentLength, total, preferredPartSize } = part;
   const minimum = partSizeFor(total, S3_MIN_PART_SIZE);
   const target = Math.max(
     minimum,
-    fragmentLength >= S3_MIN_PART_SIZE ? fragmentLength : partSizeFor(total, preferred),
+    fragmentLength >= S3_MIN_PART_SIZE ? fragmentLength : partSizeFor(total, preferredPartSize),
   );
-  const staged = fragmentEnd - partsEnd;
+  const staged = fragmentEnd - partStart;
   const fragments = Math.max(1, Math.ceil((target - staged) / fragmentLength));
   return Math.min(total, fragmentEnd + fragments * fragmentLength);
 }
@@ -81,7 +90,9 @@ export type FragmentDecision =
       readonly kind: "accept";
       readonly total: number;
       readonly offset: number;
+      /** The record's `partsEnd` after the writes: where the recorded parts end. */
       readonly partsEnd: number;
+      /** The record's `nextPartEnd` after the writes: where the open part will end. */
       readonly nextPartEnd: number;
       readonly writes: readonly Write[];
     };
@@ -118,50 +129,54 @@ export function planFragment(
   }
   const total = range.total;
   const offset = session.offset;
-  const partsEnd = session.partsEnd;
-  // Before any part is decided, the first one follows the preferred size: it cannot depend on
-  // a fragment, which racing writers may have cut differently.
-  const partEnd = session.nextPartEnd ?? Math.min(total, partSizeFor(total, limits.partSize));
+  // The open part: the one being gathered now, from the end of the recorded parts to the end
+  // the record holds. Before any part is decided, the first one follows the preferred size: it
+  // cannot depend on a fragment, which racing writers may have cut differently.
+  const openPartStart = session.partsEnd;
+  const openPartEnd = session.nextPartEnd ?? Math.min(total, partSizeFor(total, limits.partSize));
+  const unchanged = { partsEnd: openPartStart, nextPartEnd: openPartEnd };
   if (range.first > offset) return { kind: "gap", offset };
   const end = range.last + 1;
   if (end <= offset) {
     // Already held. A first fragment of an empty file still fixes the total.
     if (session.total !== undefined) return { kind: "held", offset };
-    return { kind: "accept", total, offset, partsEnd, nextPartEnd: partEnd, writes: [] };
+    return { kind: "accept", total, offset, ...unchanged, writes: [] };
   }
   const slice = (from: number, to: number) => body.subarray(from - range.first, to - range.first);
-  if (end < partEnd) {
+  if (end < openPartEnd) {
     const writes: Write[] = [{ kind: "stage", start: offset, end, bytes: slice(offset, end) }];
-    return { kind: "accept", total, offset: end, partsEnd, nextPartEnd: partEnd, writes };
+    return { kind: "accept", total, offset: end, ...unchanged, writes };
   }
+  // The fragment completes the open part: it is uploaded, and the next one opens.
   const writes: Write[] = [
     {
       kind: "part",
       partNumber: session.parts + 1,
-      partStart: partsEnd,
+      partStart: openPartStart,
       from: offset,
-      bytes: slice(offset, partEnd),
+      bytes: slice(offset, openPartEnd),
     },
   ];
-  if (end === total && partEnd < total) {
-    // The last part, [partEnd, total): its bounds are the record's too.
+  if (end === total && openPartEnd < total) {
+    // The last part, [openPartEnd, total): its bounds are the record's too.
     writes.push({
       kind: "part",
       partNumber: session.parts + 2,
-      partStart: partEnd,
-      from: partEnd,
-      bytes: slice(partEnd, total),
+      partStart: openPartEnd,
+      from: openPartEnd,
+      bytes: slice(openPartEnd, total),
     });
     return { kind: "accept", total, offset: end, partsEnd: total, nextPartEnd: total, writes };
   }
-  if (end > partEnd)
-    writes.push({ kind: "stage", start: partEnd, end, bytes: slice(partEnd, end) });
-  const nextPartEnd = nextPartEndAfter(
-    partEnd,
-    end,
-    range.last + 1 - range.first,
+  if (end > openPartEnd) {
+    writes.push({ kind: "stage", start: openPartEnd, end, bytes: slice(openPartEnd, end) });
+  }
+  const nextPartEnd = followingPartEnd({
+    partStart: openPartEnd,
+    fragmentEnd: end,
+    fragmentLength: end - range.first,
     total,
-    limits.partSize,
-  );
-  return { kind: "accept", total, offset: end, partsEnd: partEnd, nextPartEnd, writes };
+    preferredPartSize: limits.partSize,
+  });
+  return { kind: "accept", total, offset: end, partsEnd: openPartEnd, nextPartEnd, writes };
 }

@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: throughput, cost per byte, latency, cold start and concurrency of the BITS
  * upload server, against the local server and its stand-ins, next to a direct S3 multipart
- * upload of the same bytes to the same S3 stand-in. Prints tables and writes bench-results.json.
+ * upload of the same bytes to the same S3 stand-in, and where each fragment's time goes
+ * (the body arriving, S3, DynamoDB, the rest). Prints tables and writes bench-results.json.
  *
  *   npm run bench                   256 MiB file
  *   npm run bench -- --quick        64 MiB file, smaller concurrency run (about two minutes)
@@ -98,6 +99,7 @@ async function main() {
   const throughput = [];
   const cost = [];
   const latency = [];
+  const breakdown = [];
   try {
     for (const fragmentBytes of FRAGMENTS) {
       const { running, handler, objects } = await server(fragmentBytes);
@@ -151,6 +153,21 @@ async function main() {
         p50Ms: round(percentile(handler.times.fragment, 0.5)),
         p99Ms: round(percentile(handler.times.fragment, 0.99)),
       });
+      // Where a fragment's time goes, per fragment on average (the session's other requests
+      // included): the client's wall time, of which the handler's share is S3, DynamoDB and
+      // the rest; what the handler did not see is the body arriving and the Ack leaving
+      // through the local server.
+      const handlerMs = all.reduce((sum, ms) => sum + ms, 0) / fragments;
+      const s3Ms = counts.s3Ms / fragments;
+      const dynamodbMs = counts.dynamodbMs / fragments;
+      breakdown.push({
+        fragmentBytes,
+        wallMs: round(bitsMs / fragments),
+        transferMs: round(Math.max(0, bitsMs / fragments - handlerMs)),
+        s3Ms: round(s3Ms),
+        dynamodbMs: round(dynamodbMs),
+        otherMs: round(Math.max(0, handlerMs - s3Ms - dynamodbMs)),
+      });
       console.error(`fragments of ${fragmentBytes} bytes: ${fragments} fragments done`);
     }
 
@@ -181,6 +198,7 @@ async function main() {
       throughput,
       cost,
       latency,
+      breakdown,
       coldStart: await coldStart(),
       concurrency,
       auth: await authCost(),
@@ -200,6 +218,8 @@ async function main() {
     console.table(throughput);
     console.table(cost);
     console.table(latency);
+    console.log("Where each fragment's time goes (ms per fragment, averages):");
+    console.table(breakdown);
     console.table([{ ...results.coldStart, ...concurrency }]);
     console.table([results.auth]);
     console.log("written to bench-results.json");

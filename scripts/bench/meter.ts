@@ -16,6 +16,10 @@ export interface Counts {
   dynamodbReadUnits: number;
   /** On-demand write request units (1 KB each). */
   dynamodbWriteUnits: number;
+  /** Milliseconds spent waiting on S3 calls, summed (calls made in parallel add up). */
+  s3Ms: number;
+  /** Milliseconds spent waiting on DynamoDB calls, summed. */
+  dynamodbMs: number;
 }
 
 const zero = (): Counts => ({
@@ -27,6 +31,8 @@ const zero = (): Counts => ({
   dynamodbRequests: 0,
   dynamodbReadUnits: 0,
   dynamodbWriteUnits: 0,
+  s3Ms: 0,
+  dynamodbMs: 0,
 });
 
 const S3_GET_CLASS = new Set(["GetObjectCommand", "HeadObjectCommand"]);
@@ -64,7 +70,10 @@ export function meter(s3: S3Client, dynamodb: DynamoDBClient): Meter {
     else if (S3_FREE.has(name)) counts.s3Delete += 1;
     else counts.s3Put += 1;
     if (input.Body instanceof Uint8Array) counts.s3BytesWritten += input.Body.length;
-    const result = await next(args);
+    const started = performance.now();
+    const result = await next(args).finally(() => {
+      counts.s3Ms += performance.now() - started;
+    });
     if (name === "GetObjectCommand") {
       counts.s3BytesRead += (result.output as { ContentLength?: number }).ContentLength ?? 0;
     }
@@ -77,7 +86,10 @@ export function meter(s3: S3Client, dynamodb: DynamoDBClient): Meter {
       RequestItems?: Record<string, unknown[] | { Keys?: unknown[] }>;
     };
     counts.dynamodbRequests += 1;
-    const result = await next(args);
+    const started = performance.now();
+    const result = await next(args).finally(() => {
+      counts.dynamodbMs += performance.now() - started;
+    });
     if (name === "GetItemCommand") {
       const item = (result.output as { Item?: Record<string, Record<string, unknown>> }).Item;
       counts.dynamodbReadUnits += Math.max(1, Math.ceil(itemBytes(item) / 4096));

@@ -10,7 +10,7 @@ import {
 import {
   type FragmentDecision,
   type FragmentLimits,
-  nextPartEndAfter,
+  followingPartEnd,
   partSizeFor,
   planFragment,
   type Write,
@@ -158,49 +158,159 @@ describe("partSizeFor (S3 multipart: 10,000 parts of 5 MiB-5 GiB)", () => {
   });
 });
 
-describe("nextPartEndAfter: the next part ends at a fragment end of a client keeping its length", () => {
+describe("followingPartEnd: the next part ends at a fragment end of a client keeping its length", () => {
   const total = 1024 * MiB;
 
   it("small fragments: the part ends j fragments after the completing one, at least the preferred size", () => {
     // Part ended at 5 MiB, the 2 MiB fragment ended at 6 MiB: 1 MiB is staged; 5 MiB parts
     // need 4 MiB more, two fragments: the next part is [5, 10) MiB.
-    expect(nextPartEndAfter(5 * MiB, 6 * MiB, 2 * MiB, total, 5 * MiB)).toBe(10 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 5 * MiB,
+        fragmentEnd: 6 * MiB,
+        fragmentLength: 2 * MiB,
+        total: total,
+        preferredPartSize: 5 * MiB,
+      }),
+    ).toBe(10 * MiB);
     // 8 MiB preferred: 1 + 4 * 2 = 9 MiB >= 8 MiB.
-    expect(nextPartEndAfter(5 * MiB, 6 * MiB, 2 * MiB, total, 8 * MiB)).toBe(14 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 5 * MiB,
+        fragmentEnd: 6 * MiB,
+        fragmentLength: 2 * MiB,
+        total: total,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(14 * MiB);
     // 1 MiB fragments, nothing staged, 8 MiB preferred: exactly eight fragments.
-    expect(nextPartEndAfter(8 * MiB, 8 * MiB, MiB, total, 8 * MiB)).toBe(16 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 8 * MiB,
+        fragmentEnd: 8 * MiB,
+        fragmentLength: MiB,
+        total: total,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(16 * MiB);
     // 5 KB fragments: whole fragments past the preferred size, never fewer bytes.
-    expect(nextPartEndAfter(0, 5000, 5000, total, 8 * MiB)).toBe(5000 + 1677 * 5000);
+    expect(
+      followingPartEnd({
+        partStart: 0,
+        fragmentEnd: 5000,
+        fragmentLength: 5000,
+        total: total,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(5000 + 1677 * 5000);
     expect(5000 + 1677 * 5000).toBeGreaterThanOrEqual(8 * MiB);
     expect(5000 + 1676 * 5000).toBeLessThan(8 * MiB);
   });
 
   it("fragments of 5 MiB or more: a part is one fragment, whatever the preferred size", () => {
-    expect(nextPartEndAfter(40 * MiB, 40 * MiB, 5 * MiB, total, 8 * MiB)).toBe(45 * MiB);
-    expect(nextPartEndAfter(40 * MiB, 40 * MiB, 8 * MiB, total, 8 * MiB)).toBe(48 * MiB);
-    expect(nextPartEndAfter(40 * MiB, 40 * MiB, 13_000_000, total, 8 * MiB)).toBe(
-      40 * MiB + 13_000_000,
-    );
+    expect(
+      followingPartEnd({
+        partStart: 40 * MiB,
+        fragmentEnd: 40 * MiB,
+        fragmentLength: 5 * MiB,
+        total: total,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(45 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 40 * MiB,
+        fragmentEnd: 40 * MiB,
+        fragmentLength: 8 * MiB,
+        total: total,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(48 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 40 * MiB,
+        fragmentEnd: 40 * MiB,
+        fragmentLength: 13_000_000,
+        total: total,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(40 * MiB + 13_000_000);
     // A staged tail goes with the next fragment: still one fragment more (j = 1).
-    expect(nextPartEndAfter(40 * MiB, 43 * MiB, 8 * MiB, total, 8 * MiB)).toBe(51 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 40 * MiB,
+        fragmentEnd: 43 * MiB,
+        fragmentLength: 8 * MiB,
+        total: total,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(51 * MiB);
   });
 
   it("at least one more fragment (j >= 1), even when the staged tail alone is a part's size", () => {
-    expect(nextPartEndAfter(0, 12 * MiB, 13 * MiB, total, 8 * MiB)).toBe(25 * MiB);
-    expect(nextPartEndAfter(0, 9 * MiB, 3 * MiB, total, 8 * MiB)).toBe(12 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 0,
+        fragmentEnd: 12 * MiB,
+        fragmentLength: 13 * MiB,
+        total: total,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(25 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 0,
+        fragmentEnd: 9 * MiB,
+        fragmentLength: 3 * MiB,
+        total: total,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(12 * MiB);
   });
 
   it("capped at the total: the part that reaches it is the last", () => {
-    expect(nextPartEndAfter(5 * MiB, 6 * MiB, 2 * MiB, 7 * MiB, 5 * MiB)).toBe(7 * MiB);
-    expect(nextPartEndAfter(40 * MiB, 40 * MiB, 8 * MiB, 41 * MiB, 8 * MiB)).toBe(41 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 5 * MiB,
+        fragmentEnd: 6 * MiB,
+        fragmentLength: 2 * MiB,
+        total: 7 * MiB,
+        preferredPartSize: 5 * MiB,
+      }),
+    ).toBe(7 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 40 * MiB,
+        fragmentEnd: 40 * MiB,
+        fragmentLength: 8 * MiB,
+        total: 41 * MiB,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(41 * MiB);
   });
 
   it("a big file raises every part to partSizeFor(total): 5 TiB needs 525 MiB parts", () => {
     const huge = S3_MAX_OBJECT_SIZE;
     // 8 MiB fragments: 66 of them (528 MiB) make the first part >= 525 MiB.
-    expect(nextPartEndAfter(0, 0, 8 * MiB, huge, 8 * MiB)).toBe(528 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 0,
+        fragmentEnd: 0,
+        fragmentLength: 8 * MiB,
+        total: huge,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(528 * MiB);
     // Even 100 MiB fragments are gathered six at a time.
-    expect(nextPartEndAfter(0, 0, 100 * MiB, huge, 8 * MiB)).toBe(600 * MiB);
+    expect(
+      followingPartEnd({
+        partStart: 0,
+        fragmentEnd: 0,
+        fragmentLength: 100 * MiB,
+        total: huge,
+        preferredPartSize: 8 * MiB,
+      }),
+    ).toBe(600 * MiB);
   });
 
   it("property: aligned to the fragment (end + j*f, j >= 1), minimal, large enough, capped, <= 5 GiB", () => {
@@ -219,7 +329,13 @@ describe("nextPartEndAfter: the next part ends at a fragment end of a client kee
           const staged = Math.floor(stagedAt * f);
           const fragmentEnd = staged + Math.floor(endAt * (total - staged));
           const partsEnd = fragmentEnd - staged;
-          const next = nextPartEndAfter(partsEnd, fragmentEnd, f, total, preferred);
+          const next = followingPartEnd({
+            partStart: partsEnd,
+            fragmentEnd: fragmentEnd,
+            fragmentLength: f,
+            total: total,
+            preferredPartSize: preferred,
+          });
           const minimum = partSizeFor(total, S3_MIN_PART_SIZE);
           const target = Math.max(
             minimum,
@@ -446,7 +562,13 @@ describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)",
       ]);
       expect(decision.partsEnd).toBe(16 * MiB);
       expect(decision.nextPartEnd).toBe(
-        nextPartEndAfter(16 * MiB, 17 * MiB, 7 * MiB, 40 * MiB, 8 * MiB),
+        followingPartEnd({
+          partStart: 16 * MiB,
+          fragmentEnd: 17 * MiB,
+          fragmentLength: 7 * MiB,
+          total: 40 * MiB,
+          preferredPartSize: 8 * MiB,
+        }),
       );
       expect(decision.nextPartEnd).toBe(24 * MiB);
     });
