@@ -2,7 +2,8 @@ import { CONTEXT_APPLICATION, CONTEXT_SERVER, HRESULT, HTTP_ERROR_BASE } from ".
 
 /**
  * The protocol errors this server answers with. Each maps to one HTTP status and, where the
- * status alone does not say it, one HRESULT ([MC-BUP] 2.2.1.2 error table; bits-protocol.md 6.3).
+ * status alone does not say it, one HRESULT ([MC-BUP] 2.2.1.2 error table; docs/protocol.md,
+ * "Error codes").
  */
 export const ERRORS = {
   /** Malformed packet, range, headers, protocol or destination ([MC-BUP] 3.2.5.2.3). */

@@ -41,7 +41,10 @@ async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> 
   return Buffer.concat(chunks);
 }
 
-/** The ObjectStore port's contract (architecture.md habit 13), with S3's semantics as the truth. */
+/**
+ * The ObjectStore port's contract, run against every implementation (the fake and the S3
+ * adapter), with S3's semantics as the truth.
+ */
 export function objectStoreContract(
   name: string,
   makeStore: (tuning?: CopyTuning) => Promise<ObjectStore>,

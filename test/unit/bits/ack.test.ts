@@ -13,7 +13,7 @@ const SID = "{A0FF5911-4144-45B3-BF27-27AFC8EC8A67}";
 const ACK = { "BITS-Packet-Type": "Ack", "Content-Length": "0" };
 const KINDS = Object.keys(ERRORS) as BitsErrorKind[];
 
-describe("formatHresult (bits-protocol.md 6.2: `0x` and 8 upper-case hex digits)", () => {
+describe("formatHresult (docs/protocol.md, Error codes: `0x` and 8 upper-case hex digits)", () => {
   it.each([
     [HRESULT.E_INVALIDARG, "0x80070057"],
     [HRESULT.E_ACCESSDENIED, "0x80070005"],
@@ -58,7 +58,7 @@ describe("ack: every response is an Ack with Content-Length 0 ([MC-BUP] 2.2.1.2,
 });
 
 describe("createSessionAck ([MC-BUP] 2.2.3.2)", () => {
-  it("T3/A2: 200 with exactly BITS-Packet-Type, Content-Length, BITS-Protocol, BITS-Session-Id, Accept-Encoding", () => {
+  it("200 with exactly BITS-Packet-Type, Content-Length, BITS-Protocol, BITS-Session-Id, Accept-Encoding", () => {
     expect(createSessionAck(SID)).toEqual({
       status: 200,
       headers: {
@@ -78,7 +78,7 @@ describe("createSessionAck ([MC-BUP] 2.2.3.2)", () => {
   });
 });
 
-describe("errorAck: the one place a protocol error becomes an Ack (bits-protocol.md 6)", () => {
+describe("errorAck: the one place a protocol error becomes an Ack (docs/protocol.md, Error codes)", () => {
   it.each([
     ["invalidArg", 400, "0x80070057"],
     ["accessDenied", 403, "0x80070005"],
@@ -121,7 +121,7 @@ describe("errorAck: the one place a protocol error becomes an Ack (bits-protocol
     });
   });
 
-  it("6.2: BITS-Error-Code and BITS-Error-Context appear together, exactly when the error has a code", () => {
+  it("BITS-Error-Code and BITS-Error-Context appear together, exactly when the error has a code", () => {
     for (const kind of KINDS) {
       const headers = errorAck(new BitsError(kind, "m")).headers;
       const hasCode = ERRORS[kind].code !== undefined;
@@ -139,7 +139,7 @@ describe("errorAck: the one place a protocol error becomes an Ack (bits-protocol
   });
 });
 
-describe("methodNotAllowed ([MC-BUP] 2.2.1; Project decisions: Method)", () => {
+describe("methodNotAllowed ([MC-BUP] 2.2.1; docs/protocol.md, Packets and the request method)", () => {
   it("is 405 with Allow: BITS_POST and an empty body", () => {
     expect(methodNotAllowed()).toEqual({
       status: 405,
