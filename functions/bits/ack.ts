@@ -49,7 +49,8 @@ export function createSessionAck(sessionId: string): BitsResponse {
 
 /**
  * The one place a protocol error becomes an Ack. `BITS-Error-Code` and `BITS-Error-Context`
- * appear together and only on errors; 413 and 416 carry none ([MC-BUP] note <4>).
+ * appear together and only on errors; 413 carries none ([MC-BUP] note <4>). A gap's 416 is no
+ * error but a plain `ack` with the expected offset.
  */
 export function errorAck(error: BitsError, fields: AckFields = {}): BitsResponse {
   const base = ack(error.status, fields);

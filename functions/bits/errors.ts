@@ -23,8 +23,6 @@ export const ERRORS = {
   tooLarge: { status: 500, code: HRESULT.BG_E_TOO_LARGE },
   /** One request body above the per-request maximum: the client shrinks ([MC-BUP] 3.1.5.2.4). */
   fragmentTooLarge: { status: 413, code: undefined },
-  /** Out of sync: the client resumes at BITS-Received-Content-Range ([MC-BUP] 3.2.5.2.6). */
-  outOfSync: { status: 416, code: undefined },
   /** Anything unexpected, e.g. storage unavailable: 5xx is transient, the client resends. */
   internal: { status: 500, code: HRESULT.E_FAIL },
   /**
