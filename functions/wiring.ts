@@ -21,7 +21,10 @@ import { WarmCache } from "./service/warm-cache.ts";
 
 const RANK: Record<LogLevel, number> = { info: 0, warn: 1, error: 2, silent: 3 };
 
-/** Session IDs as IIS writes them: a braced, upper-case random (v4) GUID (Project decisions). */
+/**
+ * Session IDs as IIS writes them: a braced, upper-case random (v4) GUID (docs/protocol.md,
+ * "Session IDs").
+ */
 export const newSessionId = () => `{${uuidv4().toUpperCase()}}`;
 
 /** Structured JSON lines, one per event, to stdout (CloudWatch picks them up on Lambda). */

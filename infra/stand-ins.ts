@@ -31,7 +31,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** fauxqs, in this process, listening on 127.0.0.1 only (platform.md 4). */
+/** fauxqs, in this process, listening on 127.0.0.1 only (docs/platform.md, "Local stand-ins"). */
 export async function startS3StandIn(): Promise<{ endpoint: string; stop(): Promise<void> }> {
   const app = buildApp({ logger: false });
   const address = await app.listen({ port: 0, host: "127.0.0.1" });

@@ -1,7 +1,7 @@
 /**
  * Bundles each Lambda entry with esbuild: minified ESM for Node 22, the AWS SDK clients bundled
- * (not the runtime's copy) so versions are pinned and cold starts load less (platform.md 6).
- * Prints each bundle's size.
+ * (not the runtime's copy) so versions are pinned and cold starts load less (docs/platform.md,
+ * "Packaging"). Prints each bundle's size.
  *
  *   npm run build
  */

@@ -2,7 +2,10 @@ import { BITS_PROTOCOL_GUID } from "./constants.ts";
 import type { BitsError } from "./errors.ts";
 import type { BitsResponse } from "./request.ts";
 
-/** Formats an HRESULT as the project sends it: `0x` and 8 upper-case hex digits (6.2). */
+/**
+ * Formats an HRESULT as the project sends it: `0x` and 8 upper-case hex digits (docs/protocol.md,
+ * "Error codes").
+ */
 export function formatHresult(code: number): string {
   return `0x${(code >>> 0).toString(16).toUpperCase().padStart(8, "0")}`;
 }
@@ -16,7 +19,7 @@ interface AckFields {
 
 /**
  * Every response to a BITS packet is an Ack with `Content-Length: 0` and no body, errors
- * included ([MC-BUP] 2.2.1.2, 2.2.3.3 and the Project decisions table).
+ * included ([MC-BUP] 2.2.1.2, 2.2.3.3; docs/protocol.md, "Acks").
  */
 export function ack(status: number, fields: AckFields = {}): BitsResponse {
   const headers: Record<string, string> = {
@@ -46,7 +49,8 @@ export function createSessionAck(sessionId: string): BitsResponse {
 
 /**
  * The one place a protocol error becomes an Ack. `BITS-Error-Code` and `BITS-Error-Context`
- * appear together and only on errors; 413 and 416 carry none ([MC-BUP] note <4>).
+ * appear together and only on errors; 413 carries none ([MC-BUP] note <4>). A gap's 416 is no
+ * error but a plain `ack` with the expected offset.
  */
 export function errorAck(error: BitsError, fields: AckFields = {}): BitsResponse {
   const base = ack(error.status, fields);

@@ -2,7 +2,8 @@ import { CONTEXT_APPLICATION, CONTEXT_SERVER, HRESULT, HTTP_ERROR_BASE } from ".
 
 /**
  * The protocol errors this server answers with. Each maps to one HTTP status and, where the
- * status alone does not say it, one HRESULT ([MC-BUP] 2.2.1.2 error table; bits-protocol.md 6.3).
+ * status alone does not say it, one HRESULT ([MC-BUP] 2.2.1.2 error table; docs/protocol.md,
+ * "Error codes").
  */
 export const ERRORS = {
   /** Malformed packet, range, headers, protocol or destination ([MC-BUP] 3.2.5.2.3). */
@@ -22,8 +23,6 @@ export const ERRORS = {
   tooLarge: { status: 500, code: HRESULT.BG_E_TOO_LARGE },
   /** One request body above the per-request maximum: the client shrinks ([MC-BUP] 3.1.5.2.4). */
   fragmentTooLarge: { status: 413, code: undefined },
-  /** Out of sync: the client resumes at BITS-Received-Content-Range ([MC-BUP] 3.2.5.2.6). */
-  outOfSync: { status: 416, code: undefined },
   /** Anything unexpected, e.g. storage unavailable: 5xx is transient, the client resends. */
   internal: { status: 500, code: HRESULT.E_FAIL },
   /**

@@ -103,10 +103,11 @@ type PlanState = Pick<SessionRecord, "offset" | "total" | "partsEnd" | "nextPart
 };
 
 /**
- * The Fragment acceptance algorithm of bits-protocol.md 5.2 (docs reading, Project decisions):
- * in order is written; the new tail of an overlap is written; a fragment wholly below the
- * offset writes nothing; a gap is 416. Throws `BitsError` for a changed total (400), a total
- * above the maximum (BG_E_TOO_LARGE) and a body above the per-request maximum (413).
+ * The Fragment acceptance of docs/protocol.md, "Fragments and offsets" ([MC-BUP] 3.2.5.2.6, read
+ * as the Windows docs describe it): in order is written; the new tail of an overlap is written;
+ * a fragment wholly below the offset writes nothing; a gap is 416. Throws `BitsError` for a
+ * changed total (400), a total above the maximum (BG_E_TOO_LARGE) and a body above the
+ * per-request maximum (413).
  *
  * New bytes that complete the next part (whose end the record holds) are uploaded with the
  * part's staged head; the rest is staged. The fragment that reaches the total also uploads the

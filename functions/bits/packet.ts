@@ -30,7 +30,10 @@ const PACKET_TYPES: ReadonlySet<string> = new Set<PacketType>([
   "cancel-session",
 ]);
 
-/** `BITS_POST`, or `POST` with `X-Http-Method-Override: BITS_POST` (Project decisions). */
+/**
+ * `BITS_POST`, or `POST` with `X-Http-Method-Override: BITS_POST` (docs/protocol.md, "Packets and
+ * the request method").
+ */
 export function isBitsPost(request: BitsRequest): boolean {
   if (request.method === "BITS_POST") return true;
   return (
@@ -94,7 +97,8 @@ export function parsePacket(request: BitsRequest, rules: KeyRules): Packet {
 
 /**
  * `Content-Length` MUST be present ([MC-BUP] 2.2.1.1), but Lambda events do not always carry it:
- * its absence is tolerated, a value that differs from the body is not (Project decisions).
+ * its absence is tolerated, a value that differs from the body is not (docs/protocol.md,
+ * "Content-Length").
  */
 function checkContentLength(request: BitsRequest): void {
   const value = request.headers.get("content-length");

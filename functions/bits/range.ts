@@ -8,7 +8,8 @@ export interface ContentRange {
 }
 
 const RANGE = /^\s*bytes\s+(\d{1,16})-(\d{1,16})\/(\d{1,16})\s*$/i;
-// A zero-byte file: "bytes */0", or the "bytes 0--1/0" some clients write (Project decisions).
+// A zero-byte file: "bytes */0", or the "bytes 0--1/0" some clients write (docs/protocol.md,
+// "Fragments and offsets").
 const EMPTY = /^\s*bytes\s+(\*|0--1)\/0\s*$/i;
 
 /**

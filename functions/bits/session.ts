@@ -1,12 +1,13 @@
 /**
- * The session record: everything the server keeps between requests ([MC-BUP] 3.2.1.4, 9.1).
+ * The session record: everything the server keeps between requests ([MC-BUP] 3.2.1.4, 3.2.5.1).
  *
  * - `open`: receiving fragments (RECEIVE_FRAGMENTS / WAIT_FOR_CLOSE).
  * - `committing`: a Close-Session found every byte and decided to complete the upload; any
  *   handler that finds this state finishes the completion (it is retry-safe).
  * - `discarding`: a Close-Session before the last byte, or a Cancel-Session, decided to throw the
  *   upload away; any handler that finds this state finishes the discard.
- * - `closed` / `cancelled`: tombstones, so repeats answer 200 (bits-protocol.md 9.5).
+ * - `closed` / `cancelled`: tombstones, so repeats answer 200 (docs/protocol.md, "Repeated
+ *   Close/Cancel and tombstones").
  *
  * The decision is written before any S3 work, so a fragment racing the end of its session reads
  * the decision and cannot change what the session ends with.
@@ -68,7 +69,7 @@ export interface SessionRecord {
    * first fragment), so every writer that reads this version uploads the same part.
    */
   readonly nextPartEnd?: number | undefined;
-  /** Contiguous bytes durably held from byte 0: `E` in bits-protocol.md 5.2. */
+  /** Contiguous bytes durably held from byte 0: `E` in docs/protocol.md, "Fragments and offsets" */
   readonly offset: number;
   /**
    * Part entries (`partEntry` in crc32c.ts: an ETag and the part's CRC32C) of recorded parts not
@@ -149,8 +150,9 @@ export function isEnded(record: SessionRecord): boolean {
 /**
  * What Close-Session or Cancel-Session decides for an open session: Close commits a complete
  * file ([MC-BUP] 3.2.5.2.7) and discards a partial one, which is never committed
- * (close-session.md); Cancel discards ([MC-BUP] 3.2.5.2.8). A session already ending keeps its
- * decision: a Cancel after the last byte and a Close has no effect (cancel-session.md).
+ * (docs/protocol.md, "Ending a session: Close and Cancel"); Cancel discards ([MC-BUP] 3.2.5.2.8).
+ * A session already ending keeps its decision: a Cancel after the last byte and a Close has no
+ * effect.
  */
 export function endingFor(record: SessionRecord, packet: "close" | "cancel"): EndingStatus {
   if (record.status === "committing" || record.status === "discarding") return record.status;

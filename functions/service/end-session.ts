@@ -28,8 +28,8 @@ const MAX_ATTEMPTS = 8;
  * (commit a complete file, or discard) is written into the record, conditionally on the version
  * read, so no racing fragment can change what the session ends with. Then the S3 work is done,
  * every step of it retry-safe, and a tombstone is written, so a repeat answers 200
- * (bits-protocol.md 9.5). Whoever finds a session mid-way (a repeated Close after a crash or a
- * timeout) finishes the same decision.
+ * (docs/protocol.md, "Repeated Close/Cancel and tombstones"). Whoever finds a session mid-way (a
+ * repeated Close after a crash or a timeout) finishes the same decision.
  */
 export async function endSession(
   context: ServiceContext,
@@ -109,7 +109,8 @@ async function finish(
     const { result: outcome, reason } = completion;
     if (outcome !== "completed") {
       if (outcome === "exists") {
-        // Checked again at commit: another writer created the object meanwhile (Project decisions).
+        // Checked again at commit: another writer created the object meanwhile (docs/protocol.md,
+        // "Overwrite").
         await discard(context, record, "the destination appeared and overwrite is off");
         throw new BitsError("accessDenied", "destination appeared and overwrite is off");
       }

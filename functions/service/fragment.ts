@@ -27,11 +27,11 @@ type Accept = Extract<FragmentDecision, { kind: "accept" }>;
 const MAX_ATTEMPTS = 8;
 
 /**
- * Fragment ([MC-BUP] 3.2.5.2.6, bits-protocol.md 5.2). Bytes are written to S3 first and the
- * new offset is recorded after, conditionally on the version read, so the offset never claims
- * a byte that is not stored. A handler that loses the race re-reads and re-decides; what it
- * wrote is the same bytes of the file at the same place (a part's bounds come from the record,
- * not from the request), or staged objects that the session's end removes.
+ * Fragment ([MC-BUP] 3.2.5.2.6; docs/protocol.md, "Fragments and offsets"). Bytes are written to
+ * S3 first and the new offset is recorded after, conditionally on the version read, so the
+ * offset never claims a byte that is not stored. A handler that loses the race re-reads and
+ * re-decides; what it wrote is the same bytes of the file at the same place (a part's bounds
+ * come from the record, not from the request), or staged objects that the session's end removes.
  */
 export async function fragment(
   context: ServiceContext,

@@ -43,7 +43,10 @@ export function replyAck(record: SessionRecord): BitsResponse {
   });
 }
 
-/** The reply URL this server serves for a session: absolute, as Windows resolves it (8.4). */
+/**
+ * The reply URL this server serves for a session: absolute, as Windows resolves it
+ * (docs/protocol.md, "Reply URL (upload-reply)").
+ */
 export function replyUrlFor(context: ServiceContext, call: Call, record: SessionRecord) {
   const dir = sessionDir(record.id);
   return `${call.origin}${context.settings.replyPath}/${dir}/${record.notify?.token ?? ""}`;

@@ -180,8 +180,8 @@ function authorize(
 
 /**
  * The session ID to echo on an error Ack: only one that names a live session of this principal
- * on this URL (Project decisions; a session ID says nothing to anyone else). A packet refused
- * before its session was looked up costs one read here.
+ * on this URL (docs/protocol.md, "Session IDs": a session ID says nothing to anyone else). A
+ * packet refused before its session was looked up costs one read here.
  */
 async function knownSessionId(
   context: ServiceContext,

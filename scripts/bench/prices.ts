@@ -1,6 +1,6 @@
 import type { Counts } from "./meter.ts";
 
-/** AWS list prices, us-east-1, on demand (platform.md sections 2-3; Lambda arm64). */
+/** AWS list prices, us-east-1, on demand (docs/platform.md, "Prices"; Lambda arm64). */
 export const PRICES = {
   s3PutPer1000: 0.005,
   s3GetPer1000: 0.0004,

@@ -37,7 +37,10 @@ function openRecord(overrides: Partial<SessionRecord> = {}): SessionRecord {
   };
 }
 
-/** The SessionStore port's contract (architecture.md habit 13), with DynamoDB as the truth. */
+/**
+ * The SessionStore port's contract, run against every implementation (the fake and the DynamoDB
+ * adapter), with DynamoDB as the truth.
+ */
 export function sessionStoreContract(name: string, makeStore: () => Promise<SessionStore>) {
   describe(`SessionStore contract: ${name}`, () => {
     let store: SessionStore;

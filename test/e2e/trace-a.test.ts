@@ -61,7 +61,7 @@ describe("[MC-BUP] 4.1 example A replayed byte for byte over one keep-alive conn
     await env.server.close();
   });
 
-  it("A1-A8: Create-Session, one Fragment, Ping, Close-Session; then GET returns the file", async () => {
+  it("all eight messages: Create-Session, one Fragment, Ping, Close-Session; then GET returns the file", async () => {
     const connection = rawConnection(env.server.port);
     const common = "Accept: */*\nUser-Agent: Microsoft BITS/6.7\nHost: frankcao8\n";
     const a2 = await connection.send(

@@ -15,7 +15,7 @@ const errorHeaders = (code: string) => ({
 const INVALIDARG = errorHeaders("0x80070057");
 const NOT_FOUND = errorHeaders("0x8020001F");
 
-describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and fauxqs", () => {
+describe("protocol conformance, rule by rule, against DynamoDB Local and fauxqs", () => {
   let env: Awaited<ReturnType<typeof realService>>;
   const data = randomBytes(1000, 7);
 
@@ -23,12 +23,12 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     env = await realService({ uploadPaths: ["/upload"] });
   });
 
-  it("T1: Ping answers 200 with a bare Ack ([MC-BUP] 3.2.5.2.5)", async () => {
+  it("Ping answers 200 with a bare Ack ([MC-BUP] 3.2.5.2.5)", async () => {
     const res = await call(env.service, { headers: { "BITS-Packet-Type": "Ping" } });
     expect(res).toEqual({ status: 200, headers: ACK });
   });
 
-  it("T2: an unknown protocol GUID is 400 E_INVALIDARG, no BITS-Protocol, no session ([MC-BUP] 3.2.5.2.4)", async () => {
+  it("an unknown protocol GUID is 400 E_INVALIDARG, no BITS-Protocol, no session ([MC-BUP] 3.2.5.2.4)", async () => {
     const res = await call(env.service, {
       headers: {
         "BITS-Packet-Type": "Create-Session",
@@ -42,7 +42,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     ["space", `{bad} ${BITS_PROTOCOL_GUID}`],
     ["comma", `{bad},${BITS_PROTOCOL_GUID}`],
     ["upper-case", BITS_PROTOCOL_GUID.toUpperCase()],
-  ])("T3: a %s-separated protocol list is accepted ([MC-BUP] 2.2.2.2)", async (_, list) => {
+  ])("a %s-separated protocol list is accepted ([MC-BUP] 2.2.2.2)", async (_, list) => {
     const res = await call(env.service, {
       path: `/upload/t3-${_}.txt`,
       headers: { "BITS-Packet-Type": "Create-Session", "BITS-Supported-Protocols": list },
@@ -55,7 +55,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     expect(res.headers["Accept-Encoding"]).toBe("identity");
   });
 
-  it("T4: Create-Session with a body is 400 E_INVALIDARG ([MC-BUP] 2.2.2)", async () => {
+  it("Create-Session with a body is 400 E_INVALIDARG ([MC-BUP] 2.2.2)", async () => {
     const res = await call(env.service, {
       headers: {
         "BITS-Packet-Type": "Create-Session",
@@ -66,7 +66,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     expect(res).toEqual({ status: 400, headers: INVALIDARG });
   });
 
-  it("T5 (Project decisions): no Content-Length is judged by the body; a wrong one is 400", async () => {
+  it("no Content-Length is judged by the body; a wrong one is 400 (docs/protocol.md, Content-Length)", async () => {
     const ping = await call(env.service, {
       headers: { "BITS-Packet-Type": "Ping" },
       noContentLength: true,
@@ -78,12 +78,12 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     expect(wrong).toEqual({ status: 400, headers: INVALIDARG });
   });
 
-  it("T6: an unknown packet type is 400 E_INVALIDARG ([MC-BUP] 2.2.1.2)", async () => {
+  it("an unknown packet type is 400 E_INVALIDARG ([MC-BUP] 2.2.1.2)", async () => {
     const res = await call(env.service, { headers: { "BITS-Packet-Type": "Upload-Everything" } });
     expect(res).toEqual({ status: 400, headers: INVALIDARG });
   });
 
-  it("T7: Fragment and Close to an unknown session are 500 BG_E_SESSION_NOT_FOUND ([MC-BUP] 3.2.5.2.3)", async () => {
+  it("Fragment and Close to an unknown session are 500 BG_E_SESSION_NOT_FOUND ([MC-BUP] 3.2.5.2.3)", async () => {
     const unknown = "{6B29FC40-CA47-4C0C-9B4D-000000000000}";
     expect(await fragment(env.service, unknown, data, 0, 99)).toEqual({
       status: 500,
@@ -95,7 +95,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     });
   });
 
-  describe("one session through T8-T13", () => {
+  describe("one session through in-order, gap, overlap, duplicate and malformed fragments", () => {
     let id: string;
     beforeAll(async () => {
       id = await createSession(env.service, "/upload/t8.bin");
@@ -108,25 +108,25 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
       "BITS-Received-Content-Range": String(offset),
     });
 
-    it("T8: in-order fragments advance BITS-Received-Content-Range ([MC-BUP] 2.2.7.2)", async () => {
+    it("in-order fragments advance BITS-Received-Content-Range ([MC-BUP] 2.2.7.2)", async () => {
       expect(await frag(0, 99)).toEqual({ status: 200, headers: brcr(100) });
       expect(await frag(100, 199)).toEqual({ status: 200, headers: brcr(200) });
     });
 
-    it("T9: a gap is 416 with the expected offset and writes nothing ([MC-BUP] 3.2.5.2.6)", async () => {
+    it("a gap is 416 with the expected offset and writes nothing ([MC-BUP] 3.2.5.2.6)", async () => {
       expect(await frag(300, 399)).toEqual({ status: 416, headers: brcr(200) });
       expect((await env.sessions.get(id))?.offset).toBe(200);
     });
 
-    it("T10: an overlap keeps only the new tail (fragment.md)", async () => {
+    it("an overlap keeps only the new tail (docs/protocol.md, Fragments and offsets)", async () => {
       expect(await frag(150, 299)).toEqual({ status: 200, headers: brcr(300) });
     });
 
-    it("T11: a duplicate below the offset is 200 with the current offset, nothing written", async () => {
+    it("a duplicate below the offset is 200 with the current offset, nothing written", async () => {
       expect(await frag(100, 199)).toEqual({ status: 200, headers: brcr(300) });
     });
 
-    it("T12: a changed total is 400 E_INVALIDARG ([MC-BUP] 2.2.1.2)", async () => {
+    it("a changed total is 400 E_INVALIDARG ([MC-BUP] 2.2.1.2)", async () => {
       const res = await call(env.service, {
         path: "/upload/t8.bin",
         headers: {
@@ -146,7 +146,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
       ["bytes 300-399/1000", 99],
       ["bytes=300-399/1000", 100],
     ])(
-      "T13: Content-Range %s with a %d-byte body is 400 E_INVALIDARG ([MC-BUP] 3.2.5.2.6)",
+      "Content-Range %s with a %d-byte body is 400 E_INVALIDARG ([MC-BUP] 3.2.5.2.6)",
       async (range, length) => {
         const headers: Record<string, string> = {
           "BITS-Packet-Type": "Fragment",
@@ -163,7 +163,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
       },
     );
 
-    it("T16: the final fragment answers BRCR = total, no BITS-Reply-URL; the object appears on Close", async () => {
+    it("the final fragment answers BRCR = total, no BITS-Reply-URL; the object appears on Close", async () => {
       expect(await frag(300, 999)).toEqual({ status: 200, headers: brcr(1000) });
       expect(await env.objects.head("upload/t8.bin")).toBeUndefined();
       expect(await endSession(env.service, "Close-Session", id, "/upload/t8.bin")).toEqual({
@@ -174,14 +174,14 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
       expect(stored && sha256(stored)).toBe(sha256(data));
     });
 
-    it("T20/T23: Close-Session after completion and its repeat both answer 200 (tombstone)", async () => {
+    it("Close-Session after completion and its repeat both answer 200 (tombstone)", async () => {
       const res = await endSession(env.service, "Close-Session", id, "/upload/t8.bin");
       expect(res).toEqual({ status: 200, headers: { ...ACK, "BITS-Session-Id": id } });
       expect((await env.sessions.get(id))?.status).toBe("closed");
     });
   });
 
-  it("T14: a fragment above the per-request maximum is 413 without BITS error headers", async () => {
+  it("a fragment above the per-request maximum is 413 without BITS error headers", async () => {
     const local = await realService({
       limits: { maxFragmentBytes: 5120, maxUploadBytes: 1 << 30, partSize: 5 << 20 },
     });
@@ -191,7 +191,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     expect(res).toEqual({ status: 413, headers: { ...ACK, "BITS-Session-Id": id } });
   });
 
-  it("T15: a total above the maximum upload size is 500 BG_E_TOO_LARGE, context 0x5", async () => {
+  it("a total above the maximum upload size is 500 BG_E_TOO_LARGE, context 0x5", async () => {
     const local = await realService({
       limits: { maxFragmentBytes: 1 << 20, maxUploadBytes: 999, partSize: 5 << 20 },
     });
@@ -203,7 +203,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     });
   });
 
-  it("T21: Close-Session before the last byte answers 200 and commits nothing (close-session.md)", async () => {
+  it("Close-Session before the last byte answers 200 and commits nothing (docs/protocol.md, Ending a session)", async () => {
     const id = await createSession(env.service, "/upload/t21.bin");
     const big = randomBytes(6 << 20, 21);
     for (let first = 0; first < 5_500_000; first += 500_000) {
@@ -222,7 +222,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     if (record) expect(await uploadIsGone(env.bucket, record.key, record.uploadId)).toBe(true);
   });
 
-  it("T22: Cancel-Session mid-upload answers 200, deletes staged data, leaves the destination alone", async () => {
+  it("Cancel-Session mid-upload answers 200, deletes staged data, leaves the destination alone", async () => {
     const id = await createSession(env.service, "/upload/t22.bin");
     expect((await fragment(env.service, id, data, 0, 499, "/upload/t22.bin")).status).toBe(200);
     expect((await env.objects.list(".bits-staging/")).length).toBeGreaterThan(0);
@@ -232,7 +232,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     });
     expect(await env.objects.list(".bits-staging/")).toEqual([]);
     expect(await env.objects.head("upload/t22.bin")).toBeUndefined();
-    // T23: a repeated Cancel also answers 200.
+    // A repeated Cancel also answers 200 (tombstone).
     expect((await endSession(env.service, "Cancel-Session", id, "/upload/t22.bin")).status).toBe(
       200,
     );
@@ -240,7 +240,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     expect((await fragment(env.service, id, data, 500, 999, "/upload/t22.bin")).status).toBe(500);
   });
 
-  it("T24: Create-Session on an existing destination with overwrite off is 403 E_ACCESSDENIED", async () => {
+  it("Create-Session on an existing destination with overwrite off is 403 E_ACCESSDENIED", async () => {
     await env.objects.put("upload/exists.txt", new TextEncoder().encode("keep me"));
     const res = await call(env.service, {
       path: "/upload/exists.txt",
@@ -253,7 +253,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     expect(new TextDecoder().decode(await env.objects.get("upload/exists.txt"))).toBe("keep me");
   });
 
-  it("T25: any packet outside the upload paths is 501 E_ACCESSDENIED ([MC-BUP] note <22>)", async () => {
+  it("any packet outside the upload paths is 501 E_ACCESSDENIED ([MC-BUP] note <22>)", async () => {
     for (const type of ["Ping", "Create-Session", "Fragment"]) {
       const res = await call(env.service, {
         path: "/elsewhere/file.txt",
@@ -271,7 +271,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     "/upload//b",
     "/upload/a%00b",
   ])(
-    "T26: destination %s is refused with 400 E_INVALIDARG (bits-protocol.md 9.2)",
+    "destination %s is refused with 400 E_INVALIDARG (docs/protocol.md, Destinations)",
     async (path) => {
       const res = await call(env.service, {
         path,
@@ -284,14 +284,14 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     },
   );
 
-  it("T27: a header value over 4 KB is 400 E_INVALIDARG ([MC-BUP] note <2>)", async () => {
+  it("a header value over 4 KB is 400 E_INVALIDARG ([MC-BUP] note <2>)", async () => {
     const res = await call(env.service, {
       headers: { "BITS-Packet-Type": "Ping", "X-Big": "a".repeat(4097) },
     });
     expect(res).toEqual({ status: 400, headers: INVALIDARG });
   });
 
-  it.each(["fRaGmEnT", "FRAGMENT"])("T28: packet type %s is handled as Fragment", async (type) => {
+  it.each(["fRaGmEnT", "FRAGMENT"])("packet type %s is handled as Fragment", async (type) => {
     const id = await createSession(env.service, `/upload/t28-${type}.bin`);
     const res = await call(env.service, {
       path: `/upload/t28-${type}.bin`,
@@ -306,7 +306,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     expect(res.headers["BITS-Received-Content-Range"]).toBe("10");
   });
 
-  it("T28: CREATE-SESSION in capitals creates a session", async () => {
+  it("CREATE-SESSION in capitals creates a session", async () => {
     const res = await call(env.service, {
       path: "/upload/t28-create.bin",
       headers: {
@@ -317,7 +317,7 @@ describe("bits-protocol.md 10.4 conformance vectors, against DynamoDB Local and 
     expect(res.status).toBe(200);
   });
 
-  it("T30: a session idle past the timeout is 500 BG_E_SESSION_NOT_FOUND though its record exists", async () => {
+  it("a session idle past the timeout is 500 BG_E_SESSION_NOT_FOUND though its record exists", async () => {
     const id = await createSession(env.service, "/upload/t30.bin");
     expect((await fragment(env.service, id, data, 0, 99, "/upload/t30.bin")).status).toBe(200);
     env.runtime.advance((env.context.settings.sessionTimeoutSeconds + 1) * 1000);

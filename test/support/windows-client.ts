@@ -4,7 +4,10 @@ import type { Transport, WireResponse } from "./transports.ts";
 const MIN_FRAGMENT = 5 * 1024;
 
 export interface ClientOptions {
-  /** First fragment size; Windows starts small and grows (bits-protocol.md 7.2). */
+  /**
+   * First fragment size. How Windows picks and grows its size is undocumented (docs/protocol.md,
+   * "Fragment sizes Windows uses").
+   */
   readonly initialFragment?: number;
   /** Largest fragment the client tries; Windows' is 13 MB. */
   readonly maxFragment?: number;

@@ -15,7 +15,7 @@ function configError(env: Record<string, string | undefined>): ConfigError {
   throw new Error("expected a ConfigError");
 }
 
-describe("loadConfig defaults (architecture.md habit 11: read once, strictly)", () => {
+describe("loadConfig defaults (config is read once, strictly)", () => {
   it("fills every optional setting with its default", () => {
     expect(loadConfig(REQUIRED)).toEqual({
       bucket: "uploads",
@@ -227,7 +227,7 @@ describe("loadConfig byte sizes", () => {
   });
 });
 
-describe("loadConfig: BITS_ALLOW_OVERWRITE (bits-protocol.md 9.4: off by default)", () => {
+describe("loadConfig: BITS_ALLOW_OVERWRITE (off by default, docs/protocol.md, Overwrite)", () => {
   it.each([
     ["true", true],
     ["TRUE", true],

@@ -15,11 +15,12 @@ const MAX_HEAD_BYTES = 64 * 1024;
 const HEAD_END = Buffer.from("\r\n\r\n");
 
 /**
- * Node's HTTP parser refuses the request line `BITS_POST / HTTP/1.1` (platform.md 5). This
- * front sits between the socket and Node's own `http.Server`: at each request boundary it
- * rewrites the method token `BITS_POST` to `POST` and adds a header carrying the original (any
- * such header from the client is dropped). Bodies pass untouched; the boundary comes from
- * `Content-Length`, and chunked requests, which BITS clients never send, are refused.
+ * Node's HTTP parser refuses the request line `BITS_POST / HTTP/1.1` (docs/platform.md, "A local
+ * server that accepts `BITS_POST`"). This front sits between the socket and Node's own
+ * `http.Server`: at each request boundary it rewrites the method token `BITS_POST` to `POST` and
+ * adds a header carrying the original (any such header from the client is dropped). Bodies pass
+ * untouched; the boundary comes from `Content-Length`, and chunked requests, which BITS clients
+ * never send, are refused.
  */
 export function createBitsFront(
   http: HttpServer,

@@ -361,7 +361,7 @@ describe("followingPartEnd: the next part ends at a fragment end of a client kee
   });
 });
 
-describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)", () => {
+describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
   /** 25 bytes: smaller than any part, so the first (and only) part ends at the total. */
   const file = fileOf(25);
   const small = (offset: number): Model => ({
@@ -405,7 +405,7 @@ describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)",
     expect(decision.nextPartEnd).toBe(11 * MiB);
   });
 
-  it("T8: F == E (in order) is staged below the part end and E becomes L+1", () => {
+  it("F == E (in order) is staged below the part end and E becomes L+1", () => {
     const decision = accepted(plan(small(0), file, 0, 4));
     expect(decision.offset).toBe(4);
     expect(decision.writes).toEqual([
@@ -416,7 +416,7 @@ describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)",
     expect(next.writes).toEqual([{ kind: "stage", start: 4, end: 7, bytes: file.subarray(4, 7) }]);
   });
 
-  it("T10: an overlap (F < E <= L) writes only the new tail", () => {
+  it("an overlap (F < E <= L) writes only the new tail", () => {
     const decision = accepted(plan(small(5), file, 2, 9));
     expect(decision.offset).toBe(9);
     expect(decision.writes).toEqual([
@@ -424,7 +424,7 @@ describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)",
     ]);
   });
 
-  it("T10: an overlap whose last byte is E writes that one new byte", () => {
+  it("an overlap whose last byte is E writes that one new byte", () => {
     const decision = accepted(plan(small(5), file, 0, 6));
     expect(decision.writes).toEqual([
       { kind: "stage", start: 5, end: 6, bytes: file.subarray(5, 6) },
@@ -437,23 +437,23 @@ describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)",
     [0, 8],
     [7, 8],
   ])(
-    "T11: a fragment wholly below E ([%i, %i), E=8) is held: 200 with E, nothing written",
+    "a fragment wholly below E ([%i, %i), E=8) is held: 200 with E, nothing written",
     (first, end) => {
       expect(plan(small(8), file, first, end)).toEqual({ kind: "held", offset: 8 });
     },
   );
 
-  it("T19: resending the final fragment of a complete file is held at the total", () => {
+  it("resending the final fragment of a complete file is held at the total", () => {
     const complete = { ...small(25), partsEnd: 25, parts: 1 };
     expect(plan(complete, file, 20, 25)).toEqual({ kind: "held", offset: 25 });
   });
 
-  it("T9: F > E (gap) is 416 with E, nothing written ([MC-BUP] 3.2.5.2.6)", () => {
+  it("F > E (gap) is 416 with E, nothing written ([MC-BUP] 3.2.5.2.6)", () => {
     expect(plan(small(8), file, 9, 13)).toEqual({ kind: "gap", offset: 8 });
     expect(plan(FRESH, file, 1, 5)).toEqual({ kind: "gap", offset: 0 });
   });
 
-  it("Project decisions: a zero-byte file (bytes */0) is accepted, fixing total 0, writing nothing", () => {
+  it("a zero-byte file (bytes */0) is accepted, fixing total 0, writing nothing", () => {
     const empty = new Uint8Array(0);
     const decision = planFragment(FRESH, rangeOf(0, -1, 0), empty, LIMITS);
     expect(decision).toEqual({
@@ -470,7 +470,7 @@ describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)",
     });
   });
 
-  it("T12: a total different from the first fragment's is 400 E_INVALIDARG ([MC-BUP] 2.2.1.2)", () => {
+  it("a total different from the first fragment's is 400 E_INVALIDARG ([MC-BUP] 2.2.1.2)", () => {
     const error = bitsErrorFrom(() =>
       planFragment(small(8), rangeOf(8, 9, 26), file.subarray(8, 10), LIMITS),
     );
@@ -479,7 +479,7 @@ describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)",
     expect(error.code).toBe(0x80070057);
   });
 
-  it("T12: a changed total is refused even for a fragment that would be held or a gap", () => {
+  it("a changed total is refused even for a fragment that would be held or a gap", () => {
     expect(
       thrownKind(() => planFragment(small(8), rangeOf(0, 1, 30), file.subarray(0, 2), LIMITS)),
     ).toBe("invalidArg");
@@ -488,7 +488,7 @@ describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)",
     ).toBe("invalidArg");
   });
 
-  it("T15: a total above the maximum upload size is 500 BG_E_TOO_LARGE", () => {
+  it("a total above the maximum upload size is 500 BG_E_TOO_LARGE", () => {
     const limits = { ...LIMITS, maxUploadBytes: 24 };
     const error = bitsErrorFrom(() => plan(FRESH, file, 0, 4, limits));
     expect(error.kind).toBe("tooLarge");
@@ -496,11 +496,11 @@ describe("planFragment: bits-protocol.md 5.2 (docs reading, Project decisions)",
     expect(error.code).toBe(0x80200020);
   });
 
-  it("T15: a total of exactly the maximum upload size is accepted", () => {
+  it("a total of exactly the maximum upload size is accepted", () => {
     expect(plan(FRESH, file, 0, 4, { ...LIMITS, maxUploadBytes: 25 }).kind).toBe("accept");
   });
 
-  it("T14: a body above the per-request maximum is 413 with no BITS error ([MC-BUP] 3.1.5.2.4)", () => {
+  it("a body above the per-request maximum is 413 with no BITS error ([MC-BUP] 3.1.5.2.4)", () => {
     const limits = { ...LIMITS, maxFragmentBytes: 4 };
     const error = bitsErrorFrom(() => plan(small(0), file, 0, 5, limits));
     expect(error.kind).toBe("fragmentTooLarge");

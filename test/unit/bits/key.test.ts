@@ -7,7 +7,7 @@ const STAGING = ".bits-staging/";
 const key = (path: string, prefix = "") => objectKeyFor(path, prefix, STAGING);
 const refused = (path: string, prefix = "") => thrownKind(() => key(path, prefix));
 
-describe("objectKeyFor (bits-protocol.md 9.2; [MC-BUP] 2.2.1.2)", () => {
+describe("objectKeyFor (docs/protocol.md, Destinations; [MC-BUP] 2.2.1.2)", () => {
   it("maps the request path, without its leading /, to the key", () => {
     expect(key("/upload/2000mb-rfc2119.txt")).toBe("upload/2000mb-rfc2119.txt");
     expect(key("/file.bin")).toBe("file.bin");

@@ -51,7 +51,7 @@ const fragmentHeaders = (range = "bytes 0-3/10") => ({
 });
 const FOUR = new Uint8Array([1, 2, 3, 4]);
 
-describe("parsePacket: packet types ([MC-BUP] 2.2.1.2; bits-protocol.md 2.1 [R])", () => {
+describe("parsePacket: packet types ([MC-BUP] 2.2.1.2; docs/protocol.md, Packets and the request method)", () => {
   it.each([
     ["Ping", "ping"],
     ["PING", "ping"],
@@ -66,11 +66,11 @@ describe("parsePacket: packet types ([MC-BUP] 2.2.1.2; bits-protocol.md 2.1 [R])
     ["fRaGmEnT", "fragment"],
     ["FRAgmENT", "fragment"],
     ["  Ping  ", "ping"],
-  ])("T28: packet type %j is compared case-insensitively as %s", (raw, type) => {
+  ])("packet type %j is compared case-insensitively as %s", (raw, type) => {
     expect(packetTypeOf(request({ "BITS-Packet-Type": raw }))).toBe(type);
   });
 
-  it("T28: a `fRaGmEnT` packet is parsed like any Fragment", () => {
+  it("a `fRaGmEnT` packet is parsed like any Fragment", () => {
     const packet = parse({ ...fragmentHeaders(), "BITS-Packet-Type": "fRaGmEnT" }, { body: FOUR });
     expect(packet).toEqual({
       type: "fragment",
@@ -81,7 +81,7 @@ describe("parsePacket: packet types ([MC-BUP] 2.2.1.2; bits-protocol.md 2.1 [R])
     });
   });
 
-  it("T28: a `CREATE-SESSION` packet is parsed like any Create-Session", () => {
+  it("a `CREATE-SESSION` packet is parsed like any Create-Session", () => {
     expect(parse({ ...createSession(), "BITS-Packet-Type": "CREATE-SESSION" })).toEqual({
       type: "create-session",
       key: "upload/file.txt",
@@ -89,7 +89,7 @@ describe("parsePacket: packet types ([MC-BUP] 2.2.1.2; bits-protocol.md 2.1 [R])
   });
 
   it.each(["Ack", "Pong", "Fragments", "Create Session", ""])(
-    "T6: unknown packet type %j is 400 E_INVALIDARG",
+    "unknown packet type %j is 400 E_INVALIDARG",
     (raw) => {
       const error = bitsErrorFrom(() => parse({ "BITS-Packet-Type": raw }));
       expect(error.kind).toBe("invalidArg");
@@ -107,32 +107,32 @@ describe("parsePacket: packet types ([MC-BUP] 2.2.1.2; bits-protocol.md 2.1 [R])
 });
 
 describe("parsePacket: common syntax ([MC-BUP] 3.2.5.2.3)", () => {
-  it("T27: a header value over 4 KB is 400 E_INVALIDARG ([MC-BUP] 2.2.1, note <2>)", () => {
+  it("a header value over 4 KB is 400 E_INVALIDARG ([MC-BUP] 2.2.1, note <2>)", () => {
     expect(refused({ "BITS-Packet-Type": "Ping", "X-Custom": "x".repeat(4097) })).toBe(
       "invalidArg",
     );
   });
 
-  it("T27: a header value of exactly 4 KB is accepted", () => {
+  it("a header value of exactly 4 KB is accepted", () => {
     expect(parse({ "BITS-Packet-Type": "Ping", "X-Custom": "x".repeat(4096) })).toEqual({
       type: "ping",
     });
   });
 
-  it("T27: the 4 KB limit counts UTF-8 bytes, not characters", () => {
+  it("the 4 KB limit counts UTF-8 bytes, not characters", () => {
     // 2,049 "é" are 2,049 characters but 4,098 bytes.
     expect(refused({ "BITS-Packet-Type": "Ping", "X-Custom": "é".repeat(2049) })).toBe(
       "invalidArg",
     );
   });
 
-  it("T27: the 4 KB limit applies before the packet type is even looked at", () => {
+  it("the 4 KB limit applies before the packet type is even looked at", () => {
     expect(refused({ "BITS-Packet-Type": "Nonsense", "X-Custom": "x".repeat(5000) })).toBe(
       "invalidArg",
     );
   });
 
-  it("T5 (Project decisions): an absent Content-Length is not an error on its own", () => {
+  it("an absent Content-Length is not an error on its own (docs/protocol.md, Content-Length)", () => {
     expect(parse({ "BITS-Packet-Type": "Ping" }, { noContentLength: true })).toEqual({
       type: "ping",
     });
@@ -150,14 +150,11 @@ describe("parsePacket: common syntax ([MC-BUP] 3.2.5.2.3)", () => {
     ["4.0", FOUR],
     ["4, 4", FOUR],
     ["four", FOUR],
-  ])(
-    "T5 (Project decisions): Content-Length %j that differs from the body is 400",
-    (length, body) => {
-      const headers = body.length > 0 ? fragmentHeaders() : { "BITS-Packet-Type": "Ping" };
-      expect(() => parse(headers, { body })).not.toThrow();
-      expect(refused({ ...headers, "Content-Length": length }, { body })).toBe("invalidArg");
-    },
-  );
+  ])("Content-Length %j that differs from the body is 400", (length, body) => {
+    const headers = body.length > 0 ? fragmentHeaders() : { "BITS-Packet-Type": "Ping" };
+    expect(() => parse(headers, { body })).not.toThrow();
+    expect(refused({ ...headers, "Content-Length": length }, { body })).toBe("invalidArg");
+  });
 
   it("a Content-Length equal to the body, with surrounding blanks, is accepted", () => {
     const packet = parse({ ...fragmentHeaders(), "Content-Length": " 4 " }, { body: FOUR });
@@ -165,7 +162,7 @@ describe("parsePacket: common syntax ([MC-BUP] 3.2.5.2.3)", () => {
   });
 
   it.each(["Ping", "Create-Session", "Close-Session", "Cancel-Session"])(
-    "T4: %s with a body is 400 ([MC-BUP] 2.2.2-2.2.10: Content-Length 0, no body)",
+    "%s with a body is 400 ([MC-BUP] 2.2.2-2.2.10: Content-Length 0, no body)",
     (type) => {
       const headers = { ...createSession(), "BITS-Session-Id": SID, "BITS-Packet-Type": type };
       expect(parse(headers).type).toBe(type.toLowerCase());
@@ -190,7 +187,7 @@ describe("parsePacket: Create-Session ([MC-BUP] 3.2.5.2.4)", () => {
     expect(packet).toEqual({ type: "create-session", key: "in/upload/file.txt" });
   });
 
-  it("T26: a destination naming a directory is 400", () => {
+  it("a destination naming a directory is 400", () => {
     expect(refused(createSession(), { path: "/upload/" })).toBe("invalidArg");
   });
 
@@ -201,12 +198,9 @@ describe("parsePacket: Create-Session ([MC-BUP] 3.2.5.2.4)", () => {
     ["tab-separated", `{bad}\t${BITS_PROTOCOL_GUID}`],
     ["upper-case", BITS_PROTOCOL_GUID.toUpperCase()],
     ["padded", `  ${BITS_PROTOCOL_GUID}  `],
-  ])(
-    "T3: a %s protocol list naming the BITS 1.5 GUID is accepted ([MC-BUP] 2.2.2.2)",
-    (_, list) => {
-      expect(parse(createSession(list)).type).toBe("create-session");
-    },
-  );
+  ])("a %s protocol list naming the BITS 1.5 GUID is accepted ([MC-BUP] 2.2.2.2)", (_, list) => {
+    expect(parse(createSession(list)).type).toBe("create-session");
+  });
 
   it.each([
     ["an unknown GUID", "{00000000-0000-0000-0000-000000000000}"],
@@ -214,16 +208,16 @@ describe("parsePacket: Create-Session ([MC-BUP] 3.2.5.2.4)", () => {
     ["the GUID without braces", BITS_PROTOCOL_GUID.slice(1, -1)],
     ["the GUID glued to another", `{bad}${BITS_PROTOCOL_GUID}`],
     ["a semicolon-separated list", `{bad};${BITS_PROTOCOL_GUID}`],
-  ])("T2: %s has no protocol in common: 400 E_INVALIDARG", (_, list) => {
+  ])("%s has no protocol in common: 400 E_INVALIDARG", (_, list) => {
     expect(refused(createSession(list))).toBe("invalidArg");
   });
 
-  it("T2: a Create-Session without BITS-Supported-Protocols is 400", () => {
+  it("a Create-Session without BITS-Supported-Protocols is 400", () => {
     expect(refused({ "BITS-Packet-Type": "Create-Session" })).toBe("invalidArg");
   });
 });
 
-describe("parsePacket: Fragment (bits-protocol.md 5.2)", () => {
+describe("parsePacket: Fragment (docs/protocol.md, Fragments and offsets)", () => {
   it("returns the session, the parsed range and the body itself", () => {
     const packet = parse(fragmentHeaders(), { body: FOUR });
     expect(packet).toEqual({
@@ -257,12 +251,12 @@ describe("parsePacket: Fragment (bits-protocol.md 5.2)", () => {
     },
   );
 
-  it("T13: a missing Content-Range is 400", () => {
+  it("a missing Content-Range is 400", () => {
     const { "Content-Range": _, ...headers } = fragmentHeaders();
     expect(refused(headers, { body: FOUR })).toBe("invalidArg");
   });
 
-  it("T13: a Content-Range that disagrees with the body is 400", () => {
+  it("a Content-Range that disagrees with the body is 400", () => {
     expect(refused(fragmentHeaders("bytes 0-4/10"), { body: FOUR })).toBe("invalidArg");
   });
 
@@ -317,7 +311,7 @@ describe("sessionIdOf", () => {
   });
 });
 
-describe("isBitsPost ([MC-BUP] 2.2.1; Project decisions: Method)", () => {
+describe("isBitsPost ([MC-BUP] 2.2.1; docs/protocol.md, Packets and the request method)", () => {
   it("accepts BITS_POST", () => {
     expect(isBitsPost(request({}, { method: "BITS_POST" }))).toBe(true);
   });

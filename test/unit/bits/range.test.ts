@@ -21,7 +21,7 @@ describe("parseContentRange ([MC-BUP] 3.2.5.2.6; RFC 2616 14.16)", () => {
   });
 
   it.each(["Bytes 0-9/10", "BYTES 0-9/10", "bYtEs 0-9/10"])(
-    "parses the unit name case-insensitively (bits-protocol.md 3.3 [R]): %s",
+    "parses the unit name case-insensitively (docs/protocol.md, Fragments and offsets): %s",
     (value) => {
       expect(parseContentRange(value, 10)).toEqual({ first: 0, last: 9, total: 10 });
     },
@@ -32,7 +32,7 @@ describe("parseContentRange ([MC-BUP] 3.2.5.2.6; RFC 2616 14.16)", () => {
   });
 
   it.each(["bytes */0", "bytes 0--1/0", "BYTES */0", " Bytes 0--1/0 "])(
-    "Project decisions: a zero-byte file is `%s` with an empty body",
+    "a zero-byte file is `%s` with an empty body (docs/protocol.md, Fragments and offsets)",
     (value) => {
       expect(parseContentRange(value, 0)).toEqual({ first: 0, last: -1, total: 0 });
     },
@@ -49,7 +49,7 @@ describe("parseContentRange ([MC-BUP] 3.2.5.2.6; RFC 2616 14.16)", () => {
     },
   );
 
-  it("T13: first > last (`bytes 5-3/10`) is 400 E_INVALIDARG", () => {
+  it("first > last (`bytes 5-3/10`) is 400 E_INVALIDARG", () => {
     const error = bitsErrorFrom(() => parseContentRange("bytes 5-3/10", 0));
     expect(error.kind).toBe("invalidArg");
     expect(error.status).toBe(400);
@@ -60,7 +60,7 @@ describe("parseContentRange ([MC-BUP] 3.2.5.2.6; RFC 2616 14.16)", () => {
     ["bytes 0-9/5", 10],
     ["bytes 0-10/10", 11],
     ["bytes 0-0/0", 1],
-  ])("T13: last >= total (`%s`) is 400: F <= L < N must hold", (value, body) => {
+  ])("last >= total (`%s`) is 400: F <= L < N must hold", (value, body) => {
     expect(thrownKind(() => parseContentRange(value, body))).toBe("invalidArg");
   });
 
@@ -69,7 +69,7 @@ describe("parseContentRange ([MC-BUP] 3.2.5.2.6; RFC 2616 14.16)", () => {
     ["bytes 0-9/10", 11],
     ["bytes 0-9/10", 0],
     ["bytes 5-5/10", 2],
-  ])("T13: the body length must equal last-first+1 (%s with %i bytes is 400)", (value, body) => {
+  ])("the body length must equal last-first+1 (%s with %i bytes is 400)", (value, body) => {
     expect(thrownKind(() => parseContentRange(value, body))).toBe("invalidArg");
   });
 
@@ -114,7 +114,7 @@ describe("parseContentRange ([MC-BUP] 3.2.5.2.6; RFC 2616 14.16)", () => {
     expect(thrownKind(() => parseContentRange(value, 10))).toBe("invalidArg");
   });
 
-  it("a missing Content-Range is 400 (T13)", () => {
+  it("a missing Content-Range is 400", () => {
     expect(thrownKind(() => parseContentRange(undefined, 0))).toBe("invalidArg");
   });
 });

@@ -100,7 +100,7 @@ function fakeService(response: BitsResponse = ACK) {
   return { service, requests };
 }
 
-describe("classifyEvent: event sources told apart by documented fields (platform.md 1)", () => {
+describe("classifyEvent: event sources told apart by documented fields (docs/platform.md, Lambda event shapes)", () => {
   it.each([
     ["ALB", albEvent(), "alb"],
     ["ALB multi-value", albMultiEvent(), "alb"],
@@ -136,7 +136,7 @@ describe("classifyEvent: event sources told apart by documented fields (platform
   });
 });
 
-describe("toBitsRequest: the edge converts events to request values (architecture.md habit 2)", () => {
+describe("toBitsRequest: the edge converts events to request values, the core sees no events", () => {
   it.each([
     ["ALB", albEvent({ body: base64(ALL_BYTES), isBase64Encoded: true })],
     ["ALB multi-value", albMultiEvent({ body: base64(ALL_BYTES), isBase64Encoded: true })],
