@@ -47,7 +47,15 @@ export async function endSession(
     if (isEnded(record)) return ack(200, { sessionId: record.id });
     const ending = endingFor(record, packet.type === "close-session" ? "close" : "cancel");
     if (record.status === "open") {
-      const decided: SessionRecord = { ...record, status: ending, version: record.version + 1 };
+      // A Close or Cancel is activity on the session ([MC-BUP] 3.2.6.1 times out idle ones):
+      // the decision renews the expiry, so a slow completion is not taken for an abandoned
+      // session by the sweep or TTL while it runs.
+      const decided: SessionRecord = {
+        ...record,
+        status: ending,
+        version: record.version + 1,
+        expiresAt: nowSeconds(context) + context.settings.sessionTimeoutSeconds,
+      };
       // The session stops counting as open in the same write that decides its end.
       const result = await context.sessions.replace(decided, record.version, { release: true });
       if (!result.ok) {

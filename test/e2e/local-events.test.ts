@@ -23,9 +23,9 @@ function eventsFor(server: Started, key: string): EventLine[] {
     .filter((event) => event.detail.key === key);
 }
 
-/** Waits, boundedly, until `count` events for `key` were printed. */
+/** Waits, boundedly (40 s), until `count` events for `key` were printed. */
 async function awaitEvents(server: Started, key: string, count = 1): Promise<EventLine[]> {
-  for (let i = 0; i < 200 && eventsFor(server, key).length < count; i++) {
+  for (let i = 0; i < 400 && eventsFor(server, key).length < count; i++) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return eventsFor(server, key);
@@ -46,8 +46,9 @@ describe("npm start prints one JSON line per ending session (README, Events)", (
   let transport: Transport & { close(): void };
 
   beforeAll(async () => {
-    // Sessions time out after 3 s and the sweep runs every second, so expiry shows quickly.
-    server = await start({ BITS_SESSION_TIMEOUT: "3", BITS_SWEEP_INTERVAL: "1" });
+    // Sessions time out after 8 s and the sweep runs every second, so expiry shows within the
+    // test; 8 s is far above any pause between the other tests' requests, even on a busy machine.
+    server = await start({ BITS_SESSION_TIMEOUT: "8", BITS_SWEEP_INTERVAL: "1" });
     transport = httpTransport(server.url);
   }, 90_000);
 
