@@ -376,6 +376,20 @@ describe("the sweep pages, isolates failures, stops at its deadline and resumes 
     });
   });
 
+  it("the Lambda handler stops 30 s before the function's timeout", async () => {
+    const env = await realService(settings);
+    await orphanDir(env, 1);
+    const cleanup = createCleanupHandler(env.context, noEvents);
+    const report = await cleanup(
+      { source: "aws.events" },
+      { getRemainingTimeInMillis: () => 29_000 },
+    );
+    expect(report).toMatchObject({ pages: 0, complete: false });
+    expect(
+      await cleanup({ source: "aws.events" }, { getRemainingTimeInMillis: () => 900_000 }),
+    ).toMatchObject({ orphanStagedObjects: 1, complete: true });
+  });
+
   it("a session whose cleanup throws is logged by its tag and counted; the others are cleaned", async () => {
     const env = await realService({
       ...settings,
