@@ -149,14 +149,7 @@ interface Position {
   readonly after?: string | undefined;
 }
 
-type Counts = {
-  -readonly [K in
-    | "expiredSessions"
-    | "orphanChunkSessions"
-    | "orphanStagedObjects"
-    | "failures"
-    | "pages"]: number;
-};
+type Counts = { -readonly [K in keyof Omit<SweepReport, "resumed" | "complete">]: number };
 
 /**
  * The scheduled sweep, for what the stream of TTL deletions missed: sessions past their expiry
