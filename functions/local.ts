@@ -168,10 +168,18 @@ async function startStreamFunction(
     });
     return undefined;
   });
-  const timer =
-    interval > 0
-      ? setInterval(() => sweep(context).catch(report("sweep failed")), interval * 1000)
-      : undefined;
+  // One sweep at a time: runs share the position a sweep saves (docs/cleanup.md).
+  let sweeping = false;
+  const sweepOnce = () => {
+    if (sweeping) return;
+    sweeping = true;
+    sweep(context)
+      .catch(report("sweep failed"))
+      .finally(() => {
+        sweeping = false;
+      });
+  };
+  const timer = interval > 0 ? setInterval(sweepOnce, interval * 1000) : undefined;
   timer?.unref();
   return {
     stop: async () => {

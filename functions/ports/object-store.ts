@@ -51,6 +51,14 @@ export interface ObjectStat extends ObjectInfo {
   readonly lastModified: Date;
 }
 
+/** One page of a listing (`listPage`). */
+export interface ObjectPage {
+  /** In key order, at most the page size asked for. */
+  readonly objects: ObjectInfo[];
+  /** The key to list after for the next page; undefined when this page is the last. */
+  readonly next?: string | undefined;
+}
+
 /** Bytes of an object and its total size. */
 export interface ObjectBytes {
   /** The whole object's size, not the length of the stream. */
@@ -158,6 +166,15 @@ export interface ObjectStore {
   read(key: string): Promise<{ size: number; stream: ReadableStream<Uint8Array> } | undefined>;
   /** Every object under `prefix`, in key order. */
   list(prefix: string): Promise<ObjectInfo[]>;
+  /**
+   * One page of the objects under `prefix`, in key order (S3's: by UTF-8 bytes): at most `max`
+   * (default and upper bound 1000, S3's), all after the key `after` when given. The page's
+   * `next` resumes the listing, in this process or a later one (docs/cleanup.md).
+   */
+  listPage(
+    prefix: string,
+    options?: { after?: string | undefined; max?: number | undefined },
+  ): Promise<ObjectPage>;
   /** Deletes objects; missing ones are fine. */
   delete(keys: readonly string[]): Promise<void>;
   /** Size, ETag and Last-Modified of an object; undefined when it is missing. */

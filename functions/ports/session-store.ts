@@ -5,6 +5,13 @@ export type StoredItem =
   | { readonly kind: "session"; readonly record: SessionRecord }
   | { readonly kind: "chunk"; readonly sessionId: string; readonly index: number };
 
+/** One page of a table scan (`scanPage`). */
+export interface ScanPage {
+  readonly items: StoredItem[];
+  /** Where the next page starts; undefined when this page is the last. */
+  readonly next?: string | undefined;
+}
+
 export type ReplaceResult =
   | { readonly ok: true }
   /** The record was not at the expected version; `current` is what is there now. */
@@ -66,6 +73,17 @@ export interface SessionStore {
   getPartChunks(id: string, count: number): Promise<string[][]>;
   /** Deletes chunks 0..count-1 (missing ones are fine). */
   deletePartChunks(id: string, count: number): Promise<void>;
-  /** Everything stored, for the cleanup sweep; order unspecified. */
-  scan(): AsyncIterable<StoredItem>;
+  /** Deletes the chunks at these indices (missing ones are fine): orphans the sweep found. */
+  deletePartChunksAt(id: string, indices: readonly number[]): Promise<void>;
+  /**
+   * One page of what is stored, for the cleanup sweep (docs/cleanup.md): session records and
+   * sealed chunks, in an unspecified but stable order. At most `max` entries of the table are
+   * read (a page may hold fewer items, even none, and still have a `next`); `after` is the
+   * `next` of an earlier page, possibly from another process.
+   */
+  scanPage(options?: { after?: string | undefined; max?: number | undefined }): Promise<ScanPage>;
+  /** Where an unfinished sweep stopped (an opaque string it saved); undefined when none. */
+  sweepPosition(): Promise<string | undefined>;
+  /** Saves where the sweep stopped; undefined clears it (a pass was completed). */
+  saveSweepPosition(position: string | undefined): Promise<void>;
 }

@@ -17,7 +17,7 @@ import { sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { releaseStorage } from "./end-session.ts";
 import { emfFields } from "./metrics.ts";
-import { sessionIdOfStagingDir } from "./staging.ts";
+import { sessionDir, sessionIdOfStagingDir } from "./staging.ts";
 
 /**
  * Handles a batch of the session table's changes, in order (docs/events.md): a write that ended
@@ -112,26 +112,133 @@ async function endExpired(context: ServiceContext, record: SessionRecord, outcom
   await context.sessions.replace(ended, record.version, { release: record.status === "open" });
 }
 
+/** Table entries per scan page, and keys per page of the staging listing (S3's most). */
+const TABLE_PAGE = 100;
+const OBJECT_PAGE = 1000;
+
+export interface SweepOptions {
+  /**
+   * Milliseconds in which the sweep may still start a page; at 0 or less it stops and saves
+   * where. The Lambda handler passes its time left minus a margin. None: no deadline.
+   */
+  readonly remainingMs?: (() => number) | undefined;
+  /** Entries per table page and keys per listing page (tests make them small). */
+  readonly pageSizes?: { readonly table: number; readonly objects: number } | undefined;
+}
+
 export interface SweepReport {
+  /** Expired sessions given their outcome. */
   readonly expiredSessions: number;
+  /** Sessions whose orphan part chunks were deleted; counted once per page they appear in. */
   readonly orphanChunkSessions: number;
   readonly orphanStagedObjects: number;
+  /** Sessions and staging directories whose cleanup threw: logged, left for the next pass. */
+  readonly failures: number;
+  /** Pages read, of the table and of the staging listing. */
+  readonly pages: number;
+  /** This run went on from where an earlier one stopped. */
+  readonly resumed: boolean;
+  /** This run finished a pass; false when it stopped at its deadline, for the next to resume. */
+  readonly complete: boolean;
 }
+
+/** Where a pass stands: the table scan first, then the staging listing (docs/cleanup.md). */
+interface Position {
+  readonly phase: "table" | "staging";
+  /** The `next` of the last page done in this phase. */
+  readonly after?: string | undefined;
+}
+
+type Counts = { -readonly [K in keyof Omit<SweepReport, "resumed" | "complete">]: number };
 
 /**
  * The scheduled sweep, for what the stream of TTL deletions missed: sessions past their expiry
  * that DynamoDB has not removed yet, part lists and staged bytes whose session is gone, ended
  * or expired. Before deleting anything of a session it did not see live, it reads the session
  * again, so a session created during the sweep keeps its bytes.
+ *
+ * It goes page by page, the table's and then the staging listing's, holding one page at a time
+ * (docs/cleanup.md). After each page it saves its position in the table; it starts no page
+ * once `remainingMs` is spent, and the next run goes on from the saved position. A session or
+ * staging directory whose cleanup throws is logged and counted, and the sweep goes on.
  */
-export async function sweep(context: ServiceContext): Promise<SweepReport> {
+export async function sweep(
+  context: ServiceContext,
+  options: SweepOptions = {},
+): Promise<SweepReport> {
+  const sizes = options.pageSizes ?? { table: TABLE_PAGE, objects: OBJECT_PAGE };
+  const remainingMs = options.remainingMs ?? (() => Number.POSITIVE_INFINITY);
+  const saved = await context.sessions.sweepPosition();
+  let position = parsePosition(context, saved);
+  const counts: Counts = {
+    expiredSessions: 0,
+    orphanChunkSessions: 0,
+    orphanStagedObjects: 0,
+    failures: 0,
+    pages: 0,
+  };
+  let complete = false;
+  let savedSome = saved !== undefined;
+  while (remainingMs() > 0) {
+    const next =
+      position.phase === "table"
+        ? await sweepTablePage(context, position.after, sizes.table, counts)
+        : await sweepStagingPage(context, position.after, sizes.objects, counts);
+    counts.pages += 1;
+    if (next !== undefined) {
+      position = { phase: position.phase, after: next };
+    } else if (position.phase === "table") {
+      position = { phase: "staging" };
+    } else {
+      complete = true;
+      break;
+    }
+    // Saved after every page: a run killed mid-way loses at most the page it was on.
+    await context.sessions.saveSweepPosition(JSON.stringify(position));
+    savedSome = true;
+  }
+  if (complete && savedSome) await context.sessions.saveSweepPosition(undefined);
+
+  const report: SweepReport = { ...counts, resumed: saved !== undefined, complete };
+  context.runtime.log("info", complete ? "sweep done" : "sweep stopped at its deadline", {
+    ...report,
+  });
+  return report;
+}
+
+function parsePosition(context: ServiceContext, saved: string | undefined): Position {
+  if (saved === undefined) return { phase: "table" };
+  try {
+    const value = JSON.parse(saved) as Position;
+    const phaseOk = value?.phase === "table" || value?.phase === "staging";
+    if (phaseOk && (value.after === undefined || typeof value.after === "string")) {
+      return { phase: value.phase, after: value.after };
+    }
+  } catch {
+    // Treated below like any other unreadable position.
+  }
+  context.runtime.log("warn", "sweep position unreadable; starting a new pass", {});
+  return { phase: "table" };
+}
+
+/** One page of the table: expired sessions get their outcome, orphan part chunks go. */
+async function sweepTablePage(
+  context: ServiceContext,
+  after: string | undefined,
+  max: number,
+  counts: Counts,
+): Promise<string | undefined> {
+  const page = await context.sessions.scanPage({ after, max });
   const now = nowSeconds(context);
   const live = new Set<string>();
   const expired: SessionRecord[] = [];
-  const chunks = new Map<string, number>();
-  for await (const item of context.sessions.scan()) {
+  // A session's chunks may span pages: each page deletes those it holds.
+  const chunks = new Map<string, number[]>();
+  for (const item of page.items) {
     if (item.kind === "chunk") {
-      chunks.set(item.sessionId, Math.max(chunks.get(item.sessionId) ?? 0, item.index + 1));
+      const indices = chunks.get(item.sessionId);
+      if (indices === undefined) chunks.set(item.sessionId, [item.index]);
+      else indices.push(item.index);
     } else if (isEnded(item.record)) {
       // Ended sessions released their storage when they ended.
     } else if (isLive(item.record, now)) {
@@ -140,36 +247,83 @@ export async function sweep(context: ServiceContext): Promise<SweepReport> {
       expired.push(item.record);
     }
   }
-  const stillLive = async (id: string) => {
-    if (live.has(id)) return true;
-    const record = await context.sessions.get(id);
-    return record !== undefined && !isEnded(record) && isLive(record, nowSeconds(context));
-  };
-
-  for (const record of expired) await cleanUpSession(context, record, { removed: false });
-
-  let orphanChunkSessions = 0;
-  for (const [id, count] of chunks) {
-    if (await stillLive(id)) continue;
-    await context.sessions.deletePartChunks(id, count);
-    orphanChunkSessions += 1;
+  for (const record of expired) {
+    await isolated(context, counts, record.id, "expired session", async () => {
+      await cleanUpSession(context, record, { removed: false });
+      counts.expiredSessions += 1;
+    });
   }
+  for (const [id, indices] of chunks) {
+    await isolated(context, counts, id, "orphan part chunks", async () => {
+      if (live.has(id) || (await stillLive(context, id))) return;
+      await context.sessions.deletePartChunksAt(id, indices);
+      counts.orphanChunkSessions += 1;
+    });
+  }
+  return page.next;
+}
 
+/** One page of the staging listing: staged objects whose session is not live go. */
+async function sweepStagingPage(
+  context: ServiceContext,
+  after: string | undefined,
+  max: number,
+  counts: Counts,
+): Promise<string | undefined> {
   const prefix = context.settings.stagingPrefix;
-  const staged = new Map<string, string[]>();
-  for (const object of await context.objects.list(prefix)) {
+  const page = await context.objects.listPage(prefix, { after, max });
+  // A directory may span pages: each page deletes the objects it holds.
+  const dirs = new Map<string, string[]>();
+  for (const object of page.objects) {
     const dir = object.key.slice(prefix.length).split("/")[0] ?? "";
-    staged.set(dir, [...(staged.get(dir) ?? []), object.key]);
+    const keys = dirs.get(dir);
+    if (keys === undefined) dirs.set(dir, [object.key]);
+    else keys.push(object.key);
   }
-  let orphanStagedObjects = 0;
-  for (const [dir, keys] of staged) {
+  for (const [dir, keys] of dirs) {
     const id = sessionIdOfStagingDir(dir);
-    if (id !== undefined && (await stillLive(id))) continue;
-    await context.objects.delete(keys);
-    orphanStagedObjects += keys.length;
+    await isolated(context, counts, id ?? dir, "orphan staged objects", async () => {
+      if (id !== undefined && (await stillLive(context, id))) return;
+      await context.objects.delete(keys);
+      counts.orphanStagedObjects += keys.length;
+    });
   }
+  return page.next;
+}
 
-  const report = { expiredSessions: expired.length, orphanChunkSessions, orphanStagedObjects };
-  context.runtime.log("info", "sweep done", { ...report });
-  return report;
+/** Read again: a session created or renewed since the page was read keeps what it has. */
+async function stillLive(context: ServiceContext, id: string) {
+  const record = await context.sessions.get(id);
+  return record !== undefined && !isEnded(record) && isLive(record, nowSeconds(context));
+}
+
+/**
+ * Runs the cleanup of one session (or staging directory); a failure is logged with the
+ * session's tag, never its ID, counted (`CleanupFailures`, docs/monitoring.md) and skipped:
+ * the next pass tries again.
+ */
+async function isolated(
+  context: ServiceContext,
+  counts: Counts,
+  id: string,
+  what: string,
+  work: () => Promise<void>,
+) {
+  try {
+    await work();
+  } catch (error) {
+    counts.failures += 1;
+    const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    const tag = sessionTag(id);
+    context.runtime.log("error", `sweep: cleanup of ${what} failed; going on`, {
+      session: tag,
+      // Staged keys name the session too: neither form of the ID goes into the log.
+      error: text.replaceAll(id, tag).replaceAll(sessionDir(id), tag),
+      ...emfFields(
+        context.settings.metrics,
+        [{ name: "CleanupFailures", value: 1, unit: "Count" }],
+        context.runtime.now(),
+      ),
+    });
+  }
 }

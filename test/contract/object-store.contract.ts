@@ -202,6 +202,47 @@ export function objectStoreContract(
         expect(keys).toEqual(["\uFF61", "\u{1F600}"]);
       });
 
+      it("listPage pages through a prefix in key order; `next` resumes after the page", async () => {
+        const names = ["d/3", "a/1", "b/0", "d/10", "c/2", "a/0", "b/1"];
+        for (const [i, name] of names.entries()) {
+          await store.put(`${root}p/${name}`, new Uint8Array(i + 1));
+        }
+        await store.put(`${root}q/a`, new Uint8Array(1));
+        const pages: string[][] = [];
+        let after: string | undefined;
+        do {
+          const page = await store.listPage(`${root}p/`, { after, max: 3 });
+          expect(page.objects.length).toBeLessThanOrEqual(3);
+          pages.push(page.objects.map((object) => object.key.slice(`${root}p/`.length)));
+          after = page.next;
+          if (after !== undefined) expect(after).toBe(page.objects.at(-1)?.key);
+        } while (after !== undefined);
+        expect(pages).toEqual([["a/0", "a/1", "b/0"], ["b/1", "c/2", "d/10"], ["d/3"]]);
+        // A key to start after is a position any later listing can resume from.
+        const resumed = await store.listPage(`${root}p/`, { after: `${root}p/b/1` });
+        expect(resumed).toEqual({
+          objects: [
+            { key: `${root}p/c/2`, size: 5 },
+            { key: `${root}p/d/10`, size: 4 },
+            { key: `${root}p/d/3`, size: 1 },
+          ],
+          next: undefined,
+        });
+        expect(await store.listPage(`${root}none/`)).toEqual({ objects: [], next: undefined });
+      });
+
+      known("ascii-byte-order")("listPage pages by byte, not by locale", async () => {
+        for (const name of ["a", "_", "B", "-"]) await store.put(root + name, new Uint8Array(1));
+        const keys: string[] = [];
+        let after: string | undefined;
+        do {
+          const page = await store.listPage(root, { after, max: 1 });
+          keys.push(...page.objects.map((object) => object.key.slice(root.length)));
+          after = page.next;
+        } while (after !== undefined);
+        expect(keys).toEqual(["-", "B", "_", "a"]);
+      });
+
       it("delete removes the given keys, leaves others, and ignores missing ones", async () => {
         const other = `${key}.keep`;
         await store.put(key, new Uint8Array([1]));

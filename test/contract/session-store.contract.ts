@@ -390,10 +390,20 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         await store.putPartChunk("{ORPHAN}", 1, etagsFor("o", 1));
         const sessions: SessionRecord[] = [];
         const chunks: string[] = [];
-        for await (const item of store.scan()) {
-          if (item.kind === "session") sessions.push(item.record);
-          else chunks.push(`${item.sessionId}#${item.index}`);
-        }
+        let after: string | undefined;
+        let pages = 0;
+        do {
+          // Two entries a page: whatever the table holds, it takes several pages.
+          const page = await store.scanPage({ after, max: 2 });
+          expect(page.items.length).toBeLessThanOrEqual(2);
+          for (const item of page.items) {
+            if (item.kind === "session") sessions.push(item.record);
+            else chunks.push(`${item.sessionId}#${item.index}`);
+          }
+          after = page.next;
+          pages += 1;
+        } while (after !== undefined);
+        expect(pages).toBeGreaterThanOrEqual(3);
         const mine = new Set([first.id, second.id]);
         // Real tables may be shared with other tests: look only at this test's items.
         expect(sessions.filter((record) => mine.has(record.id)).sort(byId)).toEqual(
@@ -403,6 +413,29 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(chunks.filter(ours).sort()).toEqual(
           [`${first.id}#0`, `${first.id}#3`, "{ORPHAN}#1"].sort(),
         );
+      });
+
+      it("deletePartChunksAt deletes the chunks at those indices only", async () => {
+        const id = openRecord().id;
+        for (const index of [0, 1, 2, 5]) await store.putPartChunk(id, index, etagsFor("d", 1));
+        await store.deletePartChunksAt(id, [1, 5, 9]);
+        expect(await store.getPartChunks(id, 1)).toEqual([etagsFor("d", 1)]);
+        await expect(store.getPartChunks(id, 2)).rejects.toThrow();
+        await store.deletePartChunksAt(id, [0, 2]);
+        await store.deletePartChunksAt(id, []);
+        await expect(store.getPartChunks(id, 1)).rejects.toThrow();
+      });
+
+      it("keeps the sweep's position until it is cleared, and scans never show it", async () => {
+        expect(await store.sweepPosition()).toBeUndefined();
+        await store.saveSweepPosition('{"phase":"table","after":"S#x"}');
+        await store.saveSweepPosition('{"phase":"staging"}');
+        expect(await store.sweepPosition()).toBe('{"phase":"staging"}');
+        const page = await store.scanPage({ max: 100 });
+        expect(page.items).toEqual([]);
+        await store.saveSweepPosition(undefined);
+        await store.saveSweepPosition(undefined);
+        expect(await store.sweepPosition()).toBeUndefined();
       });
     });
   });

@@ -3,6 +3,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SWEEP_POSITION } from "../../functions/adapters/dynamodb/session-item.ts";
 
 /**
  * The CloudFormation template `npm run package` writes from serverless.yml and infra/*.yml,
@@ -936,6 +937,16 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
         "dynamodb:PutItem",
         "dynamodb:Scan",
         "dynamodb:UpdateItem",
+      ]);
+      // Deleting: only the sweep's saved position (docs/cleanup.md).
+      expect(grant("dynamodb:DeleteItem")).toEqual([
+        {
+          actions: ["dynamodb:DeleteItem"],
+          resources: [{ "Fn::GetAtt": ["SessionsTable", "Arn"] }],
+          condition: {
+            "ForAllValues:StringEquals": { "dynamodb:LeadingKeys": [SWEEP_POSITION] },
+          },
+        },
       ]);
       expect(stringsIn(cleanup)).not.toContain("ssm:");
       expect(stringsIn(cleanup)).not.toContain("secretsmanager:");

@@ -1,9 +1,27 @@
-import { DeleteItemCommand, GetItemCommand } from "@aws-sdk/client-dynamodb";
+import {
+  DeleteItemCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  ScanCommand,
+  type ScanCommandInput,
+} from "@aws-sdk/client-dynamodb";
+import {
+  ListObjectsV2Command,
+  type ListObjectsV2CommandInput,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { describe, expect, it } from "vitest";
-import { sessionKey } from "../../functions/adapters/dynamodb/session-item.ts";
+import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb-session-store.ts";
+import { SWEEP_POSITION, sessionKey } from "../../functions/adapters/dynamodb/session-item.ts";
 import { createCleanupHandler } from "../../functions/adapters/lambda/cleanup-handler.ts";
 import { MemoryEventSink } from "../../functions/adapters/memory/memory-event-sink.ts";
+import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
 import { MiB } from "../../functions/bits/constants.ts";
+import type { ObjectStore } from "../../functions/ports/object-store.ts";
+import type { SessionStore } from "../../functions/ports/session-store.ts";
+import { sessionTag } from "../../functions/service/call.ts";
+import { type SweepOptions, sweep } from "../../functions/service/cleanup.ts";
+import type { ServiceContext } from "../../functions/service/context.ts";
 import { call, createSession, endSession, fragment } from "../support/calls.ts";
 import { sha256 } from "../support/checks.ts";
 import {
@@ -151,7 +169,15 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
 
     expect(await env.sessions.openSessions()).toBe(2);
     const report = await createCleanupHandler(env.context, noEvents)({ source: "aws.events" });
-    expect(report).toEqual({ expiredSessions: 1, orphanChunkSessions: 1, orphanStagedObjects: 1 });
+    expect(report).toEqual({
+      expiredSessions: 1,
+      orphanChunkSessions: 1,
+      orphanStagedObjects: 1,
+      failures: 0,
+      pages: 2,
+      resumed: false,
+      complete: true,
+    });
     // The expired session stops counting against the caps, and stays unknown to clients.
     expect(await env.sessions.openSessions()).toBe(1);
     expect((await fragment(env.service, expired, data, 0, 99, "/up/expired.bin")).status).toBe(500);
@@ -159,6 +185,10 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
       expiredSessions: 0,
       orphanChunkSessions: 0,
       orphanStagedObjects: 0,
+      failures: 0,
+      pages: 2,
+      resumed: false,
+      complete: true,
     });
     expect(await env.sessions.openSessions()).toBe(1);
 
@@ -185,5 +215,245 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
     const object = await env.objects.get("up/live.bin");
     expect(object && sha256(object)).toBe(sha256(data));
     expect(await env.sessions.openSessions()).toBe(0);
+  });
+});
+
+type Env = Awaited<ReturnType<typeof realService>>;
+
+/** The S3 client of the stand-in, recording every ListObjectsV2 of the staging prefix. */
+function listingCounted(bucket: string) {
+  const real = standInClients().s3;
+  const lists: ListObjectsV2CommandInput[] = [];
+  const client = {
+    send(command: Parameters<S3Client["send"]>[0]) {
+      if (command instanceof ListObjectsV2Command && command.input.Prefix === STAGING_PREFIX) {
+        lists.push(command.input);
+      }
+      return real.send(command);
+    },
+  } as unknown as S3Client;
+  return { objects: new S3ObjectStore(client, bucket), lists };
+}
+
+/** The DynamoDB client of the stand-in, recording every Scan. */
+function scansCounted(table: string) {
+  const real = standInClients().dynamodb;
+  const scans: ScanCommandInput[] = [];
+  const client = {
+    send(command: Parameters<DynamoDBClient["send"]>[0]) {
+      if (command instanceof ScanCommand) scans.push(command.input);
+      return real.send(command);
+    },
+  } as unknown as DynamoDBClient;
+  return { sessions: new DynamoDbSessionStore(client, table), scans };
+}
+
+const guid = () => crypto.randomUUID();
+const braced = (dir: string) => `{${dir.toUpperCase()}}`;
+
+/** Staged objects of a session that no longer exists: `count` of them in its directory. */
+async function orphanDir(env: Env, count: number) {
+  const dir = guid();
+  const keys = Array.from(
+    { length: count },
+    (_, i) => `${STAGING_PREFIX}${dir}/${String(i).padStart(4, "0")}`,
+  );
+  for (const key of keys) await env.objects.put(key, new Uint8Array([1, 2, 3]));
+  return { dir, id: braced(dir), keys };
+}
+
+/** Sessions that expire (each with 1 MiB staged), then one created afterwards that stays live. */
+async function expiredAndLive(env: Env, expiring: number) {
+  const data = randomBytes(3 * MiB, 9);
+  const expired: string[] = [];
+  for (let i = 0; i < expiring; i++) {
+    const id = await createSession(env.service, `/up/expired-${i}.bin`);
+    expect((await fragment(env.service, id, data, 0, MiB - 1, `/up/expired-${i}.bin`)).status).toBe(
+      200,
+    );
+    expired.push(id);
+  }
+  env.runtime.advance((TIMEOUT + 1) * 1000);
+  const live = await createSession(env.service, "/up/live.bin");
+  expect((await fragment(env.service, live, data, 0, MiB - 1, "/up/live.bin")).status).toBe(200);
+  const liveStaged = (await stagedKeys(env.bucket)).filter((key) =>
+    key.includes(live.replace(/[{}]/g, "").toLowerCase()),
+  );
+  expect(liveStaged.length).toBeGreaterThan(0);
+  return { expired, live, liveStaged };
+}
+
+const sweepWith = (context: ServiceContext, options: SweepOptions) => sweep(context, options);
+
+describe("the sweep pages, isolates failures, stops at its deadline and resumes (docs/cleanup.md)", () => {
+  it("a directory of staged objects and a session's part chunks spread over many pages all go; the live session keeps its bytes", async () => {
+    const env = await realService(settings);
+    const { live, liveStaged } = await expiredAndLive(env, 0);
+    const orphan = await orphanDir(env, 13);
+    const chunkOwner = braced(guid());
+    for (let i = 0; i < 7; i++) await env.sessions.putPartChunk(chunkOwner, i, ['"e"']);
+    const { objects, lists } = listingCounted(env.bucket);
+    const { sessions, scans } = scansCounted(env.table);
+
+    const report = await sweepWith(
+      { ...env.context, objects, sessions },
+      { pageSizes: { table: 3, objects: 4 } },
+    );
+    expect(report).toMatchObject({
+      expiredSessions: 0,
+      orphanStagedObjects: 13,
+      failures: 0,
+      resumed: false,
+      complete: true,
+    });
+    // Pages of the asked size, each listing going on after the last key of the page before.
+    const staged = 13 + liveStaged.length;
+    expect(lists).toHaveLength(Math.ceil(staged / 4));
+    expect(lists.every((input) => input.MaxKeys === 4)).toBe(true);
+    expect(lists[0]?.StartAfter).toBeUndefined();
+    expect(lists[1]?.StartAfter).toBe([...orphan.keys, ...liveStaged].sort()[3]);
+    // The table: 7 chunks, the live session, its counters; three entries a page.
+    expect(scans.length).toBeGreaterThanOrEqual(4);
+    expect(scans.every((input) => input.Limit === 3)).toBe(true);
+    expect(report.pages).toBe(scans.length + lists.length);
+    expect(report.orphanChunkSessions).toBeGreaterThanOrEqual(1);
+
+    expect(await stagedKeys(env.bucket)).toEqual(liveStaged);
+    expect((await tableItems(env.table)).others).toEqual([]);
+    expect((await env.sessions.get(live))?.status).toBe("open");
+    expect(await env.sessions.sweepPosition()).toBeUndefined();
+  });
+
+  it("stops at its deadline after N pages, saving its position; the next run resumes there and finishes", async () => {
+    const env = await realService(settings);
+    const { expired, live, liveStaged } = await expiredAndLive(env, 2);
+    const dirs = [];
+    for (let i = 0; i < 4; i++) dirs.push(await orphanDir(env, 2));
+    const chunkOwner = braced(guid());
+    for (let i = 0; i < 4; i++) await env.sessions.putPartChunk(chunkOwner, i, ['"e"']);
+    const pageSizes = { table: 2, objects: 3 };
+
+    // No time at all: nothing is started.
+    expect(await sweepWith(env.context, { pageSizes, remainingMs: () => 0 })).toMatchObject({
+      pages: 0,
+      complete: false,
+    });
+    let checks = 0;
+    const first = await sweepWith(env.context, { pageSizes, remainingMs: () => 3 - checks++ });
+    expect(first).toMatchObject({ pages: 3, failures: 0, resumed: false, complete: false });
+    const position = await env.sessions.sweepPosition();
+    expect(JSON.parse(position ?? "{}")).toMatchObject({ phase: "table" });
+    const others = (await tableItems(env.table)).others;
+    expect(others.filter((pk) => !pk.startsWith("P#"))).toEqual([SWEEP_POSITION]);
+    // Still in the table's pages: no staged object was looked at yet.
+    for (const dir of dirs) {
+      expect(await env.objects.head(dir.keys[0] ?? "")).toBeDefined();
+    }
+
+    const { sessions, scans } = scansCounted(env.table);
+    const second = await sweepWith({ ...env.context, sessions }, { pageSizes });
+    expect(second).toMatchObject({ failures: 0, resumed: true, complete: true });
+    // Resumed where the first stopped, not from the start of the table.
+    const after = JSON.parse(position ?? "{}").after;
+    expect(scans[0]?.ExclusiveStartKey).toEqual({ pk: { S: after } });
+    expect(first.expiredSessions + second.expiredSessions).toBe(2);
+    expect(second.orphanStagedObjects).toBe(8);
+
+    for (const id of expired) expect((await env.sessions.get(id))?.outcome?.kind).toBe("expired");
+    expect((await env.sessions.get(live))?.status).toBe("open");
+    expect(await stagedKeys(env.bucket)).toEqual(liveStaged);
+    expect((await tableItems(env.table)).others).toEqual([]);
+    expect(await env.sessions.sweepPosition()).toBeUndefined();
+    expect(await env.sessions.openSessions()).toBe(1);
+
+    // A new pass starts from the beginning and finds nothing left.
+    expect(await sweepWith(env.context, { pageSizes })).toMatchObject({
+      expiredSessions: 0,
+      orphanChunkSessions: 0,
+      orphanStagedObjects: 0,
+      resumed: false,
+      complete: true,
+    });
+  });
+
+  it("the Lambda handler stops 30 s before the function's timeout", async () => {
+    const env = await realService(settings);
+    await orphanDir(env, 1);
+    const cleanup = createCleanupHandler(env.context, noEvents);
+    const report = await cleanup(
+      { source: "aws.events" },
+      { getRemainingTimeInMillis: () => 29_000 },
+    );
+    expect(report).toMatchObject({ pages: 0, complete: false });
+    expect(
+      await cleanup({ source: "aws.events" }, { getRemainingTimeInMillis: () => 900_000 }),
+    ).toMatchObject({ orphanStagedObjects: 1, complete: true });
+  });
+
+  it("a session whose cleanup throws is logged by its tag and counted; the others are cleaned", async () => {
+    const env = await realService({
+      ...settings,
+      metrics: { namespace: "BITS", stage: "test" },
+    });
+    const { expired, live, liveStaged } = await expiredAndLive(env, 2);
+    const [failing, fine] = expired as [string, string];
+    const dirs = [await orphanDir(env, 2), await orphanDir(env, 2), await orphanDir(env, 2)];
+    const stuck = dirs[1] as (typeof dirs)[number];
+    const logs: { level: string; message: string; fields?: Record<string, unknown> | undefined }[] =
+      [];
+    env.runtime.log = (level, message, fields) => logs.push({ level, message, fields });
+
+    // Faults: the staged objects of one directory cannot be deleted; one expired session
+    // cannot be given its outcome. Both errors name the session.
+    const objects: ObjectStore = Object.assign(Object.create(env.objects), {
+      async delete(keys: readonly string[]) {
+        if (keys.some((key) => key.includes(stuck.dir))) {
+          throw new Error(`injected: cannot delete ${keys[0]}`);
+        }
+        return env.objects.delete(keys);
+      },
+    });
+    const sessions: SessionStore = Object.assign(Object.create(env.sessions), {
+      async replace(...args: Parameters<SessionStore["replace"]>) {
+        if (args[0].id === failing) throw new Error(`injected: ${failing} cannot be written`);
+        return env.sessions.replace(...args);
+      },
+    });
+    // Listing pages large enough that each directory is deleted in one call.
+    const report = await sweepWith(
+      { ...env.context, objects, sessions },
+      { pageSizes: { table: 2, objects: 1000 } },
+    );
+    expect(report).toMatchObject({
+      expiredSessions: 1,
+      orphanStagedObjects: 4,
+      failures: 2,
+      complete: true,
+    });
+
+    const errors = logs.filter((line) => line.level === "error");
+    expect(errors.map((line) => line.fields?.session).sort()).toEqual(
+      [sessionTag(failing), sessionTag(stuck.id)].sort(),
+    );
+    for (const line of errors) {
+      expect(line.fields?.CleanupFailures).toBe(1);
+      expect(line.fields?._aws).toBeDefined();
+    }
+    const text = JSON.stringify(logs);
+    for (const id of [failing, stuck.id]) {
+      expect(text).not.toContain(id);
+      expect(text).not.toContain(id.replace(/[{}]/g, "").toLowerCase());
+    }
+
+    // The others were cleaned; the failed ones wait for the next pass.
+    expect((await env.sessions.get(fine))?.outcome?.kind).toBe("expired");
+    expect((await env.sessions.get(failing))?.outcome).toBeUndefined();
+    expect(await stagedKeys(env.bucket)).toEqual([...liveStaged, ...stuck.keys].sort());
+    expect((await env.sessions.get(live))?.status).toBe("open");
+
+    const again = await sweepWith(env.context, { pageSizes: { table: 2, objects: 3 } });
+    expect(again).toMatchObject({ expiredSessions: 1, orphanStagedObjects: 2, failures: 0 });
+    expect((await env.sessions.get(failing))?.outcome?.kind).toBe("expired");
+    expect(await stagedKeys(env.bucket)).toEqual(liveStaged);
   });
 });

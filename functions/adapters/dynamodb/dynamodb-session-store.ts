@@ -15,6 +15,7 @@ import type {
   ClaimResult,
   CreateResult,
   ReplaceResult,
+  ScanPage,
   SessionCaps,
   SessionStore,
   StoredItem,
@@ -27,6 +28,7 @@ import {
   joinEtags,
   parseChunkKey,
   releasedKey,
+  SWEEP_POSITION,
   sessionKey,
   slotKey,
   splitEtags,
@@ -301,11 +303,17 @@ export class DynamoDbSessionStore implements SessionStore {
   }
 
   async deletePartChunks(id: string, count: number): Promise<void> {
-    for (let start = 0; start < count; start += 25) {
-      let requests = [];
-      for (let i = start; i < Math.min(count, start + 25); i++) {
-        requests.push({ DeleteRequest: { Key: { pk: { S: chunkKey(id, i) } } } });
-      }
+    await this.deletePartChunksAt(
+      id,
+      Array.from({ length: count }, (_, i) => i),
+    );
+  }
+
+  async deletePartChunksAt(id: string, indices: readonly number[]): Promise<void> {
+    for (let start = 0; start < indices.length; start += 25) {
+      let requests = indices.slice(start, start + 25).map((i) => ({
+        DeleteRequest: { Key: { pk: { S: chunkKey(id, i) } } },
+      }));
       for (let round = 0; requests.length > 0; round++) {
         if (round > 20) throw new Error("BatchWriteItem kept leaving items unprocessed");
         const out = await this.client.send(
@@ -317,20 +325,51 @@ export class DynamoDbSessionStore implements SessionStore {
     }
   }
 
-  async *scan(): AsyncIterable<StoredItem> {
-    let start: Record<string, AttributeValue> | undefined;
-    do {
-      const out = await this.client.send(
-        new ScanCommand({ TableName: this.table, ...(start ? { ExclusiveStartKey: start } : {}) }),
+  /** The position is the key of the last item read (a Scan's LastEvaluatedKey): only `pk`. */
+  async scanPage({
+    after,
+    max = 100,
+  }: {
+    after?: string | undefined;
+    max?: number | undefined;
+  } = {}): Promise<ScanPage> {
+    const out = await this.client.send(
+      new ScanCommand({
+        TableName: this.table,
+        Limit: Math.max(1, max),
+        ...(after === undefined ? {} : { ExclusiveStartKey: { pk: { S: after } } }),
+      }),
+    );
+    const items: StoredItem[] = [];
+    for (const item of out.Items ?? []) {
+      const pk = item.pk?.S ?? "";
+      const chunk = parseChunkKey(pk);
+      if (chunk !== undefined) items.push({ kind: "chunk", ...chunk });
+      else if (pk.startsWith("S#")) items.push({ kind: "session", record: fromItem(item) });
+    }
+    return { items, next: out.LastEvaluatedKey?.pk?.S };
+  }
+
+  async sweepPosition(): Promise<string | undefined> {
+    const out = await this.client.send(
+      new GetItemCommand({
+        TableName: this.table,
+        Key: { pk: { S: SWEEP_POSITION } },
+        ConsistentRead: true,
+      }),
+    );
+    return out.Item?.pos?.S;
+  }
+
+  async saveSweepPosition(position: string | undefined): Promise<void> {
+    const Key = { pk: { S: SWEEP_POSITION } };
+    if (position === undefined) {
+      await this.client.send(new DeleteItemCommand({ TableName: this.table, Key }));
+    } else {
+      await this.client.send(
+        new PutItemCommand({ TableName: this.table, Item: { ...Key, pos: { S: position } } }),
       );
-      for (const item of out.Items ?? []) {
-        const pk = item.pk?.S ?? "";
-        const chunk = parseChunkKey(pk);
-        if (chunk !== undefined) yield { kind: "chunk", ...chunk };
-        else if (pk.startsWith("S#")) yield { kind: "session", record: fromItem(item) };
-      }
-      start = out.LastEvaluatedKey;
-    } while (start !== undefined);
+    }
   }
 }
 

@@ -13,6 +13,11 @@ export const ALL_COUNTER = "N";
 export const claimKey = (key: string) => `K#${key}`;
 /** Marks a removed session whose slot was released. */
 export const releasedKey = (id: string) => `X#${id}`;
+/**
+ * Where an unfinished cleanup sweep stopped (docs/cleanup.md). Not a session (`S#`): the
+ * stream's filter and its consumer pass over its writes.
+ */
+export const SWEEP_POSITION = "C#sweep";
 
 export function parseChunkKey(pk: string): { sessionId: string; index: number } | undefined {
   const match = /^P#(.+)#(\d+)$/.exec(pk);

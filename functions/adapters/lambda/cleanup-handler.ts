@@ -5,19 +5,32 @@ import { emfFields } from "../../service/metrics.ts";
 import { changesOf, isStreamEvent } from "./stream.ts";
 
 /**
+ * Time a sweep leaves before the function's timeout (900 s, serverless.yml): enough to finish
+ * the page it is on and save its position (docs/cleanup.md).
+ */
+export const SWEEP_MARGIN_MS = 30_000;
+
+/** What the handler uses of Lambda's context object. */
+export interface LambdaTime {
+  getRemainingTimeInMillis(): number;
+}
+
+/**
  * The function behind the session table's stream, around one context: it announces every
  * ending and releases the storage of sessions that DynamoDB's TTL removed (docs/events.md).
- * Run on a schedule (any other event), it sweeps for anything the stream missed. A failure
+ * Run on a schedule (any other event), it sweeps for anything the stream missed, until shortly
+ * before its timeout; the next run resumes where it stopped. A failure
  * throws, so Lambda retries the batch; every step is idempotent and events keep their IDs.
  */
 export function createCleanupHandler(context: ServiceContext, sink: () => Promise<EventSink>) {
-  const handle = async (event: unknown) => {
+  const handle = async (event: unknown, lambda: LambdaTime | undefined) => {
     if (isStreamEvent(event)) return handleSessionChanges(context, changesOf(event), await sink());
-    return sweep(context);
+    const remainingMs = lambda && (() => lambda.getRemainingTimeInMillis() - SWEEP_MARGIN_MS);
+    return sweep(context, { remainingMs });
   };
-  return async (event: unknown) => {
+  return async (event: unknown, lambda?: LambdaTime) => {
     try {
-      return await handle(event);
+      return await handle(event, lambda);
     } catch (error) {
       // Counted for the cleanup alarm, then thrown so that Lambda retries (docs/monitoring.md).
       context.runtime.log("error", "cleanup failed", {

@@ -10,6 +10,7 @@ import {
   type ObjectBytes,
   type ObjectInfo,
   ObjectMissingError,
+  type ObjectPage,
   type ObjectStat,
   type ObjectStore,
   type UploadedPart,
@@ -168,6 +169,19 @@ export class MemoryObjectStore implements ObjectStore {
         .sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
         .map(([key, object]) => ({ key, size: object.body.length }))
     );
+  }
+
+  async listPage(
+    prefix: string,
+    { after, max = 1000 }: { after?: string | undefined; max?: number | undefined } = {},
+  ): Promise<ObjectPage> {
+    const from = after === undefined ? undefined : Buffer.from(after);
+    const rest = (await this.list(prefix)).filter(
+      ({ key }) => from === undefined || Buffer.compare(Buffer.from(key), from) > 0,
+    );
+    const objects = rest.slice(0, Math.max(1, Math.min(max, 1000)));
+    const last = objects.at(-1)?.key;
+    return { objects, next: rest.length > objects.length ? last : undefined };
   }
 
   async delete(keys: readonly string[]) {

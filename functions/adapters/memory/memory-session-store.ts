@@ -3,6 +3,7 @@ import type {
   ClaimResult,
   CreateResult,
   ReplaceResult,
+  ScanPage,
   SessionCaps,
   SessionStore,
   StoredItem,
@@ -17,6 +18,7 @@ export class MemorySessionStore implements SessionStore {
   private total = 0;
   readonly claims = new Map<string, { owner: string; expiresAt: number }>();
   private readonly released = new Set<string>();
+  private position: string | undefined;
 
   async get(id: string) {
     const record = this.records.get(id);
@@ -85,14 +87,44 @@ export class MemorySessionStore implements SessionStore {
     for (let i = 0; i < count; i++) this.chunks.delete(`${id}#${i}`);
   }
 
-  async *scan(): AsyncIterable<StoredItem> {
-    for (const record of this.records.values()) {
-      yield { kind: "session", record: structuredClone(record) };
-    }
-    for (const key of this.chunks.keys()) {
-      const hash = key.lastIndexOf("#");
-      yield { kind: "chunk", sessionId: key.slice(0, hash), index: Number(key.slice(hash + 1)) };
-    }
+  async deletePartChunksAt(id: string, indices: readonly number[]) {
+    for (const i of indices) this.chunks.delete(`${id}#${i}`);
+  }
+
+  /** Pages in the order of the keys the DynamoDB table would give the items. */
+  async scanPage({
+    after,
+    max = 100,
+  }: {
+    after?: string | undefined;
+    max?: number | undefined;
+  } = {}): Promise<ScanPage> {
+    const keys = [
+      ...[...this.records.keys()].map((id) => `S#${id}`),
+      ...[...this.chunks.keys()].map((key) => `P#${key}`),
+    ]
+      .filter((key) => after === undefined || key > after)
+      .sort();
+    const page = keys.slice(0, Math.max(1, max));
+    const items = page.flatMap((key): StoredItem[] => {
+      if (key.startsWith("P#")) {
+        const hash = key.lastIndexOf("#");
+        return [
+          { kind: "chunk", sessionId: key.slice(2, hash), index: Number(key.slice(hash + 1)) },
+        ];
+      }
+      const record = this.records.get(key.slice(2));
+      return record === undefined ? [] : [{ kind: "session", record: structuredClone(record) }];
+    });
+    return { items, next: keys.length > page.length ? page.at(-1) : undefined };
+  }
+
+  async sweepPosition() {
+    return this.position;
+  }
+
+  async saveSweepPosition(position: string | undefined) {
+    this.position = position;
   }
 
   private count(slot: string) {

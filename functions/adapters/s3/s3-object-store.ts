@@ -22,6 +22,7 @@ import {
   type ObjectBytes,
   type ObjectInfo,
   ObjectMissingError,
+  type ObjectPage,
   type ObjectStat,
   type ObjectStore,
   type UploadedPart,
@@ -397,6 +398,26 @@ export class S3ObjectStore implements ObjectStore {
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
     return found;
+  }
+
+  async listPage(
+    prefix: string,
+    { after, max = 1000 }: { after?: string | undefined; max?: number | undefined } = {},
+  ): Promise<ObjectPage> {
+    // A key to start after, not a continuation token: it stays valid in a later run.
+    const out = await this.client.send(
+      new ListObjectsV2Command({
+        Bucket: this.bucket,
+        Prefix: prefix,
+        MaxKeys: Math.max(1, Math.min(max, 1000)),
+        ...(after === undefined ? {} : { StartAfter: after }),
+      }),
+    );
+    const objects = (out.Contents ?? []).flatMap((item) =>
+      item.Key === undefined ? [] : [{ key: item.Key, size: item.Size ?? 0 }],
+    );
+    const last = objects.at(-1)?.key;
+    return { objects, next: out.IsTruncated && last !== undefined ? last : undefined };
   }
 
   async delete(keys: readonly string[]): Promise<void> {
