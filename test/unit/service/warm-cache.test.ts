@@ -1,8 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { crc32c } from "../../../functions/bits/crc32c.ts";
 import type { SessionRecord } from "../../../functions/bits/session.ts";
+import { loadConfig } from "../../../functions/config.ts";
 import { stagedKey, stagingPrefixFor } from "../../../functions/service/staging.ts";
 import { WarmCache } from "../../../functions/service/warm-cache.ts";
+import { buildContext } from "../../../functions/wiring.ts";
 
 const A = "{11111111-1111-1111-1111-111111111111}";
 const B = "{22222222-2222-2222-2222-222222222222}";
@@ -192,5 +194,21 @@ describe("WarmCache: per session", () => {
     expect(cache.heldBytes).toBe(7);
     expect(cache.record(B)).toBeDefined();
     expect(cache.stagedBytesOf(other.key)).toEqual(other.bytes);
+  });
+});
+
+describe("BITS_WARM_CACHE_SIZE", () => {
+  const contextFor = (size?: string) => {
+    const config = loadConfig({ BITS_BUCKET: "b", BITS_TABLE: "t", BITS_WARM_CACHE_SIZE: size });
+    return buildContext(config).context;
+  };
+
+  it("0 turns the cache off: the service gets none", () => {
+    expect(contextFor("0").cache).toBeUndefined();
+  });
+
+  it("gives a warm instance a cache of that many bytes, 64 MiB when unset", () => {
+    expect(contextFor("1KiB").cache).toBeInstanceOf(WarmCache);
+    expect(contextFor().cache).toBeInstanceOf(WarmCache);
   });
 });
