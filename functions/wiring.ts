@@ -158,7 +158,7 @@ export function buildContext(
     sessions: new DynamoDbSessionStore(clients.dynamodb, config.table),
     objects: new S3ObjectStore(clients.s3, config.bucket),
     runtime,
-    cache: new WarmCache(config.warmCacheBytes),
+    cache: config.warmCacheBytes > 0 ? new WarmCache(config.warmCacheBytes) : undefined,
     settings: {
       keyPrefix: config.keyPrefix,
       uploadPaths: config.uploadPaths,

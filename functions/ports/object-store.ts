@@ -117,7 +117,9 @@ export class UploadGoneError extends Error {
 
 /**
  * The object storage the server needs: S3 multipart uploads for the file, plain objects for
- * staged bytes. Vendor errors never cross this interface.
+ * staged bytes. Vendor errors never cross this interface: besides the errors named here (and a
+ * RangeError for arguments out of range), a failing store throws StorageError
+ * (storage-error.ts), also from the streams it returns.
  */
 export interface ObjectStore {
   head(key: string): Promise<Head | undefined>;

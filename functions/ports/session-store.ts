@@ -42,6 +42,9 @@ export type ClaimResult = { readonly ok: true } | { readonly ok: false; readonly
  * the count atomically with its creation and leaves it exactly once: atomically with the write
  * that ends it (`replace` with `release`), or, if DynamoDB's TTL removed it while still open,
  * through `releaseRemoved`, which is idempotent.
+ *
+ * Vendor errors never cross this interface: a failing store throws StorageError
+ * (storage-error.ts).
  */
 export interface SessionStore {
   get(id: string): Promise<SessionRecord | undefined>;

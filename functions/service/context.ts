@@ -4,8 +4,8 @@ import type { Notifier } from "../ports/notifier.ts";
 import type { ObjectStore } from "../ports/object-store.ts";
 import type { Runtime } from "../ports/runtime.ts";
 import type { SessionCaps, SessionStore } from "../ports/session-store.ts";
+import type { InstanceCache } from "./instance-cache.ts";
 import type { MetricsSettings } from "./metrics.ts";
-import type { WarmCache } from "./warm-cache.ts";
 
 export interface ServiceSettings {
   readonly keyPrefix: string;
@@ -49,8 +49,11 @@ export interface ServiceContext {
   readonly objects: ObjectStore;
   readonly runtime: Runtime;
   readonly settings: ServiceSettings;
-  /** What this instance remembers between requests to skip reads; none when undefined. */
-  readonly cache?: WarmCache | undefined;
+  /**
+   * What this instance remembers between requests to skip reads; none when undefined (turned
+   * off with BITS_WARM_CACHE_SIZE=0), which changes no answer, only how many reads are made.
+   */
+  readonly cache?: InstanceCache | undefined;
   /** Tells server applications of upload-reply jobs; needed only when a path notifies. */
   readonly notifier?: Notifier | undefined;
 }

@@ -226,7 +226,7 @@ async function write(
       // The bytes' CRC32C, already computed for the received checksum, goes with them.
       await objects.put(key, step.bytes, checksummed ? stepCrc : undefined);
       bytesStored += step.bytes.length;
-      context.cache?.rememberStaged(key, step.bytes);
+      context.cache?.rememberStaged(key, step.bytes, checksummed ? stepCrc : undefined);
       continue;
     }
     if (step.partNumber !== chunks * PART_CHUNK + etags.length + 1) {
@@ -283,7 +283,8 @@ async function dropQuietly(context: ServiceContext, sessionId: string, keys: str
 
 /**
  * The bytes of one part: its staged head, then the fragment's slice. The head comes from what
- * this instance staged itself when it can, and is otherwise listed and read back from S3.
+ * this instance staged itself when it can (bytes that fail their CRC32C check are not used),
+ * and is otherwise listed and read back from S3.
  */
 async function assemblePart(
   context: ServiceContext,

@@ -97,7 +97,8 @@ export function testRuntime(start = Date.now()) {
 
 /**
  * A service over the given stores. Like a warm Lambda instance or the local server, each one
- * has its own WarmCache (`warm: false` for an instance that remembers nothing).
+ * has its own WarmCache (`warm: false`, like `cacheBytes: 0`, for an instance that remembers
+ * nothing).
  */
 export function serviceOver(
   sessions: SessionStore,
@@ -121,7 +122,7 @@ export function serviceOver(
     objects,
     runtime,
     settings: testSettings(settings),
-    cache: warm ? new WarmCache(cacheBytes) : undefined,
+    cache: warm && cacheBytes > 0 ? new WarmCache(cacheBytes) : undefined,
     notifier,
   };
   return { context, runtime, service: createUploadService(context, authenticator) };

@@ -20,6 +20,7 @@ import type {
   SessionStore,
   StoredItem,
 } from "../../ports/session-store.ts";
+import { translated } from "../storage-failure.ts";
 import {
   ALL_COUNTER,
   chunkKey,
@@ -46,6 +47,9 @@ function cancellation(error: unknown): Reason[] | undefined {
   return e.name === "TransactionCanceledException" ? (e.CancellationReasons ?? []) : undefined;
 }
 
+/** The session store's port names no errors of its own: every failure is a StorageError. */
+const passNone = () => false;
+
 /** Transactions touching the same counter at once conflict; they are simply tried again. */
 const MAX_CONFLICT_RETRIES = 8;
 
@@ -63,64 +67,70 @@ export class DynamoDbSessionStore implements SessionStore {
     private readonly table: string,
   ) {}
 
-  async get(id: string): Promise<SessionRecord | undefined> {
-    const out = await this.client.send(
-      new GetItemCommand({
-        TableName: this.table,
-        Key: { pk: { S: sessionKey(id) } },
-        ConsistentRead: true,
-      }),
-    );
-    return out.Item ? fromItem(out.Item) : undefined;
+  get(id: string): Promise<SessionRecord | undefined> {
+    return translated("DynamoDB GetItem", passNone, async () => {
+      const out = await this.client.send(
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: sessionKey(id) } },
+          ConsistentRead: true,
+        }),
+      );
+      return out.Item ? fromItem(out.Item) : undefined;
+    });
   }
 
   /**
    * One transaction: the record (if the ID is free) and the two counters (if below their caps).
    * Nothing is half-created: a refused cap leaves no record, a taken ID counts nothing.
    */
-  async create(record: SessionRecord, caps: SessionCaps): Promise<CreateResult> {
-    const items: TransactWriteItem[] = [
-      {
-        Put: {
-          TableName: this.table,
-          Item: toItem(record),
-          ConditionExpression: "attribute_not_exists(pk)",
+  create(record: SessionRecord, caps: SessionCaps): Promise<CreateResult> {
+    return translated("DynamoDB TransactWriteItems", passNone, async () => {
+      const items: TransactWriteItem[] = [
+        {
+          Put: {
+            TableName: this.table,
+            Item: toItem(record),
+            ConditionExpression: "attribute_not_exists(pk)",
+          },
         },
-      },
-      this.count(slotKey(record.slot), 1, caps.perSlot),
-      this.count(ALL_COUNTER, 1, caps.total),
-    ];
-    const reasons = await this.transact(items);
-    if (reasons === undefined) return "created";
-    const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
-    if (failed(0)) return "taken";
-    if (failed(1)) return "slot-full";
-    if (failed(2)) return "server-full";
-    throw new Error(`session creation cancelled: ${reasons.map((r) => r.Code).join(",")}`);
+        this.count(slotKey(record.slot), 1, caps.perSlot),
+        this.count(ALL_COUNTER, 1, caps.total),
+      ];
+      const reasons = await this.transact(items);
+      if (reasons === undefined) return "created";
+      const failed = (i: number) => reasons[i]?.Code === "ConditionalCheckFailed";
+      if (failed(0)) return "taken";
+      if (failed(1)) return "slot-full";
+      if (failed(2)) return "server-full";
+      throw new Error(`session creation cancelled: ${reasons.map((r) => r.Code).join(",")}`);
+    });
   }
 
-  async replace(
+  replace(
     record: SessionRecord,
     expectedVersion: number,
     options: { readonly release?: boolean } = {},
   ): Promise<ReplaceResult> {
-    if (options.release) return this.replaceAndRelease(record, expectedVersion);
-    try {
-      await this.client.send(
-        new PutItemCommand({
-          TableName: this.table,
-          Item: toItem(record),
-          ConditionExpression: "ver = :v",
-          ExpressionAttributeValues: { ":v": { N: String(expectedVersion) } },
-          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
-        }),
-      );
-      return { ok: true };
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-      const item = (error as { Item?: Record<string, AttributeValue> }).Item;
-      return { ok: false, current: item ? fromItem(item) : undefined };
-    }
+    return translated("DynamoDB PutItem", passNone, async () => {
+      if (options.release) return this.replaceAndRelease(record, expectedVersion);
+      try {
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.table,
+            Item: toItem(record),
+            ConditionExpression: "ver = :v",
+            ExpressionAttributeValues: { ":v": { N: String(expectedVersion) } },
+            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+          }),
+        );
+        return { ok: true };
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+        const item = (error as { Item?: Record<string, AttributeValue> }).Item;
+        return { ok: false, current: item ? fromItem(item) : undefined };
+      }
+    });
   }
 
   private async replaceAndRelease(
@@ -149,70 +159,78 @@ export class DynamoDbSessionStore implements SessionStore {
   }
 
   /** A marker item makes the release happen once, however often the stream delivers it. */
-  async releaseRemoved(record: SessionRecord): Promise<void> {
-    const expires = Math.floor(Date.now() / 1000) + RELEASE_MARKER_SECONDS;
-    await this.transact([
-      {
-        Put: {
-          TableName: this.table,
-          Item: { pk: { S: releasedKey(record.id) }, exp: { N: String(expires) } },
-          ConditionExpression: "attribute_not_exists(pk)",
-        },
-      },
-      this.count(slotKey(record.slot), -1),
-      this.count(ALL_COUNTER, -1),
-    ]);
-  }
-
-  async openSessions(slot?: string): Promise<number> {
-    const out = await this.client.send(
-      new GetItemCommand({
-        TableName: this.table,
-        Key: { pk: { S: slot === undefined ? ALL_COUNTER : slotKey(slot) } },
-        ConsistentRead: true,
-      }),
-    );
-    return Number(out.Item?.n?.N ?? 0);
-  }
-
-  async claimKey(key: string, owner: string, expiresAt: number, now: number): Promise<ClaimResult> {
-    try {
-      await this.client.send(
-        new PutItemCommand({
-          TableName: this.table,
-          Item: {
-            pk: { S: claimKey(key) },
-            owner: { S: owner },
-            exp: { N: String(expiresAt) },
+  releaseRemoved(record: SessionRecord): Promise<void> {
+    return translated("DynamoDB TransactWriteItems", passNone, async () => {
+      const expires = Math.floor(Date.now() / 1000) + RELEASE_MARKER_SECONDS;
+      await this.transact([
+        {
+          Put: {
+            TableName: this.table,
+            Item: { pk: { S: releasedKey(record.id) }, exp: { N: String(expires) } },
+            ConditionExpression: "attribute_not_exists(pk)",
           },
-          ConditionExpression: "attribute_not_exists(pk) OR #o = :me OR #e < :now",
-          ExpressionAttributeNames: { "#o": "owner", "#e": "exp" },
-          ExpressionAttributeValues: { ":me": { S: owner }, ":now": { N: String(now) } },
-          ReturnValuesOnConditionCheckFailure: "ALL_OLD",
-        }),
-      );
-      return { ok: true };
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-      const item = (error as { Item?: Record<string, AttributeValue> }).Item;
-      return { ok: false, owner: item?.owner?.S ?? "" };
-    }
+        },
+        this.count(slotKey(record.slot), -1),
+        this.count(ALL_COUNTER, -1),
+      ]);
+    });
   }
 
-  async releaseKey(key: string, owner: string): Promise<void> {
-    try {
-      await this.client.send(
-        new DeleteItemCommand({
+  openSessions(slot?: string): Promise<number> {
+    return translated("DynamoDB GetItem", passNone, async () => {
+      const out = await this.client.send(
+        new GetItemCommand({
           TableName: this.table,
-          Key: { pk: { S: claimKey(key) } },
-          ConditionExpression: "#o = :me",
-          ExpressionAttributeNames: { "#o": "owner" },
-          ExpressionAttributeValues: { ":me": { S: owner } },
+          Key: { pk: { S: slot === undefined ? ALL_COUNTER : slotKey(slot) } },
+          ConsistentRead: true,
         }),
       );
-    } catch (error) {
-      if (!isConditionFailure(error)) throw error;
-    }
+      return Number(out.Item?.n?.N ?? 0);
+    });
+  }
+
+  claimKey(key: string, owner: string, expiresAt: number, now: number): Promise<ClaimResult> {
+    return translated("DynamoDB PutItem", passNone, async () => {
+      try {
+        await this.client.send(
+          new PutItemCommand({
+            TableName: this.table,
+            Item: {
+              pk: { S: claimKey(key) },
+              owner: { S: owner },
+              exp: { N: String(expiresAt) },
+            },
+            ConditionExpression: "attribute_not_exists(pk) OR #o = :me OR #e < :now",
+            ExpressionAttributeNames: { "#o": "owner", "#e": "exp" },
+            ExpressionAttributeValues: { ":me": { S: owner }, ":now": { N: String(now) } },
+            ReturnValuesOnConditionCheckFailure: "ALL_OLD",
+          }),
+        );
+        return { ok: true };
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+        const item = (error as { Item?: Record<string, AttributeValue> }).Item;
+        return { ok: false, owner: item?.owner?.S ?? "" };
+      }
+    });
+  }
+
+  releaseKey(key: string, owner: string): Promise<void> {
+    return translated("DynamoDB DeleteItem", passNone, async () => {
+      try {
+        await this.client.send(
+          new DeleteItemCommand({
+            TableName: this.table,
+            Key: { pk: { S: claimKey(key) } },
+            ConditionExpression: "#o = :me",
+            ExpressionAttributeNames: { "#o": "owner" },
+            ExpressionAttributeValues: { ":me": { S: owner } },
+          }),
+        );
+      } catch (error) {
+        if (!isConditionFailure(error)) throw error;
+      }
+    });
   }
 
   /** An update of a counter item; with `max`, only while the counter is below it. */
@@ -259,117 +277,129 @@ export class DynamoDbSessionStore implements SessionStore {
     }
   }
 
-  async putPartChunk(id: string, index: number, etags: readonly string[]): Promise<void> {
-    await this.client.send(
-      new PutItemCommand({
-        TableName: this.table,
-        Item: {
-          pk: { S: chunkKey(id, index) },
-          // No TTL: a session renewed by progress may outlive any fixed one. Chunks go when the
-          // session ends, or with its expiry through the cleanup function.
-          etags: { S: joinEtags(etags) },
-        },
-      }),
-    );
-  }
-
-  async getPartChunks(id: string, count: number): Promise<string[][]> {
-    const found = new Map<string, string[]>();
-    for (let start = 0; start < count; start += 100) {
-      let keys: Record<string, AttributeValue>[] = [];
-      for (let i = start; i < Math.min(count, start + 100); i++) {
-        keys.push({ pk: { S: chunkKey(id, i) } });
-      }
-      for (let round = 0; keys.length > 0; round++) {
-        if (round > 20) throw new Error("BatchGetItem kept leaving keys unprocessed");
-        const out = await this.client.send(
-          new BatchGetItemCommand({
-            RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } },
-          }),
-        );
-        for (const item of out.Responses?.[this.table] ?? []) {
-          const pk = item.pk?.S;
-          if (pk !== undefined) found.set(pk, splitEtags(item.etags?.S));
-        }
-        keys = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
-        if (keys.length > 0) await backoff(round);
-      }
-    }
-    return Array.from({ length: count }, (_, i) => {
-      const chunk = found.get(chunkKey(id, i));
-      if (chunk === undefined) throw new Error(`part chunk ${i} of ${id} is missing`);
-      return chunk;
+  putPartChunk(id: string, index: number, etags: readonly string[]): Promise<void> {
+    return translated("DynamoDB PutItem", passNone, async () => {
+      await this.client.send(
+        new PutItemCommand({
+          TableName: this.table,
+          Item: {
+            pk: { S: chunkKey(id, index) },
+            // No TTL: a session renewed by progress may outlive any fixed one. Chunks go when the
+            // session ends, or with its expiry through the cleanup function.
+            etags: { S: joinEtags(etags) },
+          },
+        }),
+      );
     });
   }
 
-  async deletePartChunks(id: string, count: number): Promise<void> {
-    await this.deletePartChunksAt(
+  getPartChunks(id: string, count: number): Promise<string[][]> {
+    return translated("DynamoDB BatchGetItem", passNone, async () => {
+      const found = new Map<string, string[]>();
+      for (let start = 0; start < count; start += 100) {
+        let keys: Record<string, AttributeValue>[] = [];
+        for (let i = start; i < Math.min(count, start + 100); i++) {
+          keys.push({ pk: { S: chunkKey(id, i) } });
+        }
+        for (let round = 0; keys.length > 0; round++) {
+          if (round > 20) throw new Error("BatchGetItem kept leaving keys unprocessed");
+          const out = await this.client.send(
+            new BatchGetItemCommand({
+              RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } },
+            }),
+          );
+          for (const item of out.Responses?.[this.table] ?? []) {
+            const pk = item.pk?.S;
+            if (pk !== undefined) found.set(pk, splitEtags(item.etags?.S));
+          }
+          keys = out.UnprocessedKeys?.[this.table]?.Keys ?? [];
+          if (keys.length > 0) await backoff(round);
+        }
+      }
+      return Array.from({ length: count }, (_, i) => {
+        const chunk = found.get(chunkKey(id, i));
+        if (chunk === undefined) throw new Error(`part chunk ${i} of ${id} is missing`);
+        return chunk;
+      });
+    });
+  }
+
+  deletePartChunks(id: string, count: number): Promise<void> {
+    return this.deletePartChunksAt(
       id,
       Array.from({ length: count }, (_, i) => i),
     );
   }
 
-  async deletePartChunksAt(id: string, indices: readonly number[]): Promise<void> {
-    for (let start = 0; start < indices.length; start += 25) {
-      let requests = indices.slice(start, start + 25).map((i) => ({
-        DeleteRequest: { Key: { pk: { S: chunkKey(id, i) } } },
-      }));
-      for (let round = 0; requests.length > 0; round++) {
-        if (round > 20) throw new Error("BatchWriteItem kept leaving items unprocessed");
-        const out = await this.client.send(
-          new BatchWriteItemCommand({ RequestItems: { [this.table]: requests } }),
-        );
-        requests = (out.UnprocessedItems?.[this.table] ?? []) as typeof requests;
-        if (requests.length > 0) await backoff(round);
+  deletePartChunksAt(id: string, indices: readonly number[]): Promise<void> {
+    return translated("DynamoDB BatchWriteItem", passNone, async () => {
+      for (let start = 0; start < indices.length; start += 25) {
+        let requests = indices.slice(start, start + 25).map((i) => ({
+          DeleteRequest: { Key: { pk: { S: chunkKey(id, i) } } },
+        }));
+        for (let round = 0; requests.length > 0; round++) {
+          if (round > 20) throw new Error("BatchWriteItem kept leaving items unprocessed");
+          const out = await this.client.send(
+            new BatchWriteItemCommand({ RequestItems: { [this.table]: requests } }),
+          );
+          requests = (out.UnprocessedItems?.[this.table] ?? []) as typeof requests;
+          if (requests.length > 0) await backoff(round);
+        }
       }
-    }
+    });
   }
 
   /** The position is the key of the last item read (a Scan's LastEvaluatedKey): only `pk`. */
-  async scanPage({
+  scanPage({
     after,
     max = 100,
   }: {
     after?: string | undefined;
     max?: number | undefined;
   } = {}): Promise<ScanPage> {
-    const out = await this.client.send(
-      new ScanCommand({
-        TableName: this.table,
-        Limit: Math.max(1, max),
-        ...(after === undefined ? {} : { ExclusiveStartKey: { pk: { S: after } } }),
-      }),
-    );
-    const items: StoredItem[] = [];
-    for (const item of out.Items ?? []) {
-      const pk = item.pk?.S ?? "";
-      const chunk = parseChunkKey(pk);
-      if (chunk !== undefined) items.push({ kind: "chunk", ...chunk });
-      else if (pk.startsWith("S#")) items.push({ kind: "session", record: fromItem(item) });
-    }
-    return { items, next: out.LastEvaluatedKey?.pk?.S };
-  }
-
-  async sweepPosition(): Promise<string | undefined> {
-    const out = await this.client.send(
-      new GetItemCommand({
-        TableName: this.table,
-        Key: { pk: { S: SWEEP_POSITION } },
-        ConsistentRead: true,
-      }),
-    );
-    return out.Item?.pos?.S;
-  }
-
-  async saveSweepPosition(position: string | undefined): Promise<void> {
-    const Key = { pk: { S: SWEEP_POSITION } };
-    if (position === undefined) {
-      await this.client.send(new DeleteItemCommand({ TableName: this.table, Key }));
-    } else {
-      await this.client.send(
-        new PutItemCommand({ TableName: this.table, Item: { ...Key, pos: { S: position } } }),
+    return translated("DynamoDB Scan", passNone, async () => {
+      const out = await this.client.send(
+        new ScanCommand({
+          TableName: this.table,
+          Limit: Math.max(1, max),
+          ...(after === undefined ? {} : { ExclusiveStartKey: { pk: { S: after } } }),
+        }),
       );
-    }
+      const items: StoredItem[] = [];
+      for (const item of out.Items ?? []) {
+        const pk = item.pk?.S ?? "";
+        const chunk = parseChunkKey(pk);
+        if (chunk !== undefined) items.push({ kind: "chunk", ...chunk });
+        else if (pk.startsWith("S#")) items.push({ kind: "session", record: fromItem(item) });
+      }
+      return { items, next: out.LastEvaluatedKey?.pk?.S };
+    });
+  }
+
+  sweepPosition(): Promise<string | undefined> {
+    return translated("DynamoDB GetItem", passNone, async () => {
+      const out = await this.client.send(
+        new GetItemCommand({
+          TableName: this.table,
+          Key: { pk: { S: SWEEP_POSITION } },
+          ConsistentRead: true,
+        }),
+      );
+      return out.Item?.pos?.S;
+    });
+  }
+
+  saveSweepPosition(position: string | undefined): Promise<void> {
+    return translated("DynamoDB PutItem", passNone, async () => {
+      const Key = { pk: { S: SWEEP_POSITION } };
+      if (position === undefined) {
+        await this.client.send(new DeleteItemCommand({ TableName: this.table, Key }));
+      } else {
+        await this.client.send(
+          new PutItemCommand({ TableName: this.table, Item: { ...Key, pos: { S: position } } }),
+        );
+      }
+    });
   }
 }
 

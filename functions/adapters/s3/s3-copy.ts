@@ -57,8 +57,8 @@ export function copyPartSize(size: number, wanted: number): number {
 /**
  * Copies a whole object server-side: CopyObject up to `singleCopyLimit`, a multipart copy
  * (UploadPartCopy with CopySourceRange) beyond; either insists on the source's ETag. Answers
- * the new object's version, where the bucket keeps versions. S3's errors pass through; the
- * adapter translates them.
+ * the new object's version, where the bucket keeps versions. S3's errors pass through: the
+ * adapter's methods that call this translate them (S3ObjectStore), so none leaves the adapter.
  */
 export async function copyObject(
   client: S3Client,
