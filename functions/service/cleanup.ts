@@ -15,7 +15,7 @@ import {
 import type { EventSink } from "../ports/event-sink.ts";
 import { sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
-import { releaseStorage } from "./end-session.ts";
+import { deleteUploadData } from "./end-session.ts";
 import { emfFields } from "./metrics.ts";
 import { sessionDir, sessionIdOfStagingDir } from "./staging.ts";
 
@@ -59,7 +59,7 @@ export async function cleanUpSession(
   { removed }: { removed: boolean },
 ): Promise<SessionOutcome> {
   const outcome = await expiryOutcome(context, record);
-  await releaseStorage(context, record);
+  await deleteUploadData(context, record);
   if (removed) {
     if (record.status === "open") await context.sessions.releaseRemoved(record);
   } else {

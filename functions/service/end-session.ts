@@ -21,6 +21,12 @@ import { deleteStaged, stagingPrefixFor } from "./staging.ts";
 
 type EndPacket = Extract<Packet, { type: "close-session" | "cancel-session" }>;
 
+// Removal has one word per kind of thing removed, here and in fragment.ts and cleanup.ts:
+// a multipart upload is *aborted*; objects and table items are *deleted*; what an instance keeps
+// in memory is *forgotten*; a session's place in the open-session counts is *released*. A
+// session the server gives up on is *failed*; one the client gives up on is *discarded* (the
+// `discarding` decision of Close-before-the-end and Cancel).
+
 const MAX_ATTEMPTS = 8;
 
 /**
@@ -119,23 +125,23 @@ async function finish(
       if (outcome === "exists") {
         // Checked again at commit: another writer created the object meanwhile (docs/protocol.md,
         // "Overwrite").
-        await discard(context, record, "the destination appeared and overwrite is off");
+        await failSession(context, record, "the destination appeared and overwrite is off");
         throw new BitsError("accessDenied", "destination appeared and overwrite is off");
       }
       // The upload's data is gone or unusable (removed behind our back, or parts that do not
       // match): the client restarts from byte 0 on BG_E_SESSION_NOT_FOUND ([MC-BUP] 3.1.5.2.1).
       const why = reason ?? outcome;
-      await discard(context, record, `the upload cannot be completed (${why})`);
+      await failSession(context, record, `the upload cannot be completed (${why})`);
       throw new BitsError("sessionNotFound", `the upload cannot be completed (${why})`);
     }
-    await removeTemporaryState(context, record);
+    await deleteTemporaryState(context, record);
     return {
       versionId: completion.versionId,
       crc32c: completion.checksum?.crc32c,
       verifiedBy: completion.checksum?.verifiedBy,
     };
   }
-  await releaseStorage(context, record);
+  await deleteUploadData(context, record);
   // Upload-reply: the request object was completed and checked when the application was
   // notified; its checksum is the one of the bytes received (docs/checksums.md).
   if (ending === "committing" && record.receivedCrc32c !== undefined) {
@@ -287,24 +293,27 @@ async function claimKey(context: ServiceContext, record: SessionRecord) {
 }
 
 /**
- * Abandons a session whose upload cannot be completed (its data is gone or unusable, or the
- * client broke a cap), leaving a tombstone that says why: the client is then told its error
+ * Ends a session the server gives up on: its upload cannot be completed (its data is gone or
+ * unusable) or the client broke a cap. Its data is deleted and a tombstone says why: the client is then told its error
  * and starts over, and the session's event is `Upload Failed` (docs/events.md).
  */
-export async function discard(context: ServiceContext, record: SessionRecord, reason: string) {
-  await releaseStorage(context, record);
+export async function failSession(context: ServiceContext, record: SessionRecord, reason: string) {
+  await deleteUploadData(context, record);
   const ended = tombstone(context, record, "cancelled", { kind: "failed", reason });
   await context.sessions.replace(ended, record.version, { release: record.status === "open" });
 }
 
-/** Aborts the upload and removes staged bytes and part lists; never touches the object. */
-export async function releaseStorage(context: ServiceContext, record: SessionRecord) {
+/** Aborts the upload and deletes staged bytes and part lists; never touches the object. */
+export async function deleteUploadData(context: ServiceContext, record: SessionRecord) {
   await context.objects.abortUpload(uploadKey(record), record.uploadId);
-  await removeTemporaryState(context, record);
+  await deleteTemporaryState(context, record);
 }
 
-/** Every ending goes through here: staged bytes, part lists and what this instance kept. */
-async function removeTemporaryState(context: ServiceContext, record: SessionRecord) {
+/**
+ * Every ending goes through here: deletes staged bytes and part lists, and forgets what this
+ * instance kept of the session.
+ */
+async function deleteTemporaryState(context: ServiceContext, record: SessionRecord) {
   const prefix = stagingPrefixFor(context.settings.stagingPrefix, record.id);
   context.cache?.forgetSession(record.id, prefix);
   await deleteStaged(context.objects, prefix);

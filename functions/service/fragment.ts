@@ -16,7 +16,7 @@ import {
 import { UploadGoneError } from "../ports/object-store.ts";
 import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
-import { discard } from "./end-session.ts";
+import { failSession } from "./end-session.ts";
 import { notifyAndReply } from "./reply.ts";
 import { chainSegments, listSegments, stagedKey, stagingPrefixFor } from "./staging.ts";
 
@@ -83,7 +83,7 @@ export async function fragment(
     if (current.fragments >= fragmentAllowance(decision.total, settings.maxFragmentsPerMiB)) {
       // A client that writes the file in slivers would make the operator pay a PUT and a write
       // each: the session ends here and the job fails (docs/security.md, Caps).
-      await discard(context, current, "too many fragments for the file's size");
+      await failSession(context, current, "too many fragments for the file's size");
       throw new BitsError("accessDenied", "too many fragments for the file's size");
     }
     const staged: string[] = [];
@@ -99,12 +99,12 @@ export async function fragment(
         if (error instanceof StagedBytesLost) return rewind(context, current);
         if (error instanceof UploadGoneError) {
           // The bytes held so far are gone with it: the client starts over ([MC-BUP] 3.1.5.2.1).
-          await discard(context, current, "the session's multipart upload is gone");
+          await failSession(context, current, "the session's multipart upload is gone");
           throw new BitsError("sessionNotFound", "the session's upload is gone");
         }
         throw error;
       }
-      await dropIfEnded(context, now, staged);
+      await deleteStagedIfEnded(context, now, staged);
       record = now;
       fresh = true;
       continue;
@@ -116,14 +116,14 @@ export async function fragment(
     call.audit.bytesStored += written.bytesStored;
     if (result.ok) {
       cache?.rememberRecord(written.next);
-      await dropQuietly(context, current.id, written.consumed);
+      await deleteStagedQuietly(context, current.id, written.consumed);
       if (written.next.notify && isComplete(written.next)) {
         return notifyAndReply(context, written.next, call);
       }
       return ack(200, { sessionId: current.id, receivedContentRange: written.next.offset });
     }
     cache?.rememberRecord(result.current, current.id);
-    await dropIfEnded(context, result.current, staged);
+    await deleteStagedIfEnded(context, result.current, staged);
     record = result.current;
     fresh = true;
   }
@@ -179,14 +179,14 @@ async function rewind(context: ServiceContext, record: SessionRecord): Promise<B
   return ack(416, { sessionId: record.id, receivedContentRange: offset });
 }
 
-/** A handler that lost to the end of its session removes what it staged after that end. */
-async function dropIfEnded(
+/** A handler that lost to the end of its session deletes what it staged after that end. */
+async function deleteStagedIfEnded(
   context: ServiceContext,
   record: SessionRecord | undefined,
   staged: string[],
 ) {
   if (record === undefined || record.status !== "open") {
-    await dropQuietly(context, record?.id ?? "", staged);
+    await deleteStagedQuietly(context, record?.id ?? "", staged);
   }
 }
 
@@ -266,9 +266,9 @@ async function write(
 
 /**
  * Staged bytes are deleted only after the part holding them is recorded. Failing here loses
- * nothing: whatever stays is removed when the session ends.
+ * nothing: whatever stays is deleted when the session ends.
  */
-async function dropQuietly(context: ServiceContext, sessionId: string, keys: string[]) {
+async function deleteStagedQuietly(context: ServiceContext, sessionId: string, keys: string[]) {
   if (keys.length === 0) return;
   context.cache?.forgetStaged(keys);
   try {

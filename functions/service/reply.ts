@@ -10,7 +10,7 @@ import type { NotificationResult } from "../ports/notifier.ts";
 import type { UploadedPart } from "../ports/object-store.ts";
 import { type Call, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
-import { completeFile, discard, underKeyClaim } from "./end-session.ts";
+import { completeFile, failSession, underKeyClaim } from "./end-session.ts";
 import { sessionDir, stagingPrefixFor } from "./staging.ts";
 
 /** Where an upload-reply session keeps the uploaded file and the reply: its staging folder. */
@@ -188,7 +188,7 @@ async function completeRequest(context: ServiceContext, record: SessionRecord): 
   const { result, reason } = await completeFile(context, record, key, true);
   if (result !== "completed") {
     const why = reason ?? result;
-    await discard(context, record, `the request object cannot be completed (${why})`);
+    await failSession(context, record, `the request object cannot be completed (${why})`);
     throw new BitsError("sessionNotFound", `the upload cannot be completed (${why})`);
   }
   return record.total ?? 0;
