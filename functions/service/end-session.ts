@@ -17,6 +17,7 @@ import type { CompleteResult } from "../ports/object-store.ts";
 import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { emfFields } from "./metrics.ts";
+import { type Attempt, again, done, untilSettled } from "./retry.ts";
 import { deleteStaged, stagingPrefixFor } from "./staging.ts";
 
 type EndPacket = Extract<Packet, { type: "close-session" | "cancel-session" }>;
@@ -26,8 +27,6 @@ type EndPacket = Extract<Packet, { type: "close-session" | "cancel-session" }>;
 // in memory is *forgotten*; a session's place in the open-session counts is *released*. A
 // session the server gives up on is *failed*; one the client gives up on is *discarded* (the
 // `discarding` decision of Close-before-the-end and Cancel).
-
-const MAX_ATTEMPTS = 8;
 
 /**
  * Close-Session and Cancel-Session ([MC-BUP] 3.2.5.2.7-8), in two phases. First the decision
@@ -42,68 +41,71 @@ export async function endSession(
   packet: EndPacket,
   call: Call,
 ): Promise<BitsResponse> {
-  let record = await context.sessions.get(packet.sessionId);
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    if (record === undefined || !isLive(record, nowSeconds(context))) {
-      throw new BitsError("sessionNotFound", "no such session");
-    }
-    if (!ownedBy(record, packet, call)) {
-      throw new BitsError("sessionNotFound", "no such session for this client and URL");
-    }
-    if (isEnded(record)) return ack(200, { sessionId: record.id });
-    const ending = endingFor(record, packet.type === "close-session" ? "close" : "cancel");
-    if (record.status === "open") {
-      // A Close or Cancel is activity on the session ([MC-BUP] 3.2.6.1 times out idle ones):
-      // the decision renews the expiry, so a slow completion is not taken for an abandoned
-      // session by the sweep or TTL while it runs.
-      const decided: SessionRecord = {
-        ...record,
-        status: ending,
-        version: record.version + 1,
-        expiresAt: nowSeconds(context) + context.settings.sessionTimeoutSeconds,
-      };
-      // The session stops counting as open in the same write that decides its end.
-      const result = await context.sessions.replace(decided, record.version, { release: true });
-      if (!result.ok) {
-        record = result.current;
-        continue;
-      }
-      record = decided;
-    }
-    const stored = await finish(context, record, ending);
-    const ended: SessionStatus = ending === "committing" ? "closed" : "cancelled";
-    const outcome: Omit<SessionOutcome, "at"> =
-      ending === "committing"
-        ? { kind: "completed", ...stored }
-        : {
-            kind: "cancelled",
-            reason:
-              packet.type === "cancel-session"
-                ? "cancelled by the client"
-                : "closed before the last byte",
-          };
-    const result = await context.sessions.replace(
-      tombstone(context, record, ended, outcome),
-      record.version,
-    );
-    if (result.ok) {
-      const name = ended === "closed" ? "SessionsCompleted" : "SessionsCancelled";
-      context.runtime.log("info", `session ${ended}`, {
-        session: sessionTag(record.id),
-        key: record.key,
-        committed: ending === "committing",
-        ...emfFields(
-          context.settings.metrics,
-          [{ name, value: 1, unit: "Count" }],
-          context.runtime.now(),
-        ),
-      });
-      return ack(200, { sessionId: record.id });
-    }
-    // Someone else finished the same decision meanwhile: the next round sees its tombstone.
-    record = result.current;
+  const first = { record: await context.sessions.get(packet.sessionId), fresh: true };
+  return untilSettled(first, ({ record }) => endAttempt(context, record, packet, call), "request");
+}
+
+/** One attempt: decide the ending (if not decided yet), carry it out, write the tombstone. */
+async function endAttempt(
+  context: ServiceContext,
+  found: SessionRecord | undefined,
+  packet: EndPacket,
+  call: Call,
+): Promise<Attempt<BitsResponse>> {
+  if (found === undefined || !isLive(found, nowSeconds(context))) {
+    throw new BitsError("sessionNotFound", "no such session");
   }
-  throw new BitsError("internal", "session kept changing under this request");
+  if (!ownedBy(found, packet, call)) {
+    throw new BitsError("sessionNotFound", "no such session for this client and URL");
+  }
+  if (isEnded(found)) return done(ack(200, { sessionId: found.id }));
+  const ending = endingFor(found, packet.type === "close-session" ? "close" : "cancel");
+  let record = found;
+  if (record.status === "open") {
+    // A Close or Cancel is activity on the session ([MC-BUP] 3.2.6.1 times out idle ones):
+    // the decision renews the expiry, so a slow completion is not taken for an abandoned
+    // session by the sweep or TTL while it runs.
+    const decided: SessionRecord = {
+      ...record,
+      status: ending,
+      version: record.version + 1,
+      expiresAt: nowSeconds(context) + context.settings.sessionTimeoutSeconds,
+    };
+    // The session stops counting as open in the same write that decides its end.
+    const result = await context.sessions.replace(decided, record.version, { release: true });
+    if (!result.ok) return again(result.current);
+    record = decided;
+  }
+  const stored = await finish(context, record, ending);
+  const ended: SessionStatus = ending === "committing" ? "closed" : "cancelled";
+  const outcome: Omit<SessionOutcome, "at"> =
+    ending === "committing"
+      ? { kind: "completed", ...stored }
+      : {
+          kind: "cancelled",
+          reason:
+            packet.type === "cancel-session"
+              ? "cancelled by the client"
+              : "closed before the last byte",
+        };
+  const result = await context.sessions.replace(
+    tombstone(context, record, ended, outcome),
+    record.version,
+  );
+  // Someone else finished the same decision meanwhile: the next attempt sees its tombstone.
+  if (!result.ok) return again(result.current);
+  const name = ended === "closed" ? "SessionsCompleted" : "SessionsCancelled";
+  context.runtime.log("info", `session ${ended}`, {
+    session: sessionTag(record.id),
+    key: record.key,
+    committed: ending === "committing",
+    ...emfFields(
+      context.settings.metrics,
+      [{ name, value: 1, unit: "Count" }],
+      context.runtime.now(),
+    ),
+  });
+  return done(ack(200, { sessionId: record.id }));
 }
 
 /** What the completion event says of a stored object (docs/events.md). */

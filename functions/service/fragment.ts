@@ -18,116 +18,150 @@ import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { failSession } from "./end-session.ts";
 import { notifyAndReply } from "./reply.ts";
+import { type Attempt, again, done, type Held, untilSettled } from "./retry.ts";
 import { chainSegments, listSegments, stagedKey, stagingPrefixFor } from "./staging.ts";
 
 type Fragment = Extract<Packet, { type: "fragment" }>;
 type Accept = Extract<FragmentDecision, { kind: "accept" }>;
 
-/** How often a handler re-reads the session after losing a conditional write. */
-const MAX_ATTEMPTS = 8;
-
 /**
- * Fragment ([MC-BUP] 3.2.5.2.6; docs/protocol.md, "Fragments and offsets"). Bytes are written to
- * S3 first and the new offset is recorded after, conditionally on the version read, so the
- * offset never claims a byte that is not stored. A handler that loses the race re-reads and
- * re-decides; what it wrote is the same bytes of the file at the same place (a part's bounds
- * come from the record, not from the request), or staged objects that the session's end removes.
+ * Fragment ([MC-BUP] 3.2.5.2.6; docs/protocol.md, "Fragments and offsets"): load the session,
+ * decide what the fragment means for it, apply that. Bytes are written to S3 first and the new
+ * offset is recorded after, conditionally on the version read, so the offset never claims a
+ * byte that is not stored. A handler that loses the race decides again on the record as it is
+ * now; what it wrote is the same bytes of the file at the same place (a part's bounds come from
+ * the record, not from the request), or staged objects that the session's end deletes.
  */
 export async function fragment(
   context: ServiceContext,
   packet: Fragment,
   call: Call,
 ): Promise<BitsResponse> {
+  const first = await load(context, packet.sessionId);
+  return untilSettled(
+    first,
+    async (held) => {
+      const decided = decide(context, held, packet, call);
+      switch (decided.kind) {
+        case "answer":
+          return done(await decided.answer());
+        case "reread":
+          return again(await read(context, packet.sessionId));
+        case "accept":
+          return apply(context, decided.record, decided.decision, packet, call);
+      }
+    },
+    "fragment",
+  );
+}
+
+/**
+ * The session as this instance remembers it, or as the table has it. A warm instance writes on
+ * the record it remembers and reads only when that fails: a sequential client then costs one
+ * DynamoDB request per fragment.
+ */
+async function load(context: ServiceContext, id: string): Promise<Held> {
+  const remembered = context.cache?.record(id);
+  if (remembered !== undefined) return { record: remembered, fresh: false };
+  return { record: await read(context, id), fresh: true };
+}
+
+async function read(context: ServiceContext, id: string) {
+  const record = await context.sessions.get(id);
+  context.cache?.rememberRecord(record, id);
+  return record;
+}
+
+type Decided =
+  /** The fragment is answered without writing (a settled session, a duplicate, a gap). */
+  | { readonly kind: "answer"; readonly answer: () => Promise<BitsResponse> }
+  /** What was remembered cannot be trusted for this answer: read the table first. */
+  | { readonly kind: "reread" }
+  | { readonly kind: "accept"; readonly record: SessionRecord; readonly decision: Accept };
+
+/** What the fragment means for the session as held; writes nothing. */
+function decide(context: ServiceContext, held: Held, packet: Fragment, call: Call): Decided {
+  const { record, fresh } = held;
+  if (!fresh && (record?.status !== "open" || !isLive(record, nowSeconds(context)))) {
+    return { kind: "reread" };
+  }
+  const settled = settledAnswer(context, record, packet, call);
+  if (settled !== undefined) return { kind: "answer", answer: async () => settled };
+  const current = record as SessionRecord;
+  const { limits } = context.settings;
+  const decision = planFragment(
+    { ...current, parts: recordedParts(current) },
+    packet.range,
+    packet.body,
+    // A signed URL may allow less than the server does; records older than that field, more.
+    { ...limits, maxUploadBytes: current.maxBytes || limits.maxUploadBytes },
+  );
+  if (decision.kind === "accept") return { kind: "accept", record: current, decision };
+  // An offset the client is told must be the stored one, never a remembered one.
+  if (!fresh) return { kind: "reread" };
+  // Upload-reply: a resent final fragment gets the reply, notifying first if the last
+  // notification failed ([MC-BUP] 3.2.5.1.2-3).
+  if (decision.kind === "held" && current.notify && isComplete(current)) {
+    return { kind: "answer", answer: () => notifyAndReply(context, current, call) };
+  }
+  const status = decision.kind === "gap" ? 416 : 200;
+  const answer = ack(status, { sessionId: current.id, receivedContentRange: decision.offset });
+  return { kind: "answer", answer: async () => answer };
+}
+
+/**
+ * Writes an accepted fragment's bytes, then records them, conditionally on the version the
+ * decision was made on.
+ */
+async function apply(
+  context: ServiceContext,
+  current: SessionRecord,
+  decision: Accept,
+  packet: Fragment,
+  call: Call,
+): Promise<Attempt<BitsResponse>> {
   const { sessions, settings, cache } = context;
-  // A warm instance writes on the record it remembers and reads only when that fails: a
-  // sequential client then costs one DynamoDB request per fragment.
-  const remembered = cache?.record(packet.sessionId);
-  let record = remembered ?? (await sessions.get(packet.sessionId));
-  let fresh = remembered === undefined;
-  const reread = async () => {
-    record = await sessions.get(packet.sessionId);
-    cache?.rememberRecord(record, packet.sessionId);
-    fresh = true;
-  };
-  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-    if (!fresh && (record?.status !== "open" || !isLive(record, nowSeconds(context)))) {
-      await reread();
-      continue;
-    }
-    const settled = settledAnswer(context, record, packet, call);
-    if (settled !== undefined) return settled;
-    const current = record as SessionRecord;
-    const decision = planFragment(
-      { ...current, parts: recordedParts(current) },
-      packet.range,
-      packet.body,
-      // A signed URL may allow less than the server does; records older than that field, more.
-      { ...settings.limits, maxUploadBytes: current.maxBytes || settings.limits.maxUploadBytes },
-    );
-    if (decision.kind !== "accept") {
-      // An offset the client is told must be the stored one, never a remembered one.
-      if (!fresh) {
-        await reread();
-        continue;
+  if (current.fragments >= fragmentAllowance(decision.total, settings.maxFragmentsPerMiB)) {
+    // A client that writes the file in slivers would make the operator pay a PUT and a write
+    // each: the session ends here and the job fails (docs/security.md, Caps).
+    await failSession(context, current, "too many fragments for the file's size");
+    throw new BitsError("accessDenied", "too many fragments for the file's size");
+  }
+  const staged: string[] = [];
+  let written: Awaited<ReturnType<typeof write>>;
+  try {
+    written = await write(context, current, decision, staged);
+  } catch (error) {
+    // A racing handler may have moved the session on (consumed the staged bytes this one
+    // read, ended the session): decide again on what is there now. Unchanged, the failure is
+    // real.
+    const now = await read(context, current.id);
+    if (now?.version === current.version) {
+      if (error instanceof StagedBytesLost) return done(await rewind(context, current));
+      if (error instanceof UploadGoneError) {
+        // The bytes held so far are gone with it: the client starts over ([MC-BUP] 3.1.5.2.1).
+        await failSession(context, current, "the session's multipart upload is gone");
+        throw new BitsError("sessionNotFound", "the session's upload is gone");
       }
-      // Upload-reply: a resent final fragment gets the reply, notifying first if the last
-      // notification failed ([MC-BUP] 3.2.5.1.2-3).
-      if (decision.kind === "held" && current.notify && isComplete(current)) {
-        return notifyAndReply(context, current, call);
-      }
-      return ack(decision.kind === "gap" ? 416 : 200, {
-        sessionId: current.id,
-        receivedContentRange: decision.offset,
-      });
+      throw error;
     }
-    if (current.fragments >= fragmentAllowance(decision.total, settings.maxFragmentsPerMiB)) {
-      // A client that writes the file in slivers would make the operator pay a PUT and a write
-      // each: the session ends here and the job fails (docs/security.md, Caps).
-      await failSession(context, current, "too many fragments for the file's size");
-      throw new BitsError("accessDenied", "too many fragments for the file's size");
-    }
-    const staged: string[] = [];
-    let written: Awaited<ReturnType<typeof write>>;
-    try {
-      written = await write(context, current, decision, staged);
-    } catch (error) {
-      // A racing handler may have moved the session on (consumed the staged bytes this one
-      // read, ended the session): re-decide on what is there now. Unchanged, the failure is real.
-      const now = await sessions.get(current.id);
-      cache?.rememberRecord(now, current.id);
-      if (now?.version === current.version) {
-        if (error instanceof StagedBytesLost) return rewind(context, current);
-        if (error instanceof UploadGoneError) {
-          // The bytes held so far are gone with it: the client starts over ([MC-BUP] 3.1.5.2.1).
-          await failSession(context, current, "the session's multipart upload is gone");
-          throw new BitsError("sessionNotFound", "the session's upload is gone");
-        }
-        throw error;
-      }
-      await deleteStagedIfEnded(context, now, staged);
-      record = now;
-      fresh = true;
-      continue;
-    }
-    // Every body that counted, overlapping resends included, for the completion event.
-    const bytesReceived = (current.bytesReceived ?? 0) + packet.body.length;
-    written.next = { ...written.next, bytesReceived };
-    const result = await sessions.replace(written.next, current.version);
-    call.audit.bytesStored += written.bytesStored;
-    if (result.ok) {
-      cache?.rememberRecord(written.next);
-      await deleteStagedQuietly(context, current.id, written.consumed);
-      if (written.next.notify && isComplete(written.next)) {
-        return notifyAndReply(context, written.next, call);
-      }
-      return ack(200, { sessionId: current.id, receivedContentRange: written.next.offset });
-    }
+    await deleteStagedIfEnded(context, now, staged);
+    return again(now);
+  }
+  // Every body that counted, overlapping resends included, for the completion event.
+  const bytesReceived = (current.bytesReceived ?? 0) + packet.body.length;
+  const next = { ...written.next, bytesReceived };
+  const result = await sessions.replace(next, current.version);
+  call.audit.bytesStored += written.bytesStored;
+  if (!result.ok) {
     cache?.rememberRecord(result.current, current.id);
     await deleteStagedIfEnded(context, result.current, staged);
-    record = result.current;
-    fresh = true;
+    return again(result.current);
   }
-  throw new BitsError("internal", "session kept changing under this fragment");
+  cache?.rememberRecord(next);
+  await deleteStagedQuietly(context, current.id, written.consumed);
+  if (next.notify && isComplete(next)) return done(await notifyAndReply(context, next, call));
+  return done(ack(200, { sessionId: current.id, receivedContentRange: next.offset }));
 }
 
 /**
