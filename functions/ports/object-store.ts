@@ -158,14 +158,18 @@ export interface ObjectStore {
    */
   putObject(key: string, body: Uint8Array, options: WriteOptions): Promise<"stored" | "exists">;
   /**
-   * Writes a staged object, replacing any object at the key. `crc`, when the caller already has
+   * Writes a temporary object (a staged fragment, a reply), replacing any object at the key,
+   * with no owner: unlike `putObject`, never a destination. `crc`, when the caller already has
    * the body's CRC32C, spares computing it again; a store that checks refuses a body that does
    * not match it (ChecksumMismatchError).
    */
-  put(key: string, body: Uint8Array, crc?: number): Promise<void>;
+  putStaged(key: string, body: Uint8Array, crc?: number): Promise<void>;
+  /** Every byte of an object, in memory (staged fragments); undefined when it is missing. */
   get(key: string): Promise<Uint8Array | undefined>;
   /** Streams an object (the dev server's GET). */
-  read(key: string): Promise<{ size: number; stream: ReadableStream<Uint8Array> } | undefined>;
+  readStream(
+    key: string,
+  ): Promise<{ size: number; stream: ReadableStream<Uint8Array> } | undefined>;
   /** Every object under `prefix`, in key order. */
   list(prefix: string): Promise<ObjectInfo[]>;
   /**

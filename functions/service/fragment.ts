@@ -258,7 +258,7 @@ async function write(
       const key = stagedKey(prefix, step.start, step.end);
       staged.push(key);
       // The bytes' CRC32C, already computed for the received checksum, goes with them.
-      await objects.put(key, step.bytes, checksummed ? stepCrc : undefined);
+      await objects.putStaged(key, step.bytes, checksummed ? stepCrc : undefined);
       bytesStored += step.bytes.length;
       context.cache?.rememberStaged(key, step.bytes, checksummed ? stepCrc : undefined);
       continue;

@@ -118,7 +118,7 @@ async function notifyHolding(context: ServiceContext, record: SessionRecord, cal
         size,
         readUrl: await objects.presign(requestKey, "GET", seconds),
         open: async () => {
-          const read = await objects.read(requestKey);
+          const read = await objects.readStream(requestKey);
           if (read === undefined) throw new Error("the uploaded file is gone");
           return read.stream;
         },
@@ -201,7 +201,7 @@ async function storeReply(context: ServiceContext, record: SessionRecord, reply:
   const { objects } = context;
   const key = replyKeyOf(context, record.id);
   if (reply.length <= REPLY_PART_BYTES) {
-    await objects.put(key, reply);
+    await objects.putStaged(key, reply);
     return;
   }
   const uploadId = await objects.createUpload(key, record.id);

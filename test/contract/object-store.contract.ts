@@ -117,7 +117,7 @@ export function objectStoreContract(
       it("head, get and read of a missing key answer undefined", async () => {
         expect(await store.head(key)).toBeUndefined();
         expect(await store.get(key)).toBeUndefined();
-        expect(await store.read(key)).toBeUndefined();
+        expect(await store.readStream(key)).toBeUndefined();
       });
 
       it.each([
@@ -127,7 +127,7 @@ export function objectStoreContract(
       ])("put then get and head round-trip %s exactly, with no owner", async (_, make) => {
         const body = make();
         const expected = new Uint8Array(body);
-        await store.put(key, body);
+        await store.putStaged(key, body);
         body.fill(7); // the store must not keep the caller's buffer
         await expectContent(key, expected, undefined);
         (await store.get(key))?.fill(9); // nor hand out its own
@@ -139,7 +139,7 @@ export function objectStoreContract(
         const body = randomBytes(1000);
         const expected = new Uint8Array(body);
         const [staged, whole, multipart] = [key, `${key}.whole`, `${key}.mp`];
-        await store.put(staged, body);
+        await store.putStaged(staged, body);
         await store.putObject(whole, body, { ...keep, owner });
         const uploadId = await store.createUpload(multipart, owner);
         const etag = await part(store, multipart, uploadId, 1, body);
@@ -156,9 +156,9 @@ export function objectStoreContract(
 
       it("put replaces an existing object, whoever wrote it", async () => {
         await store.putObject(key, allByteValues(), { ...keep, owner });
-        await store.put(key, new Uint8Array([9, 8, 7]));
+        await store.putStaged(key, new Uint8Array([9, 8, 7]));
         await expectContent(key, new Uint8Array([9, 8, 7]), undefined);
-        await store.put(key, new Uint8Array(0));
+        await store.putStaged(key, new Uint8Array(0));
         await expectContent(key, new Uint8Array(0), undefined);
       });
 
@@ -167,8 +167,8 @@ export function objectStoreContract(
         ["3 MiB", 3 * MiB],
       ])("read streams %s exactly, with its size", async (_, length) => {
         const body = new Uint8Array(randomBytes(length));
-        await store.put(key, body);
-        const found = await store.read(key);
+        await store.putStaged(key, body);
+        const found = await store.readStream(key);
         expect(found?.size).toBe(length);
         const got = await readAll(found?.stream ?? new ReadableStream());
         expect(got.length).toBe(length);
@@ -177,7 +177,7 @@ export function objectStoreContract(
 
       it("list(prefix) answers only that prefix, in key order, with sizes", async () => {
         for (const [i, name] of ["p/c", "p/a/c", "p0", "p", "p/b", "q/a", "p/a"].entries()) {
-          await store.put(`${root}${name}`, new Uint8Array(i + 1));
+          await store.putStaged(`${root}${name}`, new Uint8Array(i + 1));
         }
         expect(await store.list(`${root}p/`)).toEqual([
           { key: `${root}p/a`, size: 7 },
@@ -190,14 +190,16 @@ export function objectStoreContract(
 
       // S3 lists in UTF-8 byte order: "-" (0x2d) < "B" (0x42) < "_" (0x5f) < "a" (0x61).
       known("ascii-byte-order")("list orders keys by byte, not by locale", async () => {
-        for (const name of ["a", "_", "B", "-"]) await store.put(root + name, new Uint8Array(1));
+        for (const name of ["a", "_", "B", "-"])
+          await store.putStaged(root + name, new Uint8Array(1));
         const keys = (await store.list(root)).map((object) => object.key.slice(root.length));
         expect(keys).toEqual(["-", "B", "_", "a"]);
       });
 
       // U+FF61 is EF BD A1 in UTF-8, U+1F600 is F0 9F 98 80; in UTF-16 their order flips.
       it("list orders non-BMP keys by UTF-8 bytes", async () => {
-        for (const name of ["\u{1F600}", "\uFF61"]) await store.put(root + name, new Uint8Array(1));
+        for (const name of ["\u{1F600}", "\uFF61"])
+          await store.putStaged(root + name, new Uint8Array(1));
         const keys = (await store.list(root)).map((object) => object.key.slice(root.length));
         expect(keys).toEqual(["\uFF61", "\u{1F600}"]);
       });
@@ -205,9 +207,9 @@ export function objectStoreContract(
       it("listPage pages through a prefix in key order; `next` resumes after the page", async () => {
         const names = ["d/3", "a/1", "b/0", "d/10", "c/2", "a/0", "b/1"];
         for (const [i, name] of names.entries()) {
-          await store.put(`${root}p/${name}`, new Uint8Array(i + 1));
+          await store.putStaged(`${root}p/${name}`, new Uint8Array(i + 1));
         }
-        await store.put(`${root}q/a`, new Uint8Array(1));
+        await store.putStaged(`${root}q/a`, new Uint8Array(1));
         const pages: string[][] = [];
         let after: string | undefined;
         do {
@@ -232,7 +234,8 @@ export function objectStoreContract(
       });
 
       known("ascii-byte-order")("listPage pages by byte, not by locale", async () => {
-        for (const name of ["a", "_", "B", "-"]) await store.put(root + name, new Uint8Array(1));
+        for (const name of ["a", "_", "B", "-"])
+          await store.putStaged(root + name, new Uint8Array(1));
         const keys: string[] = [];
         let after: string | undefined;
         do {
@@ -245,8 +248,8 @@ export function objectStoreContract(
 
       it("delete removes the given keys, leaves others, and ignores missing ones", async () => {
         const other = `${key}.keep`;
-        await store.put(key, new Uint8Array([1]));
-        await store.put(other, new Uint8Array([2]));
+        await store.putStaged(key, new Uint8Array([1]));
+        await store.putStaged(other, new Uint8Array([2]));
         await store.delete([key, `${key}.missing`]);
         await store.delete([]);
         expect(await store.head(key)).toBeUndefined();
@@ -284,7 +287,7 @@ export function objectStoreContract(
           "exists",
         );
         await expectContent(key, first, owner);
-        await store.put(`${key}.staged`, new Uint8Array(0));
+        await store.putStaged(`${key}.staged`, new Uint8Array(0));
         const onStaged = await store.putObject(`${key}.staged`, new Uint8Array(0), {
           ...keep,
           owner,
@@ -309,7 +312,7 @@ export function objectStoreContract(
 
       it("stat answers size, a quoted ETag and Last-Modified in whole seconds, stably", async () => {
         const before = Math.floor(Date.now() / 1000) * 1000;
-        await store.put(key, allByteValues());
+        await store.putStaged(key, allByteValues());
         const after = Date.now();
         const stat = await store.stat(key);
         expect(stat).toMatchObject({ key, size: 512 });
@@ -320,7 +323,7 @@ export function objectStoreContract(
         expect(modified).toBeGreaterThanOrEqual(before - 1000);
         expect(modified).toBeLessThanOrEqual(after + 1000);
         expect(await store.stat(key)).toEqual(stat);
-        await store.put(key, new Uint8Array([1, 2, 3]));
+        await store.putStaged(key, new Uint8Array([1, 2, 3]));
         const rewritten = await store.stat(key);
         expect(rewritten?.size).toBe(3);
         expect(rewritten?.etag).not.toBe(stat?.etag);
@@ -344,7 +347,7 @@ export function objectStoreContract(
         [500, 5000], // an end past the last byte is clamped, as S3 does
       ])("readRange(%i, %i) streams exactly those bytes, with the whole size", async (a, b) => {
         const body = new Uint8Array(randomBytes(1000));
-        await store.put(key, body);
+        await store.putStaged(key, body);
         const found = await store.readRange(key, a, b);
         expect(found?.size).toBe(1000);
         const got = await readAll(found?.stream ?? new ReadableStream());
@@ -353,7 +356,7 @@ export function objectStoreContract(
 
       it("readRange streams a range in the middle of a multi-MiB object", async () => {
         const body = new Uint8Array(randomBytes(3 * MiB));
-        await store.put(key, body);
+        await store.putStaged(key, body);
         const [a, b] = [MiB - 7, 2 * MiB + 12_345];
         const found = await store.readRange(key, a, b);
         expect(found?.size).toBe(3 * MiB);
@@ -363,9 +366,9 @@ export function objectStoreContract(
       });
 
       it("readRange rejects a start outside the object (and any range of 0 bytes)", async () => {
-        await store.put(key, new Uint8Array(10));
+        await store.putStaged(key, new Uint8Array(10));
         await expect(store.readRange(key, 10, 20)).rejects.toThrow(RangeError);
-        await store.put(`${key}.empty`, new Uint8Array(0));
+        await store.putStaged(`${key}.empty`, new Uint8Array(0));
         await expect(store.readRange(`${key}.empty`, 0, 0)).rejects.toThrow(RangeError);
       });
 
@@ -375,7 +378,7 @@ export function objectStoreContract(
         [0.5, 4],
         [0, Number.NaN],
       ])("readRange(%d, %d) is not a byte range: RangeError", async (a, b) => {
-        await store.put(key, new Uint8Array(10));
+        await store.putStaged(key, new Uint8Array(10));
         await expect(store.readRange(key, a, b)).rejects.toThrow(RangeError);
       });
     });
@@ -388,7 +391,7 @@ export function objectStoreContract(
       ])("copies %s exactly, owned by its session, and leaves the source", async (_, make) => {
         const body = make();
         const to = `${root}copied/file.bin`;
-        await store.put(key, body);
+        await store.putStaged(key, body);
         expect(await store.copy(key, to, { ...keep, owner })).toBe("stored");
         await expectContent(to, body, owner);
         await expectContent(key, body, undefined);
@@ -398,14 +401,14 @@ export function objectStoreContract(
       it("copies between keys with spaces, plus signs, percent signs and non-ASCII", async () => {
         const [from, to] = [`${root}a b+c%20ü.bin`, `${root}x y/ünï €+%.bin`];
         const body = allByteValues();
-        await store.put(from, body);
+        await store.putStaged(from, body);
         expect(await store.copy(from, to, { ...keep, owner })).toBe("stored");
         await expectContent(to, body, owner);
       });
 
       it('a repeated copy by the same owner answers "stored" (retry-safe)', async () => {
         const to = `${key}.copy`;
-        await store.put(key, allByteValues());
+        await store.putStaged(key, allByteValues());
         expect(await store.copy(key, to, { ...keep, owner })).toBe("stored");
         expect(await store.copy(key, to, { ...keep, owner })).toBe("stored");
         expect(await store.copy(key, to, { ...replace, owner })).toBe("stored");
@@ -416,17 +419,17 @@ export function objectStoreContract(
         const to = `${key}.copy`;
         const other = sessionId();
         await store.putObject(to, new Uint8Array([4, 5]), { ...keep, owner: other });
-        await store.put(key, allByteValues());
+        await store.putStaged(key, allByteValues());
         expect(await store.copy(key, to, { ...keep, owner })).toBe("exists");
         await expectContent(to, new Uint8Array([4, 5]), other);
-        await store.put(`${to}.staged`, new Uint8Array(0));
+        await store.putStaged(`${to}.staged`, new Uint8Array(0));
         expect(await store.copy(key, `${to}.staged`, { ...keep, owner })).toBe("exists");
       });
 
       it("copy with overwrite on replaces the object and its owner", async () => {
         const to = `${key}.copy`;
         await store.putObject(to, new Uint8Array([4, 5]), { ...keep, owner: sessionId() });
-        await store.put(key, allByteValues());
+        await store.putStaged(key, allByteValues());
         expect(await store.copy(key, to, { ...replace, owner })).toBe("stored");
         await expectContent(to, allByteValues(), owner);
       });
@@ -481,7 +484,7 @@ export function objectStoreContract(
         "a presigned GET fetches the object's bytes, and honours a Range",
         async () => {
           const body = new Uint8Array(randomBytes(100_000));
-          await store.put(key, body);
+          await store.putStaged(key, body);
           const response = await fetch(await store.presign(key, "GET", 60));
           expect(response.status).toBe(200);
           expect(sha256(new Uint8Array(await response.arrayBuffer()))).toBe(sha256(body));
@@ -571,9 +574,9 @@ export function objectStoreContract(
           const staged = `${key}.staged`;
           const body = randomBytes(1000);
           const wrong = (crc32c(body) ^ 1) >>> 0;
-          await expect(store.put(staged, body, wrong)).rejects.toThrow(ChecksumMismatchError);
+          await expect(store.putStaged(staged, body, wrong)).rejects.toThrow(ChecksumMismatchError);
           expect(await store.get(staged)).toBeUndefined();
-          await store.put(staged, body, crc32c(body));
+          await store.putStaged(staged, body, crc32c(body));
           expect(new Uint8Array((await store.get(staged)) ?? [])).toEqual(new Uint8Array(body));
         },
       );

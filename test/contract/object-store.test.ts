@@ -139,7 +139,7 @@ describe("S3ObjectStore copies over fauxqs, with UploadPartCopy emulated", () =>
     const { bucket } = await freshStorage();
     const { client, sent } = emulatingUploadPartCopy();
     const store = new S3ObjectStore(client, bucket, tuning);
-    await store.put("src", new Uint8Array(10 * MiB));
+    await store.putStaged("src", new Uint8Array(10 * MiB));
     sent.length = 0;
     expect(await store.copy("src", "dst", { overwrite: true, owner })).toBe("stored");
     expect(sent).toEqual(["HeadObjectCommand", "CopyObjectCommand"]);

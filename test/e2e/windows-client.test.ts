@@ -113,7 +113,7 @@ describe("overwrite", () => {
   it("with overwrite off, Create-Session on an existing key is 403 E_ACCESSDENIED and the object is unchanged", async () => {
     const env = await realService();
     const original = randomBytes(1000, 5);
-    await env.objects.put("reports/taken.bin", original);
+    await env.objects.putStaged("reports/taken.bin", original);
     const transport = lambdaTransport(env.service, "alb");
     await expect(bitsUpload(transport, "/reports/taken.bin", randomBytes(2000, 6))).rejects.toThrow(
       /403/,
@@ -124,7 +124,7 @@ describe("overwrite", () => {
 
   it("with overwrite on, the new upload replaces the object", async () => {
     const env = await realService({ allowOverwrite: true });
-    await env.objects.put("reports/taken.bin", randomBytes(1000, 5));
+    await env.objects.putStaged("reports/taken.bin", randomBytes(1000, 5));
     const data = randomBytes(6 * MiB, 8);
     await bitsUpload(lambdaTransport(env.service, "v1"), "/reports/taken.bin", data, {
       maxFragment: MiB,
@@ -141,7 +141,7 @@ describe("overwrite", () => {
     const intruding: typeof transport = async (req) => {
       if (!planted && req.headers["BITS-Packet-Type"] === "Close-Session") {
         planted = true;
-        await env.objects.put("reports/race.bin", new TextEncoder().encode("first"));
+        await env.objects.putStaged("reports/race.bin", new TextEncoder().encode("first"));
       }
       return transport(req);
     };

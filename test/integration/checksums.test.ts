@@ -147,7 +147,7 @@ describe("bytes damaged between receipt and storage", () => {
     const victim = staged[0] as string;
     const damaged = new Uint8Array((await env.objects.get(victim)) ?? new Uint8Array());
     damaged[12_345] = (damaged[12_345] as number) ^ 1;
-    await env.objects.put(victim, damaged);
+    await env.objects.putStaged(victim, damaged);
 
     await send(env, id, data, 2 * MiB);
     const close = await endSession(env.service, "Close-Session", id, PATH);

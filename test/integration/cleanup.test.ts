@@ -156,7 +156,7 @@ describe("cleanup of abandoned sessions ([MC-BUP] 3.2.6.1), against DynamoDB Loc
     await sendUpTo(env, expired, "/up/expired.bin", data, 7 * MiB);
     const expiredRecord = await env.sessions.get(expired);
     // An orphan: staged bytes and a part list whose session record is gone.
-    await env.objects.put(
+    await env.objects.putStaged(
       `${STAGING_PREFIX}0f0e0d0c-0b0a-4908-8706-050403020100/x`,
       data.subarray(0, 10),
     );
@@ -258,7 +258,7 @@ async function orphanDir(env: Env, count: number) {
     { length: count },
     (_, i) => `${STAGING_PREFIX}${dir}/${String(i).padStart(4, "0")}`,
   );
-  for (const key of keys) await env.objects.put(key, new Uint8Array([1, 2, 3]));
+  for (const key of keys) await env.objects.putStaged(key, new Uint8Array([1, 2, 3]));
   return { dir, id: braced(dir), keys };
 }
 

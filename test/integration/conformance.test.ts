@@ -241,7 +241,7 @@ describe("protocol conformance, rule by rule, against DynamoDB Local and fauxqs"
   });
 
   it("Create-Session on an existing destination with overwrite off is 403 E_ACCESSDENIED", async () => {
-    await env.objects.put("upload/exists.txt", new TextEncoder().encode("keep me"));
+    await env.objects.putStaged("upload/exists.txt", new TextEncoder().encode("keep me"));
     const res = await call(env.service, {
       path: "/upload/exists.txt",
       headers: {

@@ -406,7 +406,7 @@ describe("authorization: prefixes, confinement and who may overwrite", () => {
     const env = await serviceWith(basicAuth(), { overwritePrincipals: ["alice"] });
     const alice = as(env, TLS, { Authorization: basic("alice", "alice-pw") });
     const bob = as(env, TLS, { Authorization: basic("bob", "bob-pw") });
-    await env.objects.put("shared.bin", randomBytes(10, 1));
+    await env.objects.putStaged("shared.bin", randomBytes(10, 1));
     expect((await create(bob, "/shared.bin")).status).toBe(403);
     const data = randomBytes(5000, 10);
     await bitsUpload(alice, "/shared.bin", data);

@@ -261,11 +261,12 @@ export const objectAccess: Footprint = (method, args) => {
   switch (method) {
     case "get":
     case "head":
-    case "read":
+    case "readStream":
       return of([`object:${key}`], []);
     case "list":
+    case "listPage":
       return of([`object:${key}*`], []);
-    case "put":
+    case "putStaged":
     case "putObject":
       return of([], [`object:${key}`]);
     case "delete":

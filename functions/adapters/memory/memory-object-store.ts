@@ -144,7 +144,7 @@ export class MemoryObjectStore implements ObjectStore {
     return "stored" as const;
   }
 
-  async put(key: string, body: Uint8Array, crc?: number) {
+  async putStaged(key: string, body: Uint8Array, crc?: number) {
     // S3: BadDigest, and nothing is stored.
     if (crc !== undefined && crc !== crc32c(body)) throw new ChecksumMismatchError(key);
     this.objects.set(key, stored(new Uint8Array(body)));
@@ -155,7 +155,7 @@ export class MemoryObjectStore implements ObjectStore {
     return body && new Uint8Array(body);
   }
 
-  async read(key: string) {
+  async readStream(key: string) {
     const body = this.objects.get(key)?.body;
     if (body === undefined) return undefined;
     return { size: body.length, stream: streamOf(new Uint8Array(body)) };

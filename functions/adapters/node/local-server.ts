@@ -171,7 +171,7 @@ async function download(
       return send(res, { status: 400, headers: { "Content-Length": "0" } });
     throw error;
   }
-  const object = await options.objects.read(key);
+  const object = await options.objects.readStream(key);
   if (object === undefined) return send(res, { status: 404, headers: { "Content-Length": "0" } });
   res.writeHead(200, {
     "Content-Length": String(object.size),

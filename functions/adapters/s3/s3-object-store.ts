@@ -359,7 +359,7 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  put(key: string, body: Uint8Array, crc?: number): Promise<void> {
+  putStaged(key: string, body: Uint8Array, crc?: number): Promise<void> {
     return this.translated("S3 PutObject", async () => {
       await this.send(key, body, {}, crc);
     });
@@ -402,7 +402,7 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  read(key: string) {
+  readStream(key: string) {
     return this.translated("S3 GetObject", async () => {
       try {
         const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));

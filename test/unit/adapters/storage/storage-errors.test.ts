@@ -39,9 +39,9 @@ const S3_CALLS: Record<string, (store: ObjectStore) => Promise<unknown>> = {
     store.completeUpload("k", "u", [{ etag: '"e"' }], { overwrite: true, owner: "o" }),
   abortUpload: (store) => store.abortUpload("k", "u"),
   putObject: (store) => store.putObject("k", new Uint8Array(3), { overwrite: true, owner: "o" }),
-  put: (store) => store.put("k", new Uint8Array(3)),
+  putStaged: (store) => store.putStaged("k", new Uint8Array(3)),
   get: (store) => store.get("k"),
-  read: (store) => store.read("k"),
+  readStream: (store) => store.readStream("k"),
   list: (store) => store.list("p/"),
   listPage: (store) => store.listPage("p/", { max: 5 }),
   delete: (store) => store.delete(["k"]),
@@ -76,7 +76,7 @@ describe("S3ObjectStore: S3's errors stay in the adapter", () => {
 
   it("a refusal that repeating cannot fix is not retryable", async () => {
     const store = s3Over(() => Promise.reject(s3Answer(403, "AccessDenied")));
-    const error = await rejection(store.put("k", new Uint8Array(1)));
+    const error = await rejection(store.putStaged("k", new Uint8Array(1)));
     expect(error).toBeInstanceOf(StorageError);
     expect((error as StorageError).retryable).toBe(false);
   });
@@ -98,7 +98,7 @@ describe("S3ObjectStore: S3's errors stay in the adapter", () => {
       UploadGoneError,
     );
     const damaged = s3Over(() => Promise.reject(s3Answer(400, "BadDigest")));
-    expect(await rejection(damaged.put("k", new Uint8Array(1)))).toBeInstanceOf(
+    expect(await rejection(damaged.putStaged("k", new Uint8Array(1)))).toBeInstanceOf(
       ChecksumMismatchError,
     );
     const missing = s3Over(() => Promise.reject(s3Answer(404, "NoSuchKey")));
@@ -120,7 +120,7 @@ describe("S3ObjectStore: S3's errors stay in the adapter", () => {
       ContentLength: 10,
       Body: { transformToWebStream: () => body },
     }));
-    const read = await store.read("k");
+    const read = await store.readStream("k");
     const reader = read?.stream.getReader();
     expect((await reader?.read())?.value).toEqual(new Uint8Array([1, 2, 3]));
     const error = await rejection(reader?.read() ?? Promise.resolve());
@@ -193,7 +193,7 @@ describe("what a client sees of a StorageError", () => {
     const id = await createSession(env.service);
     const down = () =>
       Promise.reject(new StorageError("S3 failed", { cause: new Error("down"), retryable: true }));
-    env.objects.put = down;
+    env.objects.putStaged = down;
     env.objects.uploadPart = down;
     const answer = await fragment(env.service, id, new Uint8Array(100), 0, 99);
     expect(answer.status).toBe(500);
