@@ -90,14 +90,14 @@ export type FragmentDecision =
       readonly kind: "accept";
       readonly total: number;
       readonly offset: number;
-      /** The record's `partsEnd` after the writes: where the recorded parts end. */
-      readonly partsEnd: number;
-      /** The record's `nextPartEnd` after the writes: where the open part will end. */
-      readonly nextPartEnd: number;
+      /** The record's `bytesInParts` after the writes: where the recorded parts end. */
+      readonly bytesInParts: number;
+      /** The record's `openPartEnd` after the writes: where the open part will end. */
+      readonly openPartEnd: number;
       readonly writes: readonly Write[];
     };
 
-type PlanState = Pick<SessionRecord, "offset" | "total" | "partsEnd" | "nextPartEnd"> & {
+type PlanState = Pick<SessionRecord, "offset" | "total" | "bytesInParts" | "openPartEnd"> & {
   /** Parts recorded so far: the next part's number is one more. */
   readonly parts: number;
 };
@@ -133,9 +133,9 @@ export function planFragment(
   // The open part: the one being gathered now, from the end of the recorded parts to the end
   // the record holds. Before any part is decided, the first one follows the preferred size: it
   // cannot depend on a fragment, which racing writers may have cut differently.
-  const openPartStart = session.partsEnd;
-  const openPartEnd = session.nextPartEnd ?? Math.min(total, partSizeFor(total, limits.partSize));
-  const unchanged = { partsEnd: openPartStart, nextPartEnd: openPartEnd };
+  const openPartStart = session.bytesInParts;
+  const openPartEnd = session.openPartEnd ?? Math.min(total, partSizeFor(total, limits.partSize));
+  const unchanged = { bytesInParts: openPartStart, openPartEnd: openPartEnd };
   if (range.first > offset) return { kind: "gap", offset };
   const end = range.last + 1;
   if (end <= offset) {
@@ -167,17 +167,24 @@ export function planFragment(
       from: openPartEnd,
       bytes: slice(openPartEnd, total),
     });
-    return { kind: "accept", total, offset: end, partsEnd: total, nextPartEnd: total, writes };
+    return { kind: "accept", total, offset: end, bytesInParts: total, openPartEnd: total, writes };
   }
   if (end > openPartEnd) {
     writes.push({ kind: "stage", start: openPartEnd, end, bytes: slice(openPartEnd, end) });
   }
-  const nextPartEnd = followingPartEnd({
+  const followingEnd = followingPartEnd({
     partStart: openPartEnd,
     fragmentEnd: end,
     fragmentLength: end - range.first,
     total,
     preferredPartSize: limits.partSize,
   });
-  return { kind: "accept", total, offset: end, partsEnd: openPartEnd, nextPartEnd, writes };
+  return {
+    kind: "accept",
+    total,
+    offset: end,
+    bytesInParts: openPartEnd,
+    openPartEnd: followingEnd,
+    writes,
+  };
 }

@@ -62,13 +62,14 @@ export interface SessionRecord {
   readonly uploadId: string;
   /** Total length from the first Fragment's Content-Range; undefined before it. */
   readonly total?: number | undefined;
-  /** Bytes held in recorded parts: the next part starts here. */
-  readonly partsEnd: number;
+  /** Bytes held in recorded parts: the open part starts here (DynamoDB attribute `pe`). */
+  readonly bytesInParts: number;
   /**
-   * Where the next part ends; decided when the previous part was recorded (undefined before the
-   * first fragment), so every writer that reads this version uploads the same part.
+   * Where the open part (the one being gathered) ends; decided when the previous part was
+   * recorded (undefined before the first fragment), so every writer that reads this version
+   * uploads the same part (DynamoDB attribute `npe`).
    */
-  readonly nextPartEnd?: number | undefined;
+  readonly openPartEnd?: number | undefined;
   /** Contiguous bytes durably held from byte 0: `E` in docs/protocol.md, "Fragments and offsets" */
   readonly offset: number;
   /**
@@ -82,7 +83,7 @@ export interface SessionRecord {
    */
   readonly receivedCrc32c?: number | undefined;
   /**
-   * CRC32C of bytes [0, partsEnd) as uploaded in the recorded parts. At completion it must equal
+   * CRC32C of bytes [0, bytesInParts) as uploaded in the recorded parts. At completion it must equal
    * `receivedCrc32c`: every byte received went into a part unchanged (docs/checksums.md).
    */
   readonly partsCrc32c?: number | undefined;

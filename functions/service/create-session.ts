@@ -51,7 +51,7 @@ export async function createSession(
       fragments: 0,
       uploadId,
       offset: 0,
-      partsEnd: 0,
+      bytesInParts: 0,
       // Nothing received and nothing in parts yet: the CRC32C of no bytes (docs/checksums.md).
       receivedCrc32c: 0,
       partsCrc32c: 0,

@@ -242,7 +242,7 @@ export async function completeFile(
   }
   const received = record.receivedCrc32c;
   const known = received !== undefined && record.partsCrc32c !== undefined;
-  if (known && (received !== record.partsCrc32c || record.partsEnd !== record.offset)) {
+  if (known && (received !== record.partsCrc32c || record.bytesInParts !== record.offset)) {
     return { result: "invalid", reason: CHECKSUM_MISMATCH };
   }
   const sealed = await sessions.getPartChunks(record.id, record.chunks);

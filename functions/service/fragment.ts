@@ -194,7 +194,7 @@ function settledAnswer(
  * and the client is told to resend from there (416, [MC-BUP] 3.2.5.2.6).
  */
 async function rewind(context: ServiceContext, record: SessionRecord): Promise<BitsResponse> {
-  const offset = record.partsEnd;
+  const offset = record.bytesInParts;
   // What is received is again what the parts hold (docs/checksums.md).
   const rewound = {
     ...record,
@@ -284,8 +284,8 @@ async function write(
   const next: SessionRecord = {
     ...record,
     total: decision.total,
-    partsEnd: decision.partsEnd,
-    nextPartEnd: decision.nextPartEnd,
+    bytesInParts: decision.bytesInParts,
+    openPartEnd: decision.openPartEnd,
     offset: decision.offset,
     receivedCrc32c,
     partsCrc32c,

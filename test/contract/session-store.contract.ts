@@ -27,7 +27,7 @@ function openRecord(overrides: Partial<SessionRecord> = {}): SessionRecord {
     fragments: 0,
     uploadId: randomUUID().replaceAll("-", ""),
     offset: 0,
-    partsEnd: 0,
+    bytesInParts: 0,
     etags: [],
     chunks: 0,
     version: 1,
@@ -60,7 +60,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
           "a record with total, part size and ETags",
           openRecord({
             total: 5 * TiB,
-            nextPartEnd: 512 * 1024 * 1024,
+            openPartEnd: 512 * 1024 * 1024,
             offset: 3 * TiB + 17,
             etags: etagsFor("a", 3),
             chunks: 187,
@@ -72,14 +72,14 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
           openRecord({
             total: 12 * 1024 * 1024,
             offset: 11 * 1024 * 1024,
-            partsEnd: 10 * 1024 * 1024,
+            bytesInParts: 10 * 1024 * 1024,
             receivedCrc32c: 0xffffffff,
             partsCrc32c: 0,
             etags: etagsFor("c", 2).map((etag, i) => partEntry(etag, 0xe3069283 + i)),
             chunks: 1,
           }),
         ],
-        ["a zero-byte upload's record", openRecord({ total: 0, nextPartEnd: 5 * 1024 * 1024 })],
+        ["a zero-byte upload's record", openRecord({ total: 0, openPartEnd: 5 * 1024 * 1024 })],
         ["a committing record", openRecord({ status: "committing", total: 10, offset: 10 })],
         ["a discarding record", openRecord({ status: "discarding", total: 10, offset: 3 })],
         ["a tombstone", openRecord({ status: "cancelled", total: 10, offset: 10, version: 4 })],
@@ -88,14 +88,14 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(await store.get(record.id)).toEqual(record);
         const fetched = await store.get(record.id);
         expect(fetched?.total).toBe(record.total);
-        expect(fetched?.nextPartEnd).toBe(record.nextPartEnd);
+        expect(fetched?.openPartEnd).toBe(record.openPartEnd);
       });
 
       it("a record holding 31 part ETags round-trips exactly", async () => {
         const etags = etagsFor("many", PART_CHUNK - 1);
         const record = openRecord({
           total: 200 * 1024 * 1024,
-          nextPartEnd: 5 * 1024 * 1024,
+          openPartEnd: 5 * 1024 * 1024,
           etags,
         });
         await store.create(record, CAPS);
@@ -118,7 +118,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         const next: SessionRecord = {
           ...record,
           total: 1000,
-          nextPartEnd: 5 * 1024 * 1024,
+          openPartEnd: 5 * 1024 * 1024,
           offset: 1000,
           etags: etagsFor("r", 1),
           status: "closed",
@@ -134,7 +134,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
       it("replace at a stale version fails, answers the stored record, and changes nothing", async () => {
         const record = openRecord({
           total: 99,
-          nextPartEnd: 5 * 1024 * 1024,
+          openPartEnd: 5 * 1024 * 1024,
           etags: etagsFor("s", 2),
         });
         await store.create(record, CAPS);
@@ -379,7 +379,7 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
 
     describe("scan (the cleanup sweep)", () => {
       it("finds every session record and every sealed chunk, and nothing else", async () => {
-        const first = openRecord({ total: 12, nextPartEnd: 5 * 1024 * 1024 });
+        const first = openRecord({ total: 12, openPartEnd: 5 * 1024 * 1024 });
         const second = openRecord({ status: "closed", version: 7 });
         await store.create(first, CAPS);
         await store.create(second, CAPS);

@@ -149,7 +149,7 @@ describe("the Lambda bundles esbuild writes (what serverless.yml packages)", () 
         fragments: 1,
         uploadId: "u",
         total: 3,
-        partsEnd: 3,
+        bytesInParts: 3,
         offset: 3,
         etags: [],
         chunks: 0,

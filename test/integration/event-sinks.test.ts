@@ -27,7 +27,7 @@ const RECORD: SessionRecord = {
   fragments: 2,
   uploadId: "u",
   total: 10,
-  partsEnd: 10,
+  bytesInParts: 10,
   offset: 10,
   etags: [],
   chunks: 0,

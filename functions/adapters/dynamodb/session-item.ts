@@ -54,7 +54,7 @@ export function toItem(record: SessionRecord): Item {
     off: n(record.offset),
     etags: s(joinEtags(record.etags)),
     ch: n(record.chunks),
-    pe: n(record.partsEnd),
+    pe: n(record.bytesInParts),
     ver: n(record.version),
     exp: n(record.expiresAt),
   };
@@ -72,7 +72,7 @@ export function toItem(record: SessionRecord): Item {
     item.rcp = { BOOL: record.reply.copied };
   }
   if (record.notifyingUntil !== undefined) item.nlu = n(record.notifyingUntil);
-  if (record.nextPartEnd !== undefined) item.npe = n(record.nextPartEnd);
+  if (record.openPartEnd !== undefined) item.npe = n(record.openPartEnd);
   if (record.receivedCrc32c !== undefined) item.rc = n(record.receivedCrc32c);
   if (record.partsCrc32c !== undefined) item.pc = n(record.partsCrc32c);
   if (record.createdAt !== undefined) item.ca = n(record.createdAt);
@@ -123,8 +123,8 @@ export function fromItem(item: Item): SessionRecord {
     notifyingUntil: num(item, "nlu"),
     uploadId: str(item, "uid"),
     total: num(item, "tot"),
-    partsEnd: num(item, "pe") ?? 0,
-    nextPartEnd: num(item, "npe"),
+    bytesInParts: num(item, "pe") ?? 0,
+    openPartEnd: num(item, "npe"),
     offset: num(item, "off") ?? 0,
     etags: splitEtags(item.etags?.S),
     // Records older than checksums have neither: their file is completed unverified.

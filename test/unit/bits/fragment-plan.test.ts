@@ -22,16 +22,16 @@ import { bitsErrorFrom, thrownKind } from "./throws.ts";
 interface Model {
   offset: number;
   total: number | undefined;
-  partsEnd: number;
-  nextPartEnd: number | undefined;
+  bytesInParts: number;
+  openPartEnd: number | undefined;
   parts: number;
 }
 
 const FRESH: Readonly<Model> = {
   offset: 0,
   total: undefined,
-  partsEnd: 0,
-  nextPartEnd: undefined,
+  bytesInParts: 0,
+  openPartEnd: undefined,
   parts: 0,
 };
 
@@ -110,8 +110,8 @@ function recordAfter(before: Model, decision: FragmentDecision): Model {
   return {
     offset: accept.offset,
     total: accept.total,
-    partsEnd: accept.partsEnd,
-    nextPartEnd: accept.nextPartEnd,
+    bytesInParts: accept.bytesInParts,
+    openPartEnd: accept.openPartEnd,
     parts: before.parts + accept.writes.filter((write) => write.kind === "part").length,
   };
 }
@@ -328,9 +328,9 @@ describe("followingPartEnd: the next part ends at a fragment end of a client kee
           // The completing fragment covered the old part end: its tail past it is shorter than f.
           const staged = Math.floor(stagedAt * f);
           const fragmentEnd = staged + Math.floor(endAt * (total - staged));
-          const partsEnd = fragmentEnd - staged;
+          const bytesInParts = fragmentEnd - staged;
           const next = followingPartEnd({
-            partStart: partsEnd,
+            partStart: bytesInParts,
             fragmentEnd: fragmentEnd,
             fragmentLength: f,
             total: total,
@@ -342,16 +342,16 @@ describe("followingPartEnd: the next part ends at a fragment end of a client kee
             f >= S3_MIN_PART_SIZE ? f : partSizeFor(total, preferred),
           );
           expect(next).toBeLessThanOrEqual(total);
-          expect(next - partsEnd).toBeLessThanOrEqual(S3_MAX_PART_SIZE);
+          expect(next - bytesInParts).toBeLessThanOrEqual(S3_MAX_PART_SIZE);
           if (fragmentEnd < total) expect(next).toBeGreaterThan(fragmentEnd);
           if (next === total) return;
           const j = (next - fragmentEnd) / f;
           expect(Number.isInteger(j)).toBe(true);
           expect(j).toBeGreaterThanOrEqual(1);
-          expect(next - partsEnd).toBeGreaterThanOrEqual(minimum);
-          expect(next - partsEnd).toBeGreaterThanOrEqual(target);
+          expect(next - bytesInParts).toBeGreaterThanOrEqual(minimum);
+          expect(next - bytesInParts).toBeGreaterThanOrEqual(target);
           // Minimal: one fragment fewer would not reach the target.
-          if (j > 1) expect(next - f - partsEnd).toBeLessThan(target);
+          if (j > 1) expect(next - f - bytesInParts).toBeLessThan(target);
           // f >= the part minimum and nothing staged: exactly one fragment.
           if (f >= minimum && staged === 0) expect(next).toBe(fragmentEnd + f);
         },
@@ -367,25 +367,25 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
   const small = (offset: number): Model => ({
     offset,
     total: 25,
-    partsEnd: 0,
-    nextPartEnd: 25,
+    bytesInParts: 0,
+    openPartEnd: 25,
     parts: 0,
   });
 
   it("the first fragment fixes the total and the first part's end, min(total, partSizeFor)", () => {
     const decision = accepted(plan(FRESH, file, 0, 4));
-    expect(decision).toMatchObject({ total: 25, offset: 4, partsEnd: 0, nextPartEnd: 25 });
+    expect(decision).toMatchObject({ total: 25, offset: 4, bytesInParts: 0, openPartEnd: 25 });
     const big = fileOf(30 * MiB);
-    expect(accepted(plan(FRESH, big, 0, 4)).nextPartEnd).toBe(8 * MiB);
+    expect(accepted(plan(FRESH, big, 0, 4)).openPartEnd).toBe(8 * MiB);
     const fives = { ...LIMITS, partSize: 5 * MiB };
-    expect(accepted(plan(FRESH, big, 0, 4, fives)).nextPartEnd).toBe(5 * MiB);
+    expect(accepted(plan(FRESH, big, 0, 4, fives)).openPartEnd).toBe(5 * MiB);
   });
 
   it("the first part's end never depends on the first fragment", () => {
     const big = fileOf(30 * MiB);
     for (const end of [1, 5000, 3 * MiB, 8 * MiB - 1]) {
       const decision = accepted(plan(FRESH, big, 0, end));
-      expect(decision.nextPartEnd).toBe(8 * MiB);
+      expect(decision.openPartEnd).toBe(8 * MiB);
       expect(decision.writes.map(outline)).toEqual([{ kind: "stage", start: 0, end }]);
     }
     // A first fragment past it writes part 1 = [0, 8 MiB) all the same.
@@ -402,7 +402,7 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
     const decision = accepted(
       planFragment(FRESH, rangeOf(0, 9, total), new Uint8Array(10), LIMITS),
     );
-    expect(decision.nextPartEnd).toBe(11 * MiB);
+    expect(decision.openPartEnd).toBe(11 * MiB);
   });
 
   it("F == E (in order) is staged below the part end and E becomes L+1", () => {
@@ -412,7 +412,7 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
       { kind: "stage", start: 0, end: 4, bytes: file.subarray(0, 4) },
     ]);
     const next = accepted(plan(small(4), file, 4, 7));
-    expect(next).toMatchObject({ offset: 7, partsEnd: 0, nextPartEnd: 25 });
+    expect(next).toMatchObject({ offset: 7, bytesInParts: 0, openPartEnd: 25 });
     expect(next.writes).toEqual([{ kind: "stage", start: 4, end: 7, bytes: file.subarray(4, 7) }]);
   });
 
@@ -444,7 +444,7 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
   );
 
   it("resending the final fragment of a complete file is held at the total", () => {
-    const complete = { ...small(25), partsEnd: 25, parts: 1 };
+    const complete = { ...small(25), bytesInParts: 25, parts: 1 };
     expect(plan(complete, file, 20, 25)).toEqual({ kind: "held", offset: 25 });
   });
 
@@ -460,8 +460,8 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
       kind: "accept",
       total: 0,
       offset: 0,
-      partsEnd: 0,
-      nextPartEnd: 0,
+      bytesInParts: 0,
+      openPartEnd: 0,
       writes: [],
     });
     expect(planFragment(recordAfter(FRESH, decision), rangeOf(0, -1, 0), empty, LIMITS)).toEqual({
@@ -511,7 +511,7 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
 
   it("a file smaller than one part is uploaded as part 1, with its staged head, at its last byte", () => {
     const decision = accepted(plan(small(10), file, 8, 25));
-    expect(decision).toMatchObject({ offset: 25, partsEnd: 25, nextPartEnd: 25 });
+    expect(decision).toMatchObject({ offset: 25, bytesInParts: 25, openPartEnd: 25 });
     expect(decision.writes).toEqual([
       { kind: "part", partNumber: 1, partStart: 0, from: 10, bytes: file.subarray(10, 25) },
     ]);
@@ -522,24 +522,24 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
     const record: Model = {
       offset: 10 * MiB,
       total: 40 * MiB,
-      partsEnd: 8 * MiB,
-      nextPartEnd: 16 * MiB,
+      bytesInParts: 8 * MiB,
+      openPartEnd: 16 * MiB,
       parts: 1,
     };
 
-    it("new bytes short of nextPartEnd are one stage write; the part bounds stay", () => {
+    it("new bytes short of openPartEnd are one stage write; the part bounds stay", () => {
       const decision = accepted(plan(record, big, 10 * MiB, 16 * MiB - 1));
       expect(decision).toMatchObject({
         offset: 16 * MiB - 1,
-        partsEnd: 8 * MiB,
-        nextPartEnd: 16 * MiB,
+        bytesInParts: 8 * MiB,
+        openPartEnd: 16 * MiB,
       });
       expect(decision.writes.map(outline)).toEqual([
         { kind: "stage", start: 10 * MiB, end: 16 * MiB - 1 },
       ]);
     });
 
-    it("reaching nextPartEnd uploads part parts+1 = [partsEnd, nextPartEnd): staged head, then the slice", () => {
+    it("reaching openPartEnd uploads part parts+1 = [bytesInParts, openPartEnd): staged head, then the slice", () => {
       const decision = accepted(plan(record, big, 10 * MiB, 16 * MiB));
       expect(decision.writes.map(outline)).toEqual([
         { kind: "part", partNumber: 2, partStart: 8 * MiB, from: 10 * MiB, end: 16 * MiB },
@@ -549,19 +549,19 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
       // No staged tail; 6 MiB fragments (>= 5 MiB): the next part is one more fragment.
       expect(decision).toMatchObject({
         offset: 16 * MiB,
-        partsEnd: 16 * MiB,
-        nextPartEnd: 22 * MiB,
+        bytesInParts: 16 * MiB,
+        openPartEnd: 22 * MiB,
       });
     });
 
-    it("past nextPartEnd: the part, then the rest staged; the next part end is aligned to the fragment", () => {
+    it("past openPartEnd: the part, then the rest staged; the next part end is aligned to the fragment", () => {
       const decision = accepted(plan(record, big, 10 * MiB, 17 * MiB));
       expect(decision.writes.map(outline)).toEqual([
         { kind: "part", partNumber: 2, partStart: 8 * MiB, from: 10 * MiB, end: 16 * MiB },
         { kind: "stage", start: 16 * MiB, end: 17 * MiB },
       ]);
-      expect(decision.partsEnd).toBe(16 * MiB);
-      expect(decision.nextPartEnd).toBe(
+      expect(decision.bytesInParts).toBe(16 * MiB);
+      expect(decision.openPartEnd).toBe(
         followingPartEnd({
           partStart: 16 * MiB,
           fragmentEnd: 17 * MiB,
@@ -570,7 +570,7 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
           preferredPartSize: 8 * MiB,
         }),
       );
-      expect(decision.nextPartEnd).toBe(24 * MiB);
+      expect(decision.openPartEnd).toBe(24 * MiB);
     });
 
     it("the next part end uses the whole fragment's length, resent bytes included", () => {
@@ -579,21 +579,21 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
         { kind: "part", partNumber: 2, partStart: 8 * MiB, from: 10 * MiB, end: 16 * MiB },
         { kind: "stage", start: 16 * MiB, end: 17 * MiB },
       ]);
-      expect(decision.nextPartEnd).toBe(25 * MiB);
+      expect(decision.openPartEnd).toBe(25 * MiB);
     });
 
     it("small fragments gather into parts of the preferred size ending at a fragment end", () => {
       const decision = accepted(plan({ ...record, offset: 15 * MiB }, big, 15 * MiB, 17 * MiB));
       // 1 MiB staged + four 2 MiB fragments = 9 MiB >= 8 MiB.
-      expect(decision.nextPartEnd).toBe(25 * MiB);
+      expect(decision.openPartEnd).toBe(25 * MiB);
     });
 
-    it("the fragment that reaches the total uploads the last part [nextPartEnd, total) too", () => {
+    it("the fragment that reaches the total uploads the last part [openPartEnd, total) too", () => {
       const near: Model = {
         ...record,
         offset: 30 * MiB,
-        partsEnd: 24 * MiB,
-        nextPartEnd: 32 * MiB,
+        bytesInParts: 24 * MiB,
+        openPartEnd: 32 * MiB,
         parts: 2,
       };
       const decision = accepted(plan(near, big, 30 * MiB, 40 * MiB));
@@ -603,8 +603,8 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
       ]);
       expect(decision).toMatchObject({
         offset: 40 * MiB,
-        partsEnd: 40 * MiB,
-        nextPartEnd: 40 * MiB,
+        bytesInParts: 40 * MiB,
+        openPartEnd: 40 * MiB,
       });
     });
 
@@ -612,8 +612,8 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
       const last: Model = {
         ...record,
         offset: 35 * MiB,
-        partsEnd: 32 * MiB,
-        nextPartEnd: 40 * MiB,
+        bytesInParts: 32 * MiB,
+        openPartEnd: 40 * MiB,
         parts: 3,
       };
       const decision = accepted(plan(last, big, 35 * MiB, 40 * MiB));
@@ -622,8 +622,8 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
       ]);
       expect(decision).toMatchObject({
         offset: 40 * MiB,
-        partsEnd: 40 * MiB,
-        nextPartEnd: 40 * MiB,
+        bytesInParts: 40 * MiB,
+        openPartEnd: 40 * MiB,
       });
     });
 
@@ -676,7 +676,7 @@ interface PartLog {
  */
 class Upload {
   record: Model = { ...FRESH };
-  /** Staged segments by start: they tile [partsEnd, offset) exactly. */
+  /** Staged segments by start: they tile [bytesInParts, offset) exactly. */
   readonly staged = new Map<number, Uint8Array>();
   readonly parts = new Map<number, PartLog>();
   readonly stages: Array<{ start: number; end: number }> = [];
@@ -694,7 +694,7 @@ class Upload {
   /** The end of the part the record says comes next. */
   get recordedPartEnd(): number {
     return (
-      this.record.nextPartEnd ?? Math.min(this.total, partSizeFor(this.total, this.limits.partSize))
+      this.record.openPartEnd ?? Math.min(this.total, partSizeFor(this.total, this.limits.partSize))
     );
   }
 
@@ -717,7 +717,7 @@ class Upload {
     const partEnd = this.recordedPartEnd;
     let position = before.offset;
     let parts = before.parts;
-    let partsEnd = before.partsEnd;
+    let bytesInParts = before.bytesInParts;
     for (const write of accept.writes) {
       if (write.kind === "stage") {
         expect(write.start).toBe(position);
@@ -726,7 +726,7 @@ class Upload {
         // A stage write never reaches a recorded part end: neither the one read...
         if (parts === before.parts) expect(write.end).toBeLessThan(partEnd);
         // ...nor the one recorded with it.
-        expect(write.end).toBeLessThan(accept.nextPartEnd);
+        expect(write.end).toBeLessThan(accept.openPartEnd);
         this.staged.set(write.start, write.bytes);
         this.stages.push({ start: write.start, end: write.end });
         this.stagedBytes += write.bytes.length;
@@ -734,7 +734,7 @@ class Upload {
         continue;
       }
       expect(write.partNumber).toBe(parts + 1);
-      expect(write.partStart).toBe(partsEnd);
+      expect(write.partStart).toBe(bytesInParts);
       expect(write.from).toBe(position);
       const writeEnd = write.from + write.bytes.length;
       // The first part write ends where the record said; a second one is the last part.
@@ -749,21 +749,21 @@ class Upload {
         bytes: this.assemble(write),
       });
       parts += 1;
-      partsEnd = writeEnd;
+      bytesInParts = writeEnd;
       position = writeEnd;
     }
     expect(position).toBe(end);
     expect(accept.total).toBe(this.total);
     expect(accept.offset).toBe(end);
-    expect(accept.partsEnd).toBe(partsEnd);
-    expect(accept.nextPartEnd).toBeLessThanOrEqual(this.total);
-    if (end < this.total) expect(accept.nextPartEnd).toBeGreaterThan(end);
-    else expect(partsEnd).toBe(this.total);
-    if (parts === before.parts) expect(accept.nextPartEnd).toBe(partEnd);
+    expect(accept.bytesInParts).toBe(bytesInParts);
+    expect(accept.openPartEnd).toBeLessThanOrEqual(this.total);
+    if (end < this.total) expect(accept.openPartEnd).toBeGreaterThan(end);
+    else expect(bytesInParts).toBe(this.total);
+    if (parts === before.parts) expect(accept.openPartEnd).toBe(partEnd);
     this.record = recordAfter(before, accept);
     let held = 0;
     for (const segment of this.staged.values()) held += segment.length;
-    expect(held).toBe(this.record.offset - this.record.partsEnd);
+    expect(held).toBe(this.record.offset - this.record.bytesInParts);
     return decision;
   }
 
@@ -796,7 +796,7 @@ class Upload {
   finish(): PartLog[] {
     expect(this.record.total).toBe(this.total);
     expect(this.record.offset).toBe(this.total);
-    expect(this.record.partsEnd).toBe(this.total);
+    expect(this.record.bytesInParts).toBe(this.total);
     expect(this.staged.size).toBe(0);
     const parts = [...this.parts.values()].sort((a, b) => a.partNumber - b.partNumber);
     expect(parts.map((part) => part.partNumber)).toEqual(parts.map((_, i) => i + 1));
@@ -1050,8 +1050,8 @@ describe("a 12 MiB file in 2 MiB fragments, 5 MiB preferred parts: the exact pla
       const decision = accepted(upload.send(first, first + 2 * MiB));
       steps.push({
         offset: decision.offset / MiB,
-        partsEnd: decision.partsEnd / MiB,
-        nextPartEnd: decision.nextPartEnd / MiB,
+        bytesInParts: decision.bytesInParts / MiB,
+        openPartEnd: decision.openPartEnd / MiB,
         writes: decision.writes.map((write) =>
           Object.fromEntries(
             Object.entries(outline(write)).map(([key, value]) => [
@@ -1063,30 +1063,35 @@ describe("a 12 MiB file in 2 MiB fragments, 5 MiB preferred parts: the exact pla
       });
     }
     expect(steps).toEqual([
-      { offset: 2, partsEnd: 0, nextPartEnd: 5, writes: [{ kind: "stage", start: 0, end: 2 }] },
-      { offset: 4, partsEnd: 0, nextPartEnd: 5, writes: [{ kind: "stage", start: 2, end: 4 }] },
+      { offset: 2, bytesInParts: 0, openPartEnd: 5, writes: [{ kind: "stage", start: 0, end: 2 }] },
+      { offset: 4, bytesInParts: 0, openPartEnd: 5, writes: [{ kind: "stage", start: 2, end: 4 }] },
       {
         // Part 1 ends at 5 MiB; 1 MiB staged; 1 + 2 * 2 = 5 MiB: the next part ends at 6 + 4.
         offset: 6,
-        partsEnd: 5,
-        nextPartEnd: 10,
+        bytesInParts: 5,
+        openPartEnd: 10,
         writes: [
           { kind: "part", partNumber: 1, partStart: 0, from: 4, end: 5 },
           { kind: "stage", start: 5, end: 6 },
         ],
       },
-      { offset: 8, partsEnd: 5, nextPartEnd: 10, writes: [{ kind: "stage", start: 6, end: 8 }] },
+      {
+        offset: 8,
+        bytesInParts: 5,
+        openPartEnd: 10,
+        writes: [{ kind: "stage", start: 6, end: 8 }],
+      },
       {
         // Part 2 ends with the fragment; 3 more fragments would pass the total: capped at 12.
         offset: 10,
-        partsEnd: 10,
-        nextPartEnd: 12,
+        bytesInParts: 10,
+        openPartEnd: 12,
         writes: [{ kind: "part", partNumber: 2, partStart: 5, from: 8, end: 10 }],
       },
       {
         offset: 12,
-        partsEnd: 12,
-        nextPartEnd: 12,
+        bytesInParts: 12,
+        openPartEnd: 12,
         writes: [{ kind: "part", partNumber: 3, partStart: 10, from: 10, end: 12 }],
       },
     ]);

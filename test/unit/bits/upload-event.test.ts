@@ -13,7 +13,7 @@ const OPEN: SessionRecord = {
   fragments: 3,
   uploadId: "u",
   total: 10,
-  partsEnd: 0,
+  bytesInParts: 0,
   offset: 4,
   etags: [],
   chunks: 0,
