@@ -95,7 +95,7 @@ export function uploadEvent(record: SessionRecord, bucket: string): UploadEvent 
   const stored = outcome.kind === "completed" && (!record.notify || record.reply?.copied === true);
   const detail: UploadEventDetail = {
     version: 1,
-    eventId: `${record.id}`,
+    eventId: record.id,
     outcome: outcome.kind,
     reason: outcome.reason,
     sessionId: record.id,

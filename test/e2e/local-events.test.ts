@@ -1,6 +1,6 @@
-import { CreateTableCommand } from "@aws-sdk/client-dynamodb";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
+import { createSessionTable } from "../../infra/stand-ins.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { download, type Started, start, stop } from "../support/npm-start.ts";
 import { standInClients } from "../support/storage.ts";
@@ -136,15 +136,7 @@ describe("npm start against a table it did not create, whose stream is off", () 
 
   beforeAll(async () => {
     // Its own S3 stand-in, the test's DynamoDB Local with a table made without a stream.
-    const { dynamodb } = standInClients();
-    await dynamodb.send(
-      new CreateTableCommand({
-        TableName: name,
-        AttributeDefinitions: [{ AttributeName: "pk", AttributeType: "S" }],
-        KeySchema: [{ AttributeName: "pk", KeyType: "HASH" }],
-        BillingMode: "PAY_PER_REQUEST",
-      }),
-    );
+    await createSessionTable(standInClients().dynamodb, name, { stream: false });
     server = await start({
       BITS_DYNAMODB_ENDPOINT: inject("dynamodbEndpoint"),
       BITS_BUCKET: name,

@@ -49,6 +49,8 @@ export async function startStreamPoller(options: StreamPollerOptions) {
   if (!streamArn) throw new Error(`table ${table} has no stream`);
   const client = new DynamoDBStreamsClient(options.streams);
   const shards = new Map<string, Shard>();
+  /** Set once the first discovery is done: shards found later are read whole. */
+  let started = false;
 
   const discover = async () => {
     let start: string | undefined;
@@ -118,7 +120,6 @@ export async function startStreamPoller(options: StreamPollerOptions) {
     for (const shard of shards.values()) await readShard(shard);
   };
 
-  let started = false;
   await discover();
   started = true;
   let stopped = false;
