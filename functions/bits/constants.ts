@@ -39,4 +39,11 @@ export const S3_MAX_PART_SIZE = 5 * 1024 * 1024 * 1024;
 export const S3_MAX_PARTS = 10_000;
 export const S3_MAX_OBJECT_SIZE = 5 * 1024 ** 4;
 
+/**
+ * The most one request reads back and uploads as one part (or piece): a larger part is built
+ * from pieces and copied into place inside S3 (docs/large-files.md). 64 MiB fits a 1 GB Lambda
+ * with room for the request's own body, and moves in a few seconds.
+ */
+export const MAX_ASSEMBLED_BYTES = 64 * 1024 * 1024;
+
 export const MiB = 1024 * 1024;

@@ -70,6 +70,11 @@ export interface SessionRecord {
    * uploads the same part (DynamoDB attribute `npe`).
    */
   readonly openPartEnd?: number | undefined;
+  /**
+   * The open part's builder, while that part is too large to assemble in one request
+   * (docs/large-files.md): undefined for a part assembled whole (DynamoDB attribute `bld`).
+   */
+  readonly builder?: PartBuilder | undefined;
   /** Contiguous bytes durably held from byte 0: `E` in docs/protocol.md, "Fragments and offsets" */
   readonly offset: number;
   /**
@@ -101,6 +106,25 @@ export interface SessionRecord {
   readonly bytesReceived?: number | undefined;
   /** How the session ended: set in the write that makes it a tombstone (docs/events.md). */
   readonly outcome?: SessionOutcome | undefined;
+}
+
+/**
+ * A part too large to assemble in one request is built as pieces: the parts of a multipart
+ * upload of its own (the builder), under the session's staging prefix. When its last piece is
+ * uploaded the builder is completed and its object copied into the part, inside S3
+ * (docs/large-files.md).
+ */
+export interface PartBuilder {
+  /** The builder's multipart upload; undefined until its first piece is written. */
+  readonly uploadId?: string | undefined;
+  /** Where the recorded pieces end: the open piece starts here. */
+  readonly bytesInPieces: number;
+  /** Where the open piece ends; decided when the piece before it was recorded. */
+  readonly openPieceEnd: number;
+  /** Entries (crc32c.ts `partEntry`) of the recorded pieces, in order. */
+  readonly pieces: readonly string[];
+  /** CRC32C of [bytesInParts, bytesInPieces) as uploaded in the pieces; undefined without checksums. */
+  readonly piecesCrc32c?: number | undefined;
 }
 
 /**

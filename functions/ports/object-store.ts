@@ -30,6 +30,13 @@ export interface UploadedPart {
   readonly crc32c?: number | undefined;
 }
 
+/** A part copied from an object (`copyToPart`). */
+export interface CopiedPart {
+  readonly etag: string;
+  /** The part's CRC32C as the store computed it; undefined where the store reports none. */
+  readonly crc32c?: number | undefined;
+}
+
 /** How completing a multipart upload turned out. */
 export interface Completion {
   readonly result: CompleteResult;
@@ -150,6 +157,14 @@ export interface ObjectStore {
     parts: readonly UploadedPart[],
     options: CompleteOptions,
   ): Promise<Completion>;
+  /**
+   * Copies the whole object `from` into part `partNumber` of the upload at `key`, inside the
+   * store (S3's UploadPartCopy): no byte passes through the caller, whatever the size (up to
+   * 5 GiB). Re-copying a part number replaces it. Returns the part's ETag, and its CRC32C where
+   * the store reports one. Throws UploadGoneError when the upload no longer exists and
+   * ObjectMissingError when `from` does not.
+   */
+  copyToPart(from: string, key: string, uploadId: string, partNumber: number): Promise<CopiedPart>;
   /** Aborts the upload; an upload already gone is fine. */
   abortUpload(key: string, uploadId: string): Promise<void>;
   /**

@@ -8,6 +8,7 @@ import {
   endingFor,
   isEnded,
   isLive,
+  recordedParts,
   type SessionOutcome,
   type SessionRecord,
   type SessionStatus,
@@ -18,7 +19,7 @@ import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { emfFields } from "./metrics.ts";
 import { type Attempt, again, done, untilSettled } from "./retry.ts";
-import { deleteStaged, stagingPrefixFor } from "./staging.ts";
+import { builderKey, deleteStaged, stagingPrefixFor } from "./staging.ts";
 
 type EndPacket = Extract<Packet, { type: "close-session" | "cancel-session" }>;
 
@@ -308,6 +309,14 @@ export async function failSession(context: ServiceContext, record: SessionRecord
 /** Aborts the upload and deletes staged bytes and part lists; never touches the object. */
 export async function deleteUploadData(context: ServiceContext, record: SessionRecord) {
   await context.objects.abortUpload(uploadKey(record), record.uploadId);
+  const builderId = record.builder?.uploadId;
+  if (builderId !== undefined) {
+    // The open part's builder (docs/large-files.md); a completed one is an object under the
+    // staging prefix, deleted with the staged bytes.
+    const prefix = stagingPrefixFor(context.settings.stagingPrefix, record.id);
+    const key = builderKey(prefix, recordedParts(record) + 1);
+    await context.objects.abortUpload(key, builderId);
+  }
   await deleteTemporaryState(context, record);
 }
 
@@ -335,6 +344,7 @@ function tombstone(
     status,
     etags: [],
     chunks: 0,
+    builder: undefined,
     version: record.version + 1,
     expiresAt: nowSeconds(context) + context.settings.tombstoneSeconds,
     outcome: { ...outcome, at: context.runtime.now() },

@@ -1,5 +1,11 @@
 import { ack } from "../bits/ack.ts";
-import { crc32c, crc32cCombine, partEntry } from "../bits/crc32c.ts";
+import {
+  crc32c,
+  crc32cCombine,
+  crc32cFromBase64,
+  parsePartEntry,
+  partEntry,
+} from "../bits/crc32c.ts";
 import { BitsError } from "../bits/errors.ts";
 import { type FragmentDecision, planFragment, type Write } from "../bits/fragment-plan.ts";
 import type { Packet } from "../bits/packet.ts";
@@ -9,17 +15,18 @@ import {
   isComplete,
   isLive,
   PART_CHUNK,
+  type PartBuilder,
   recordedParts,
   type SessionRecord,
   uploadKey,
 } from "../bits/session.ts";
-import { UploadGoneError } from "../ports/object-store.ts";
+import { type CopiedPart, ObjectMissingError, UploadGoneError } from "../ports/object-store.ts";
 import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { failSession } from "./end-session.ts";
 import { notifyAndReply } from "./reply.ts";
 import { type Attempt, again, done, type Held, untilSettled } from "./retry.ts";
-import { chainSegments, listSegments, stagedKey, stagingPrefixFor } from "./staging.ts";
+import { builderKey, chainSegments, listSegments, stagedKey, stagingPrefixFor } from "./staging.ts";
 
 type Fragment = Extract<Packet, { type: "fragment" }>;
 type Accept = Extract<FragmentDecision, { kind: "accept" }>;
@@ -89,8 +96,13 @@ function decide(context: ServiceContext, held: Held, packet: Fragment, call: Cal
   if (settled !== undefined) return { kind: "answer", answer: async () => settled };
   const current = record as SessionRecord;
   const { limits } = context.settings;
+  const builder = current.builder;
   const decision = planFragment(
-    { ...current, parts: recordedParts(current) },
+    {
+      ...current,
+      parts: recordedParts(current),
+      pieces: builder && { ...builder, count: builder.pieces.length },
+    },
     packet.range,
     packet.body,
     // A signed URL may allow less than the server does; records older than that field, more.
@@ -128,16 +140,19 @@ async function apply(
     throw new BitsError("accessDenied", "too many fragments for the file's size");
   }
   const staged: string[] = [];
+  const created: CreatedUpload[] = [];
   let written: Awaited<ReturnType<typeof write>>;
   try {
-    written = await write(context, current, decision, staged);
+    written = await write(context, current, decision, staged, created);
   } catch (error) {
+    await abortQuietly(context, created);
     // A racing handler may have moved the session on (consumed the staged bytes this one
     // read, ended the session): decide again on what is there now. Unchanged, the failure is
     // real.
     const now = await read(context, current.id);
     if (now?.version === current.version) {
-      if (error instanceof StagedBytesLost) return done(await rewind(context, current));
+      if (error instanceof StagedBytesLost) return done(await rewind(context, current, "unit"));
+      if (error instanceof BuilderLost) return done(await rewind(context, current, "part"));
       if (error instanceof UploadGoneError) {
         // The bytes held so far are gone with it: the client starts over ([MC-BUP] 3.1.5.2.1).
         await failSession(context, current, "the session's multipart upload is gone");
@@ -155,6 +170,7 @@ async function apply(
   call.audit.bytesStored += written.bytesStored;
   if (!result.ok) {
     cache?.rememberRecord(result.current, current.id);
+    await abortQuietly(context, created);
     await deleteStagedIfEnded(context, result.current, staged);
     return again(result.current);
   }
@@ -189,28 +205,51 @@ function settledAnswer(
 }
 
 /**
- * Staged bytes the record counts on are gone (removed behind the server's back, e.g. by a
- * lifecycle rule). The offset goes back to the end of the recorded parts, which S3 still holds,
- * and the client is told to resend from there (416, [MC-BUP] 3.2.5.2.6).
+ * Bytes the record counts on are gone (removed behind the server's back, e.g. by a lifecycle
+ * rule): staged bytes of the open unit, or a part builder with its pieces. The offset goes back
+ * to what S3 still holds, the start of the open unit or of the open part, and the client is
+ * told to resend from there (416, [MC-BUP] 3.2.5.2.6).
  */
-async function rewind(context: ServiceContext, record: SessionRecord): Promise<BitsResponse> {
-  const offset = record.bytesInParts;
-  // What is received is again what the parts hold (docs/checksums.md).
-  const rewound = {
-    ...record,
-    offset,
-    receivedCrc32c: record.partsCrc32c,
-    version: record.version + 1,
-  };
+async function rewind(
+  context: ServiceContext,
+  record: SessionRecord,
+  to: "unit" | "part",
+): Promise<BitsResponse> {
+  const builder = to === "unit" ? record.builder : undefined;
+  const offset = builder?.bytesInPieces ?? record.bytesInParts;
+  // What is received is again what the parts (and pieces) hold (docs/checksums.md).
+  const receivedCrc32c =
+    builder === undefined || record.partsCrc32c === undefined || builder.piecesCrc32c === undefined
+      ? record.partsCrc32c
+      : crc32cCombine(record.partsCrc32c, builder.piecesCrc32c, offset - record.bytesInParts);
+  const rewound = { ...record, offset, receivedCrc32c, builder, version: record.version + 1 };
   const result = await context.sessions.replace(rewound, record.version);
   context.cache?.rememberRecord(result.ok ? rewound : undefined, record.id);
-  context.runtime.log("warn", "staged bytes lost; resuming from the recorded parts", {
-    session: sessionTag(record.id),
-    offset,
-    rewound: result.ok,
-  });
+  context.runtime.log(
+    "warn",
+    `${to === "unit" ? "staged bytes" : "part builder"} lost; resuming from what S3 holds`,
+    {
+      session: sessionTag(record.id),
+      offset,
+      rewound: result.ok,
+    },
+  );
   if (!result.ok) throw new BitsError("internal", "session changed while rewinding");
+  if (to === "part" && record.builder?.uploadId !== undefined) {
+    const prefix = stagingPrefixFor(context.settings.stagingPrefix, record.id);
+    const key = builderKey(prefix, recordedParts(record) + 1);
+    await abortQuietly(context, [{ key, uploadId: record.builder.uploadId }]);
+    // An object it completed into is not to be taken for a finished part later.
+    await deleteStagedQuietly(context, record.id, [key]);
+  }
   return ack(416, { sessionId: record.id, receivedContentRange: offset });
+}
+
+/** Aborts builder uploads nothing records; one left over is ended by the bucket's lifecycle rule. */
+async function abortQuietly(context: ServiceContext, uploads: readonly CreatedUpload[]) {
+  for (const { key, uploadId } of uploads) {
+    await context.objects.abortUpload(key, uploadId).catch(() => undefined);
+  }
 }
 
 /** A handler that lost to the end of its session deletes what it staged after that end. */
@@ -224,21 +263,29 @@ async function deleteStagedIfEnded(
   }
 }
 
+/** A multipart upload this request created for a builder; aborted when the request loses. */
+interface CreatedUpload {
+  readonly key: string;
+  readonly uploadId: string;
+}
+
 /**
  * Performs the writes of an accepted fragment. Returns the record to store and the staged
  * objects now held in parts, which may go once that record is stored.
  *
  * Checksums (docs/checksums.md): the writes' bytes are, in order, exactly the new bytes
  * [offset, offset') of the request body, so their CRC32Cs extend `receivedCrc32c`. Each part's
- * CRC32C is computed from the part's own bytes as uploaded (staged head read back included),
- * sent with the part for the store to check, kept in its entry, and extends `partsCrc32c`.
- * Records older than checksums keep neither and upload parts without one.
+ * (and piece's) CRC32C is computed from its own bytes as uploaded (staged head read back
+ * included), sent with it for the store to check, and kept in its entry; a part built from
+ * pieces has the CRC32C of its pieces combined. Parts extend `partsCrc32c`. Records older than
+ * checksums keep neither and upload parts without one.
  */
 async function write(
   context: ServiceContext,
   record: SessionRecord,
   decision: Accept,
   staged: string[],
+  created: CreatedUpload[],
 ): Promise<{ next: SessionRecord; consumed: string[]; bytesStored: number }> {
   const { objects, sessions, settings } = context;
   const prefix = stagingPrefixFor(settings.stagingPrefix, record.id);
@@ -249,7 +296,25 @@ async function write(
   const checksummed = record.receivedCrc32c !== undefined && record.partsCrc32c !== undefined;
   let receivedCrc32c = record.receivedCrc32c;
   let partsCrc32c = record.partsCrc32c;
-  for (const step of decision.writes) {
+  let builder = record.builder;
+  const addPart = async (etag: string, crc: number | undefined, length: number) => {
+    etags.push(partEntry(etag, crc));
+    if (crc !== undefined) partsCrc32c = crc32cCombine(partsCrc32c ?? 0, crc, length);
+    while (etags.length >= PART_CHUNK) {
+      await sessions.putPartChunk(record.id, chunks, etags.slice(0, PART_CHUNK));
+      chunks += 1;
+      etags = etags.slice(PART_CHUNK);
+    }
+  };
+  const writes = decision.writes;
+  for (const [index, step] of writes.entries()) {
+    if (step.kind === "seal") {
+      const part = await seal(context, record, prefix, step, builder);
+      await addPart(part.etag, part.crc, step.partEnd - step.partStart);
+      consumed.push(part.key);
+      builder = undefined;
+      continue;
+    }
     const stepCrc = checksummed ? crc32c(step.bytes) : 0;
     if (checksummed) {
       receivedCrc32c = crc32cCombine(receivedCrc32c ?? 0, stepCrc, step.bytes.length);
@@ -263,29 +328,48 @@ async function write(
       context.cache?.rememberStaged(key, step.bytes, checksummed ? stepCrc : undefined);
       continue;
     }
-    if (step.partNumber !== chunks * PART_CHUNK + etags.length + 1) {
-      throw new BitsError("internal", `part ${step.partNumber} out of order`);
-    }
-    const { bytes, stagedKeys } = await assemblePart(context, prefix, step);
-    // A part that is the request's slice has the slice's CRC; any other is computed afresh.
-    const partCrc = !checksummed ? undefined : bytes === step.bytes ? stepCrc : crc32c(bytes);
-    const key = uploadKey(record);
-    const etag = await objects.uploadPart(key, record.uploadId, step.partNumber, bytes, partCrc);
-    etags.push(partEntry(etag, partCrc));
-    if (partCrc !== undefined) partsCrc32c = crc32cCombine(partsCrc32c ?? 0, partCrc, bytes.length);
+    const unitStart = step.kind === "part" ? step.partStart : step.pieceStart;
+    const { bytes, stagedKeys } = await assembleUnit(context, prefix, unitStart, step);
+    // A unit that is the request's slice has the slice's CRC; any other is computed afresh.
+    const crc = !checksummed ? undefined : bytes === step.bytes ? stepCrc : crc32c(bytes);
     bytesStored += bytes.length;
     consumed.push(...stagedKeys);
-    while (etags.length >= PART_CHUNK) {
-      await sessions.putPartChunk(record.id, chunks, etags.slice(0, PART_CHUNK));
-      chunks += 1;
-      etags = etags.slice(PART_CHUNK);
+    if (step.kind === "part") {
+      if (step.partNumber !== chunks * PART_CHUNK + etags.length + 1) {
+        throw new BitsError("internal", `part ${step.partNumber} out of order`);
+      }
+      const key = uploadKey(record);
+      await addPart(
+        await objects.uploadPart(key, record.uploadId, step.partNumber, bytes, crc),
+        crc,
+        bytes.length,
+      );
+      continue;
     }
+    const sealNext = writes[index + 1]?.kind === "seal";
+    builder = await writePiece(
+      context,
+      record,
+      prefix,
+      step,
+      bytes,
+      crc,
+      builder,
+      sealNext,
+      created,
+    );
   }
   const next: SessionRecord = {
     ...record,
     total: decision.total,
     bytesInParts: decision.bytesInParts,
     openPartEnd: decision.openPartEnd,
+    builder: decision.pieces && {
+      uploadId: builder?.uploadId,
+      pieces: builder?.pieces ?? [],
+      piecesCrc32c: builder?.piecesCrc32c ?? (checksummed ? 0 : undefined),
+      ...decision.pieces,
+    },
     offset: decision.offset,
     receivedCrc32c,
     partsCrc32c,
@@ -296,6 +380,99 @@ async function write(
     expiresAt: nowSeconds(context) + settings.sessionTimeoutSeconds,
   };
   return { next, consumed, bytesStored };
+}
+
+/**
+ * Uploads a piece of a part built from pieces (docs/large-files.md) as a part of the part's
+ * builder upload, creating that upload for the part's first piece. Returns the builder with the
+ * piece added; its bounds are the decision's, set by the caller.
+ */
+async function writePiece(
+  context: ServiceContext,
+  record: SessionRecord,
+  prefix: string,
+  step: Extract<Write, { kind: "piece" }>,
+  bytes: Uint8Array,
+  crc: number | undefined,
+  builder: PartBuilder | undefined,
+  sealNext: boolean,
+  created: CreatedUpload[],
+): Promise<PartBuilder> {
+  const pieces = builder?.pieces ?? [];
+  if (step.pieceNumber !== pieces.length + 1) {
+    throw new BitsError("internal", `piece ${step.pieceNumber} out of order`);
+  }
+  const key = builderKey(prefix, step.partNumber);
+  let uploadId = builder?.uploadId;
+  if (uploadId === undefined) {
+    uploadId = await context.objects.createUpload(key, record.id);
+    created.push({ key, uploadId });
+  }
+  let etag: string;
+  try {
+    etag = await context.objects.uploadPart(key, uploadId, step.pieceNumber, bytes, crc);
+  } catch (error) {
+    if (!(error instanceof UploadGoneError)) throw error;
+    // An earlier attempt at this fragment completed the builder and lost its answer or its
+    // record write: the seal that follows finds the builder's object. Otherwise the pieces
+    // recorded so far are gone with the upload.
+    if (!sealNext) throw new BuilderLost(step.partNumber);
+    etag = "";
+  }
+  const length = bytes.length;
+  return {
+    uploadId,
+    bytesInPieces: step.pieceStart + length,
+    openPieceEnd: step.pieceStart + length,
+    pieces: [...pieces, partEntry(etag, crc)],
+    piecesCrc32c:
+      crc === undefined ? undefined : crc32cCombine(builder?.piecesCrc32c ?? 0, crc, length),
+  };
+}
+
+/**
+ * Every piece of a part is uploaded: completes the builder into its object and copies that
+ * object into the part, inside the store, so the part's bytes never pass through the function
+ * however large it is. The completion checks the pieces' combined CRC32C and the part's size,
+ * and a store that reports the copied part's CRC32C is checked too.
+ */
+async function seal(
+  context: ServiceContext,
+  record: SessionRecord,
+  prefix: string,
+  step: Extract<Write, { kind: "seal" }>,
+  builder: PartBuilder | undefined,
+): Promise<{ etag: string; crc: number | undefined; key: string }> {
+  const { objects } = context;
+  const key = builderKey(prefix, step.partNumber);
+  if (builder?.uploadId === undefined) throw new BuilderLost(step.partNumber);
+  const crc = builder.piecesCrc32c;
+  const completion = await objects.completeUpload(
+    key,
+    builder.uploadId,
+    builder.pieces.map(parsePartEntry),
+    { overwrite: true, owner: record.id, crc32c: crc, size: step.partEnd - step.partStart },
+  );
+  const reported =
+    completion.crc32c === undefined ? undefined : crc32cFromBase64(completion.crc32c);
+  if (
+    completion.result !== "completed" ||
+    (crc !== undefined && reported !== undefined && reported !== crc)
+  ) {
+    throw new BuilderLost(step.partNumber);
+  }
+  let copied: CopiedPart;
+  try {
+    copied = await objects.copyToPart(key, uploadKey(record), record.uploadId, step.partNumber);
+  } catch (error) {
+    // Deleted by a racing writer that recorded the part first: decide again.
+    if (error instanceof ObjectMissingError) throw new BuilderLost(step.partNumber);
+    throw error;
+  }
+  if (crc !== undefined && copied.crc32c !== undefined && copied.crc32c !== crc) {
+    throw new BuilderLost(step.partNumber);
+  }
+  return { etag: copied.etag, crc, key };
 }
 
 /**
@@ -316,31 +493,34 @@ async function deleteStagedQuietly(context: ServiceContext, sessionId: string, k
 }
 
 /**
- * The bytes of one part: its staged head, then the fragment's slice. The head comes from what
- * this instance staged itself when it can (bytes that fail their CRC32C check are not used),
- * and is otherwise listed and read back from S3.
+ * The bytes of one part or piece: its staged head [unitStart, from), then the fragment's slice.
+ * The head comes from what this instance staged itself when it can (bytes that fail their
+ * CRC32C check are not used), and is otherwise listed and read back from S3. The head is
+ * shorter than the unit, and a unit read back is never more than `maxAssembledBytes` long
+ * (docs/large-files.md).
  */
-async function assemblePart(
+async function assembleUnit(
   context: ServiceContext,
   prefix: string,
-  step: Extract<Write, { kind: "part" }>,
+  unitStart: number,
+  step: Extract<Write, { kind: "part" | "piece" }>,
 ): Promise<{ bytes: Uint8Array; stagedKeys: string[] }> {
-  if (step.from === step.partStart) return { bytes: step.bytes, stagedKeys: [] };
+  if (step.from === unitStart) return { bytes: step.bytes, stagedKeys: [] };
   const { cache, objects } = context;
   const chain =
-    chainSegments(cache?.stagedSegments(prefix) ?? [], step.partStart, step.from) ??
-    chainSegments(await listSegments(objects, prefix), step.partStart, step.from);
+    chainSegments(cache?.stagedSegments(prefix) ?? [], unitStart, step.from) ??
+    chainSegments(await listSegments(objects, prefix), unitStart, step.from);
   if (chain === undefined) throw new StagedBytesLost(step.partNumber);
-  const bytes = new Uint8Array(step.from - step.partStart + step.bytes.length);
-  // Read in parallel: a part gathers up to a few hundred staged fragments.
+  const bytes = new Uint8Array(step.from - unitStart + step.bytes.length);
+  // Read in parallel: a unit gathers up to a few hundred staged fragments.
   await mapLimited(chain, STAGED_READS_IN_FLIGHT, async (segment) => {
     const data = cache?.stagedBytesOf(segment.key) ?? (await objects.get(segment.key));
     if (data === undefined || data.length !== segment.end - segment.start) {
       throw new StagedBytesLost(step.partNumber);
     }
-    bytes.set(data, segment.start - step.partStart);
+    bytes.set(data, segment.start - unitStart);
   });
-  bytes.set(step.bytes, step.from - step.partStart);
+  bytes.set(step.bytes, step.from - unitStart);
   return { bytes, stagedKeys: chain.map((segment) => segment.key) };
 }
 
@@ -356,6 +536,17 @@ async function mapLimited<T>(items: readonly T[], limit: number, task: (item: T)
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/**
+ * The builder of a part built from pieces is gone, or its object is not what its pieces make:
+ * the session goes back to the part's start (docs/large-files.md).
+ */
+class BuilderLost extends Error {
+  constructor(partNumber: number) {
+    super(`the builder of part ${partNumber} is gone`);
+    this.name = "BuilderLost";
+  }
 }
 
 /** The staged head of a part is not (or no longer) in S3. */

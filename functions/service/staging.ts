@@ -22,6 +22,14 @@ export function stagedKey(prefix: string, start: number, end: number): string {
   return `${prefix}${String(start).padStart(DIGITS, "0")}-${String(end).padStart(DIGITS, "0")}`;
 }
 
+/**
+ * The object a part's builder completes into, before it is copied into the part
+ * (docs/large-files.md). Not a staged segment: `parseStagedKey` passes over it.
+ */
+export function builderKey(prefix: string, partNumber: number): string {
+  return `${prefix}part-${String(partNumber).padStart(5, "0")}`;
+}
+
 export interface Segment {
   readonly key: string;
   readonly start: number;

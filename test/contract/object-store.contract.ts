@@ -7,6 +7,7 @@ import {
   ObjectMissingError,
   type ObjectStore,
   type UploadedPart,
+  UploadGoneError,
   type WriteOptions,
 } from "../../functions/ports/object-store.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
@@ -18,7 +19,6 @@ import { sdkCrc32c, sha256 } from "../support/checks.ts";
  */
 export type ObjectStoreGap =
   | "ascii-byte-order"
-  | "upload-part-copy"
   | "unfetchable-urls"
   /** The store ignores checksums sent with bytes and completions (fauxqs 1.9). */
   | "checksum-verification";
@@ -445,27 +445,24 @@ export function objectStoreContract(
         },
       );
 
-      known("upload-part-copy")(
-        "a copy over the single-copy limit goes multipart (12 MiB in 5 MiB parts), exactly",
-        async () => {
-          const small = await makeStore({ singleCopyLimit: 10 * MiB, copyPartBytes: PART });
-          const bodies = [randomBytes(6 * MiB), randomBytes(6 * MiB)];
-          const uploadId = await small.createUpload(key, owner);
-          const etags: string[] = [];
-          for (const [i, body] of bodies.entries()) {
-            etags.push(await part(small, key, uploadId, i + 1, body));
-          }
-          await complete(uploadId, etags, { ...keep, owner }, key, small);
-          const other = sessionId();
-          const to = `${key}.copy`;
-          expect(await small.copy(key, to, { ...keep, owner: other })).toBe("stored");
-          expect(await small.head(to)).toMatchObject({ key: to, size: 12 * MiB, owner: other });
-          const got = await small.get(to);
-          expect(sha256(got ?? new Uint8Array())).toBe(sha256(Buffer.concat(bodies)));
-          expect(await small.copy(key, to, { ...keep, owner: other })).toBe("stored");
-          expect(await small.copy(key, to, { ...keep, owner })).toBe("exists");
-        },
-      );
+      it("a copy over the single-copy limit goes multipart (12 MiB in 5 MiB parts), exactly", async () => {
+        const small = await makeStore({ singleCopyLimit: 10 * MiB, copyPartBytes: PART });
+        const bodies = [randomBytes(6 * MiB), randomBytes(6 * MiB)];
+        const uploadId = await small.createUpload(key, owner);
+        const etags: string[] = [];
+        for (const [i, body] of bodies.entries()) {
+          etags.push(await part(small, key, uploadId, i + 1, body));
+        }
+        await complete(uploadId, etags, { ...keep, owner }, key, small);
+        const other = sessionId();
+        const to = `${key}.copy`;
+        expect(await small.copy(key, to, { ...keep, owner: other })).toBe("stored");
+        expect(await small.head(to)).toMatchObject({ key: to, size: 12 * MiB, owner: other });
+        const got = await small.get(to);
+        expect(sha256(got ?? new Uint8Array())).toBe(sha256(Buffer.concat(bodies)));
+        expect(await small.copy(key, to, { ...keep, owner: other })).toBe("stored");
+        expect(await small.copy(key, to, { ...keep, owner })).toBe("exists");
+      });
     });
 
     describe("presign", () => {
@@ -643,6 +640,33 @@ export function objectStoreContract(
         const { uploadId, etags } = await upload(bodies);
         expect(await complete(uploadId, etags, { ...keep, owner })).toBe("completed");
         await expectContent(key, Buffer.concat(bodies), owner);
+      });
+
+      it("copyToPart copies a whole object into a part, inside the store, exactly", async () => {
+        const [head, source] = [randomBytes(PART), randomBytes(PART + 321)];
+        const from = `${root}source.bin`;
+        await store.putStaged(from, source);
+        const { uploadId, etags } = await upload([head]);
+        const copied = await store.copyToPart(from, key, uploadId, 2);
+        expect(copied.etag).toMatch(/^"[^"]+"$/);
+        if (copied.crc32c !== undefined) expect(copied.crc32c).toBe(crc32c(source));
+        crcByEtag.set(copied.etag, crc32c(source));
+        // Copying again replaces the part with the same bytes.
+        const again = await store.copyToPart(from, key, uploadId, 2);
+        crcByEtag.set(again.etag, crc32c(source));
+        expect(await complete(uploadId, [...etags, again.etag], { ...keep, owner })).toBe(
+          "completed",
+        );
+        await expectContent(key, Buffer.concat([head, source]), owner);
+      });
+
+      it("copyToPart: a missing source is ObjectMissingError, a gone upload UploadGoneError", async () => {
+        const from = `${root}source.bin`;
+        const { uploadId } = await upload([randomBytes(100)]);
+        await expect(store.copyToPart(from, key, uploadId, 2)).rejects.toThrow(ObjectMissingError);
+        await store.putStaged(from, randomBytes(100));
+        await store.abortUpload(key, uploadId);
+        await expect(store.copyToPart(from, key, uploadId, 2)).rejects.toThrow(UploadGoneError);
       });
 
       it("a single small part completes (only non-last parts have a minimum)", async () => {

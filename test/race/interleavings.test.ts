@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { MemoryObjectStore } from "../../functions/adapters/memory/memory-object-store.ts";
 import { MemorySessionStore } from "../../functions/adapters/memory/memory-session-store.ts";
 import { MiB } from "../../functions/bits/constants.ts";
+import type { FragmentLimits } from "../../functions/bits/fragment-plan.ts";
 import type { BitsResponse } from "../../functions/bits/request.ts";
 import type { ObjectStore } from "../../functions/ports/object-store.ts";
 import type { SessionStore } from "../../functions/ports/session-store.ts";
@@ -66,6 +67,8 @@ interface Scenario {
   readonly outcome: (answers: readonly BitsResponse[]) => Presence;
   /** Outcomes that some schedule must reach, so the exploration covers both orders. */
   readonly reaches: readonly ("present" | "absent")[];
+  /** The service's limits, when not RACE_LIMITS. */
+  readonly limits?: FragmentLimits;
 }
 
 const frag = (start: number, end: number): FragmentPacket => ({ kind: "fragment", start, end });
@@ -77,7 +80,23 @@ const LAST = TOTAL - 600 * K;
 const isCode = (answer: BitsResponse | undefined, code: string) =>
   answer?.status === 500 && answer.headers["BITS-Error-Code"] === code;
 
+/**
+ * Two parts: the first, [0, 6 MiB), more than the 5 MiB one request may assemble here, built
+ * from pieces [0, 5 MiB) and [5, 6 MiB) and copied into place (docs/large-files.md).
+ */
+const BUILT_LIMITS: FragmentLimits = { ...RACE_LIMITS, maxParts: 2, maxAssembledBytes: 5 * MiB };
+const SEAL = 6 * MiB - 300 * K; // the first part's last piece partly staged
+
 const SCENARIOS: readonly Scenario[] = [
+  {
+    name: "the same fragment twice, each completing a built part (piece, seal, copy)",
+    prefix: SEAL,
+    racers: [frag(SEAL, SEAL + 700 * K), frag(SEAL, SEAL + 700 * K)],
+    mayEnd: false,
+    outcome: () => "present",
+    reaches: ["present"],
+    limits: BUILT_LIMITS,
+  },
   {
     name: "the same part-completing fragment twice",
     prefix: E2,
@@ -268,7 +287,7 @@ interface Prepared {
 
 async function setUp(stores: Stores, scenario: Scenario, path: string): Promise<Prepared> {
   const { sessions, objects } = stores;
-  const plain = serviceOver(sessions, objects, { limits: RACE_LIMITS }).service;
+  const plain = serviceOver(sessions, objects, { limits: scenario.limits ?? RACE_LIMITS }).service;
   const before = new Set((await objects.list("")).map((object) => object.key));
   const id = await createSession(plain, path);
   const uploadId = (await sessions.get(id))?.uploadId;
@@ -319,7 +338,8 @@ function execution(
   return async (schedule: Schedule) => {
     const { stores, id, uploadId, path, before } = await prepare();
     const { sessions, objects, uploadGone } = stores;
-    const plain = serviceOver(sessions, objects, { limits: RACE_LIMITS }).service;
+    const limits = scenario.limits ?? RACE_LIMITS;
+    const plain = serviceOver(sessions, objects, { limits }).service;
     const key = path.slice(1);
     const ranges = [{ start: 0, end: scenario.prefix }];
     const problems: string[] = [];
@@ -337,7 +357,7 @@ function execution(
       settled = await schedule.race(
         scenario.racers.map(
           (packet) => (gate) =>
-            send(gatedService(sessions, objects, gate, { limits: RACE_LIMITS }), id, path, packet),
+            send(gatedService(sessions, objects, gate, { limits }), id, path, packet),
         ),
       );
     } catch (error) {
@@ -374,7 +394,7 @@ function execution(
         problems.push(`follower still at ${resume} after ${requests} fragments`);
         break;
       }
-      const packet = frag(resume, Math.min(TOTAL, resume + RACE_LIMITS.maxFragmentBytes));
+      const packet = frag(resume, Math.min(TOTAL, resume + limits.maxFragmentBytes));
       ranges.push(packet);
       const answer = await send(plain, id, path, packet);
       log.push(`follower ${label(packet)}: ${show(answer)}`);

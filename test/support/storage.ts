@@ -8,7 +8,7 @@ import { MemoryObjectStore } from "../../functions/adapters/memory/memory-object
 import { MemorySessionStore } from "../../functions/adapters/memory/memory-session-store.ts";
 import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
 import type { Authenticator } from "../../functions/auth/types.ts";
-import { MiB } from "../../functions/bits/constants.ts";
+import { MAX_ASSEMBLED_BYTES, MiB } from "../../functions/bits/constants.ts";
 import type { SessionRecord } from "../../functions/bits/session.ts";
 import type { Notifier } from "../../functions/ports/notifier.ts";
 import type { ObjectStore } from "../../functions/ports/object-store.ts";
@@ -63,7 +63,12 @@ export function testSettings(overrides: Partial<ServiceSettings> = {}): ServiceS
     keyPrefix: "",
     uploadPaths: ["/"],
     stagingPrefix: STAGING_PREFIX,
-    limits: { maxFragmentBytes: MiB, maxUploadBytes: 1024 ** 4, partSize: 5 * MiB },
+    limits: {
+      maxFragmentBytes: MiB,
+      maxUploadBytes: 1024 ** 4,
+      partSize: 5 * MiB,
+      maxAssembledBytes: MAX_ASSEMBLED_BYTES,
+    },
     allowOverwrite: false,
     sessionTimeoutSeconds: 1_209_600,
     tombstoneSeconds: 86_400,

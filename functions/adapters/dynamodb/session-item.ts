@@ -1,5 +1,10 @@
 import type { AttributeValue } from "@aws-sdk/client-dynamodb";
-import type { SessionOutcome, SessionRecord, SessionStatus } from "../../bits/session.ts";
+import type {
+  PartBuilder,
+  SessionOutcome,
+  SessionRecord,
+  SessionStatus,
+} from "../../bits/session.ts";
 
 type Item = Record<string, AttributeValue>;
 
@@ -73,6 +78,7 @@ export function toItem(record: SessionRecord): Item {
   }
   if (record.notifyingUntil !== undefined) item.nlu = n(record.notifyingUntil);
   if (record.openPartEnd !== undefined) item.npe = n(record.openPartEnd);
+  if (record.builder !== undefined) item.bld = s(JSON.stringify(record.builder));
   if (record.receivedCrc32c !== undefined) item.rc = n(record.receivedCrc32c);
   if (record.partsCrc32c !== undefined) item.pc = n(record.partsCrc32c);
   if (record.createdAt !== undefined) item.ca = n(record.createdAt);
@@ -125,6 +131,7 @@ export function fromItem(item: Item): SessionRecord {
     total: num(item, "tot"),
     bytesInParts: num(item, "pe") ?? 0,
     openPartEnd: num(item, "npe"),
+    builder: builderOf(item.bld?.S),
     offset: num(item, "off") ?? 0,
     etags: splitEtags(item.etags?.S),
     // Records older than checksums have neither: their file is completed unverified.
@@ -145,6 +152,19 @@ function outcomeOf(text: string | undefined): SessionOutcome | undefined {
   const value = JSON.parse(text) as SessionOutcome;
   if (typeof value?.kind !== "string" || typeof value.at !== "number") {
     throw new Error("session item with a malformed outcome");
+  }
+  return value;
+}
+
+function builderOf(text: string | undefined): PartBuilder | undefined {
+  if (text === undefined) return undefined;
+  const value = JSON.parse(text) as PartBuilder;
+  if (
+    typeof value?.bytesInPieces !== "number" ||
+    typeof value.openPieceEnd !== "number" ||
+    !Array.isArray(value.pieces)
+  ) {
+    throw new Error("session item with a malformed part builder");
   }
   return value;
 }

@@ -67,6 +67,9 @@ export class MemoryObjectStore implements ObjectStore {
   readonly objects = new Map<string, StoredObject>();
   readonly uploads = new Map<string, Upload>();
 
+  /** `minPartBytes` is S3's 5 MiB unless a test scales the part limits down. */
+  constructor(private readonly minPartBytes = S3_MIN_PART_SIZE) {}
+
   async head(key: string): Promise<Head | undefined> {
     const object = this.objects.get(key);
     if (object === undefined) return undefined;
@@ -119,7 +122,8 @@ export class MemoryObjectStore implements ObjectStore {
       // S3: InvalidPart, for a wrong ETag or a checksum that is not the part's.
       if (!part || !sameEtag(part.etag, etag)) return { result: "invalid" };
       if (partCrc !== undefined && partCrc !== part.crc32c) return { result: "invalid" };
-      if (i < parts.length - 1 && part.body.length < S3_MIN_PART_SIZE) return { result: "invalid" };
+      if (i < parts.length - 1 && part.body.length < this.minPartBytes)
+        return { result: "invalid" };
       bodies.push(part.body);
       crc = crc32cCombine(crc, part.crc32c, part.body.length);
     }
@@ -131,6 +135,16 @@ export class MemoryObjectStore implements ObjectStore {
     this.objects.set(key, stored(body, upload.owner, crc));
     this.uploads.delete(uploadId);
     return { result: "completed", crc32c: crc32cBase64(crc) };
+  }
+
+  async copyToPart(from: string, key: string, uploadId: string, partNumber: number) {
+    const upload = this.uploads.get(uploadId);
+    if (!upload || upload.key !== key) throw new UploadGoneError(uploadId);
+    const source = this.objects.get(from);
+    if (!source) throw new ObjectMissingError(from);
+    const part = { body: source.body, etag: etagOf(source.body), crc32c: source.crc32c };
+    upload.parts.set(partNumber, part);
+    return { etag: part.etag, crc32c: part.crc32c };
   }
 
   async abortUpload(_key: string, uploadId: string) {

@@ -10,6 +10,7 @@ import {
   PutObjectCommand,
   type S3Client,
   UploadPartCommand,
+  UploadPartCopyCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import { crc32c, crc32cBase64, crc32cFromBase64 } from "../../bits/crc32c.ts";
@@ -17,6 +18,7 @@ import {
   ChecksumMismatchError,
   type CompleteOptions,
   type Completion,
+  type CopiedPart,
   type Head,
   MAX_PRESIGN_SECONDS,
   type ObjectBytes,
@@ -32,7 +34,7 @@ import {
 import { StorageError } from "../../ports/storage-error.ts";
 import { translated, translatedStream } from "../storage-failure.ts";
 import { md5, sameEtag } from "./etag.ts";
-import { type CopyTuning, copyObject, S3_COPY_LIMITS } from "./s3-copy.ts";
+import { type CopyTuning, copyObject, copySource, S3_COPY_LIMITS } from "./s3-copy.ts";
 
 /** User metadata naming the session that wrote an object (`x-amz-meta-bits-session`). */
 const OWNER = "bits-session";
@@ -320,6 +322,31 @@ export class S3ObjectStore implements ObjectStore {
       if (s3Error(error).status === 412) return undefined;
       throw error;
     }
+  }
+
+  copyToPart(from: string, key: string, uploadId: string, partNumber: number): Promise<CopiedPart> {
+    return this.translated("S3 UploadPartCopy", async () => {
+      const out = await this.client
+        .send(
+          new UploadPartCopyCommand({
+            Bucket: this.bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            CopySource: copySource(this.bucket, from),
+          }),
+        )
+        .catch((error: unknown) => {
+          const { name } = s3Error(error);
+          if (name === "NoSuchUpload") throw new UploadGoneError(uploadId);
+          if (name === "NoSuchKey" || isNotFound(error)) throw new ObjectMissingError(from);
+          throw error;
+        });
+      const etag = out.CopyPartResult?.ETag;
+      if (!etag) throw new Error("UploadPartCopy returned no ETag");
+      // S3 computes the copied part's checksum for an upload that has one (docs/checksums.md).
+      return { etag, crc32c: crc32cFromBase64(out.CopyPartResult?.ChecksumCRC32C ?? "") };
+    });
   }
 
   abortUpload(key: string, uploadId: string): Promise<void> {

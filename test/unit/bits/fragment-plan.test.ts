@@ -35,6 +35,8 @@ const FRESH: Readonly<Model> = {
   parts: 0,
 };
 
+type PartWrite = Extract<Write, { kind: "part" }>;
+
 const KiB = 1024;
 const GiB = 1024 * MiB;
 
@@ -93,15 +95,29 @@ function accepted(decision: FragmentDecision) {
 
 /** A write without its bytes, with the end it reaches: what a storage layer is told to do. */
 function outline(write: Write) {
-  return write.kind === "stage"
-    ? { kind: write.kind, start: write.start, end: write.end }
-    : {
+  switch (write.kind) {
+    case "stage":
+      return { kind: write.kind, start: write.start, end: write.end };
+    case "part":
+      return {
         kind: write.kind,
         partNumber: write.partNumber,
         partStart: write.partStart,
         from: write.from,
         end: write.from + write.bytes.length,
       };
+    case "piece":
+      return {
+        kind: write.kind,
+        partNumber: write.partNumber,
+        pieceNumber: write.pieceNumber,
+        pieceStart: write.pieceStart,
+        from: write.from,
+        end: write.from + write.bytes.length,
+      };
+    case "seal":
+      return { ...write };
+  }
 }
 
 /** The record the service stores after an accepted decision: parts grow by its part writes. */
@@ -544,7 +560,7 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
       expect(decision.writes.map(outline)).toEqual([
         { kind: "part", partNumber: 2, partStart: 8 * MiB, from: 10 * MiB, end: 16 * MiB },
       ]);
-      const bytes = decision.writes[0]?.bytes as Uint8Array;
+      const bytes = (decision.writes[0] as PartWrite).bytes;
       expect(sameBytes(bytes, big.subarray(10 * MiB, 16 * MiB))).toBe(true);
       // No staged tail; 6 MiB fragments (>= 5 MiB): the next part is one more fragment.
       expect(decision).toMatchObject({
@@ -649,7 +665,7 @@ describe("planFragment: docs/protocol.md, Fragments and offsets", () => {
         if (write?.kind !== "part") throw new Error("expected a part write first");
         return write;
       });
-      const [one, ...others] = parts as [Write, ...Write[]];
+      const [one, ...others] = parts as [PartWrite, ...PartWrite[]];
       for (const write of others) {
         expect(outline(write)).toEqual(outline(one));
         expect(sameBytes(write.bytes, one.bytes)).toBe(true);
@@ -733,6 +749,8 @@ class Upload {
         position = write.end;
         continue;
       }
+      // These limits assemble every part whole: no pieces.
+      if (write.kind !== "part") throw new Error(`unexpected ${write.kind} write`);
       expect(write.partNumber).toBe(parts + 1);
       expect(write.partStart).toBe(bytesInParts);
       expect(write.from).toBe(position);
@@ -1102,5 +1120,123 @@ describe("a 12 MiB file in 2 MiB fragments, 5 MiB preferred parts: the exact pla
       [10, 12],
     ]);
     expect(upload.stagedBytes).toBe(7 * MiB);
+  });
+});
+
+describe("planFragment: parts built from pieces (docs/large-files.md)", () => {
+  // S3's limits scaled down: 20 parts of at least 1 KiB; no unit above 4 KiB is assembled.
+  const scaled: FragmentLimits = {
+    maxFragmentBytes: 64 * KiB,
+    maxUploadBytes: GiB,
+    partSize: KiB,
+    maxParts: 20,
+    minPartBytes: KiB,
+    maxAssembledBytes: 4 * KiB,
+  };
+
+  /**
+   * Uploads `file` in order with fragments of the given lengths (cycled), applying every
+   * decision as the service does, and checks each write against the record it was planned on.
+   * Answers the parts as uploaded or built, and the largest staged head read back.
+   */
+  function drive(file: Uint8Array, lengths: readonly number[]) {
+    const staged = new Map<number, Uint8Array>();
+    const read = (from: number, to: number) => {
+      const bytes = new Uint8Array(to - from);
+      for (let at = from; at < to; ) {
+        const segment = staged.get(at);
+        if (segment === undefined) throw new Error(`nothing staged at ${at}`);
+        bytes.set(segment, at - from);
+        at += segment.length;
+      }
+      return bytes;
+    };
+    const parts: Uint8Array[] = [];
+    let pieces: Uint8Array[] = [];
+    let state: Model & {
+      pieces?: { count: number; bytesInPieces: number; openPieceEnd: number } | undefined;
+    } = { ...FRESH };
+    let largestHead = 0;
+    for (let i = 0; state.offset < file.length || state.total === undefined; i++) {
+      const length = Math.min(file.length - state.offset, lengths[i % lengths.length] ?? 1);
+      const decision = accepted(plan(state, file, state.offset, state.offset + length, scaled));
+      let position = state.offset;
+      for (const write of decision.writes) {
+        if (write.kind === "stage") {
+          expect(write.start).toBe(position);
+          staged.set(write.start, write.bytes);
+          position = write.end;
+        } else if (write.kind === "part") {
+          expect(write.partNumber).toBe(parts.length + 1);
+          largestHead = Math.max(largestHead, write.from - write.partStart);
+          parts.push(Buffer.concat([read(write.partStart, write.from), write.bytes]));
+          position = write.from + write.bytes.length;
+        } else if (write.kind === "piece") {
+          expect(write.partNumber).toBe(parts.length + 1);
+          expect(write.pieceNumber).toBe(pieces.length + 1);
+          largestHead = Math.max(largestHead, write.from - write.pieceStart);
+          const piece = Buffer.concat([read(write.pieceStart, write.from), write.bytes]);
+          expect(piece.length).toBeLessThanOrEqual(4 * KiB);
+          pieces.push(piece);
+          position = write.from + write.bytes.length;
+        } else {
+          expect(write.partNumber).toBe(parts.length + 1);
+          expect(write.partEnd).toBe(position);
+          // Every piece but the last is at least S3's (scaled) minimum part size.
+          for (const piece of pieces.slice(0, -1)) expect(piece.length).toBeGreaterThanOrEqual(KiB);
+          const part = Buffer.concat(pieces);
+          expect(part.length).toBe(write.partEnd - write.partStart);
+          parts.push(part);
+          pieces = [];
+        }
+      }
+      expect(position).toBe(decision.offset);
+      state = {
+        offset: decision.offset,
+        total: decision.total,
+        bytesInParts: decision.bytesInParts,
+        openPartEnd: decision.openPartEnd,
+        parts: parts.length,
+        pieces: decision.pieces && { ...decision.pieces, count: pieces.length },
+      };
+      if (file.length === 0) break;
+    }
+    return { parts, largestHead };
+  }
+
+  it("a 200 KiB file: parts of 10 KiB or more, each built from pieces, no head above 4 KiB", () => {
+    const file = fileOf(200 * KiB);
+    const { parts, largestHead } = drive(file, [700, 1500, 333]);
+    // Parts end at fragment ends, so some are longer than 10 KiB and there are fewer than 20.
+    expect(parts.length).toBeGreaterThan(10);
+    expect(parts.length).toBeLessThanOrEqual(20);
+    for (const part of parts.slice(0, -1)) expect(part.length).toBeGreaterThanOrEqual(10 * KiB);
+    expect(sameBytes(Buffer.concat(parts), file)).toBe(true);
+    expect(largestHead).toBeLessThan(4 * KiB);
+  });
+
+  it("fragments longer than a piece: the pieces inside a fragment are uploaded from it", () => {
+    const file = fileOf(150 * KiB);
+    const { parts, largestHead } = drive(file, [9 * KiB, 64 * KiB, 5000]);
+    expect(sameBytes(Buffer.concat(parts), file)).toBe(true);
+    expect(largestHead).toBeLessThan(4 * KiB);
+  });
+
+  it("property: any file and fragment lengths: exact bytes, <= 20 parts, heads below 4 KiB", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 300 * KiB }),
+        fc.array(fc.integer({ min: 1, max: 64 * KiB }), { minLength: 1, maxLength: 6 }),
+        (length, lengths) => {
+          const file = fileOf(length);
+          const { parts, largestHead } = drive(file, lengths);
+          expect(sameBytes(Buffer.concat(parts), file)).toBe(true);
+          expect(parts.length).toBeLessThanOrEqual(20);
+          for (const part of parts.slice(0, -1)) expect(part.length).toBeGreaterThanOrEqual(KiB);
+          expect(largestHead).toBeLessThan(4 * KiB);
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
