@@ -15,6 +15,8 @@ export const MIN_FRAGMENT = 5 * 1024;
 const FIRST_FRAGMENT = 64 * 1024;
 /** A session the server loses (BG_E_SESSION_NOT_FOUND) is started again at most this often. */
 const MAX_RESTARTS = 3;
+/** Acks in a row that do not move the offset before the server is taken to be broken. */
+const MAX_STALLS = 16;
 
 export interface UploadJob {
   readonly file: string;
@@ -241,7 +243,7 @@ class Uploader {
     const total = this.source.size;
     // A resumed run learns where the server stands from its first, small fragment.
     this.fragmentSize = Math.min(this.fragmentSize, this.ceiling);
-    for (;;) {
+    for (let stalls = 0; ; ) {
       const start = this.offset;
       const length = Math.min(this.fragmentSize, total - start);
       const body = length > 0 ? await this.source.read(start, length) : new Uint8Array(0);
@@ -264,6 +266,12 @@ class Uploader {
         if (!Number.isSafeInteger(received) || received < 0 || received > total) {
           throw new ProtocolError(
             `the Fragment Ack (HTTP ${response.status}) carries no usable BITS-Received-Content-Range`,
+          );
+        }
+        stalls = received > start ? 0 : stalls + 1;
+        if (stalls > MAX_STALLS) {
+          throw new ProtocolError(
+            `the server acknowledged ${MAX_STALLS} fragments in a row without progress`,
           );
         }
         await this.source.advance(

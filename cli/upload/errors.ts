@@ -85,33 +85,29 @@ export class RefusedError extends CliError {
   }
 }
 
-/** An answer that breaks the protocol (no session ID, an offset out of range): exit 1. */
-export class ProtocolError extends CliError {
-  constructor(message: string) {
-    super(message, EXIT.refused);
-  }
+/** A kind of CliError that always exits with the same code. */
+function exitingWith(exitCode: ExitCode) {
+  return class extends CliError {
+    constructor(message: string) {
+      super(message, exitCode);
+    }
+  };
 }
+
+/** An answer that breaks the protocol (no session ID, an offset out of range): exit 1. */
+export class ProtocolError extends exitingWith(EXIT.refused) {}
+
+/** The TLS connection cannot be trusted or is refused: retrying would not change that. */
+export class TlsError extends exitingWith(EXIT.refused) {}
 
 /** The local file cannot be read, or it changed while it was uploaded. */
-export class LocalFileError extends CliError {
-  constructor(message: string) {
-    super(message, EXIT.localFile);
-  }
-}
+export class LocalFileError extends exitingWith(EXIT.localFile) {}
 
 /** Transient failures outlasted the retries. */
-export class GaveUpError extends CliError {
-  constructor(message: string) {
-    super(message, EXIT.gaveUp);
-  }
-}
+export class GaveUpError extends exitingWith(EXIT.gaveUp) {}
 
 /** The command line cannot be understood. */
-export class UsageError extends CliError {
-  constructor(message: string) {
-    super(message, EXIT.usage);
-  }
-}
+export class UsageError extends exitingWith(EXIT.usage) {}
 
 /** The exit code an error stands for; anything unexpected counts as a failed upload (1). */
 export function exitCodeOf(error: unknown): ExitCode {

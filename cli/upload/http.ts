@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { TlsError } from "./errors.ts";
 
 /** What a request needs besides its URL: how long it may stall, and TLS material. */
 export interface HttpOptions {
@@ -155,12 +156,20 @@ export class HttpClient {
         // A server that answers before reading the whole body (a 413) may reset the connection
         // while the body is still being written; the answer it gave still counts.
         if (answered) return;
+        if (secure && TLS_FAILURE.test(error.code ?? "")) {
+          const hint = "--ca FILE trusts a private CA; --cert and --key give a client certificate";
+          reject(new TlsError(`TLS: ${error.message} (${error.code}); ${hint}`));
+          return;
+        }
         reject(error instanceof NetworkError ? error : new NetworkError(error.message, error.code));
       });
       out.end(body);
     });
   }
 }
+
+/** Certificate and handshake failures (OpenSSL's and Node's codes): not worth retrying. */
+const TLS_FAILURE = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|^ERR_TLS_|^ERR_SSL_/;
 
 function finished(response: IncomingMessage): Promise<void> {
   if (response.complete || response.destroyed) return Promise.resolve();

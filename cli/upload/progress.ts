@@ -143,14 +143,16 @@ export class BarReporter implements Reporter {
  * every 10 % or every 10 seconds, whichever comes first.
  */
 export class LineReporter implements Reporter {
-  private readonly meter = new RateMeter();
+  private readonly meter: RateMeter;
   private lastStep = -1;
   private lastAt = 0;
 
   constructor(
     private readonly write: (line: string) => void,
     private readonly now = () => Date.now(),
-  ) {}
+  ) {
+    this.meter = new RateMeter(5000, now);
+  }
 
   event(event: UploadEvent) {
     if (event.event !== "progress") {
@@ -175,13 +177,15 @@ export class LineReporter implements Reporter {
  * always the last), with `rate` in bytes per second and `eta` in seconds (null while unknown).
  */
 export class JsonReporter implements Reporter {
-  private readonly meter = new RateMeter();
+  private readonly meter: RateMeter;
   private lastAt = 0;
 
   constructor(
     private readonly write: (record: Record<string, unknown>) => void,
     private readonly now = () => Date.now(),
-  ) {}
+  ) {
+    this.meter = new RateMeter(5000, now);
+  }
 
   event(event: UploadEvent) {
     if (event.event !== "progress") {

@@ -10,12 +10,14 @@ import {
   writeFileSync,
 } from "node:fs";
 import { createServer } from "node:http";
+import { get as httpsGet } from "node:https";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import bcrypt from "bcryptjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signUploadUrl } from "../../functions/auth/signed-url.ts";
+import { makeCertificates } from "../support/certificates.ts";
 import { sha256 } from "../support/checks.ts";
 import { listenLocally } from "../support/listen.ts";
 import { download, type Started, start, stop } from "../support/npm-start.ts";
@@ -439,5 +441,72 @@ describe("bits-upload with credentials: Basic and signed URLs", () => {
     const entries = audit(server).filter((entry) => entry.key === "cli/signed.bin");
     expect(entries.every((entry) => entry.auth === "signed-url")).toBe(true);
     expect(sha256(await download(plain))).toBe(sha256(data));
+  });
+});
+
+describe("bits-upload over HTTPS with a client certificate", () => {
+  let dir: string;
+  let server: Started;
+  let certificates: ReturnType<typeof makeCertificates>;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "bits-upload-"));
+    certificates = makeCertificates(dir);
+    server = await start({
+      BITS_AUTH: "client-cert",
+      BITS_TLS_CERT: certificates.files.serverCert,
+      BITS_TLS_KEY: certificates.files.serverKey,
+      BITS_TLS_CA: certificates.files.ca,
+    });
+  }, 90_000);
+
+  afterAll(async () => {
+    await stop(server);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A GET of the stored object over HTTPS, trusting the test CA. */
+  const fetchStored = (url: string) =>
+    new Promise<Buffer>((done, fail) => {
+      httpsGet(url, { ca: certificates.ca }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (chunk: Buffer) => chunks.push(chunk));
+        res.on("end", () => done(Buffer.concat(chunks)));
+        res.on("error", fail);
+      }).on("error", fail);
+    });
+
+  it("--ca trusts the server, --cert and --key name the client", async () => {
+    const { path, data } = newFile(dir, "cert.bin", MiB + 100, 30);
+    const url = `${server.url}/cli/cert.bin`;
+    expect(url.startsWith("https://")).toBe(true);
+    const { files } = certificates;
+    const outcome = await run([
+      path,
+      url,
+      "--json",
+      "--ca",
+      files.ca,
+      "--cert",
+      files.clientCert,
+      "--key",
+      files.clientKey,
+    ]);
+    expect(outcome.code, outcome.stderr).toBe(0);
+    expect(resultOf(outcome)).toMatchObject({ verified: true, sha256: sha256(data) });
+    const entries = audit(server).filter((entry) => entry.key === "cli/cert.bin");
+    expect(entries.length).toBeGreaterThan(2);
+    for (const entry of entries) {
+      expect(entry).toMatchObject({ principal: "host-17.corp.example", auth: "client-cert" });
+    }
+    expect(sha256(await fetchStored(url))).toBe(sha256(data));
+  });
+
+  it("an untrusted server certificate ends the run at once, exit 1", async () => {
+    const { path } = newFile(dir, "untrusted.bin", 10 * KiB, 31);
+    const outcome = await run([path, `${server.url}/cli/untrusted.bin`, "--retries", "5"]);
+    expect(outcome.code).toBe(1);
+    expect(outcome.stderr).toMatch(/TLS: .*--ca FILE/);
+    expect(outcome.stderr).not.toContain("retry");
   });
 });
