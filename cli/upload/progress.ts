@@ -83,8 +83,10 @@ export function describeEvent(event: UploadEvent): string | undefined {
 
 const progressLine = (bytes: number, total: number, rate: number) => {
   const percent = total === 0 ? 100 : Math.floor((bytes / total) * 100);
+  const line = `${formatBytes(bytes)} of ${formatBytes(total)} (${percent}%)`;
+  if (rate === 0) return line; // no rate yet
   const eta = RateMeter.eta(bytes, total, rate);
-  return `${formatBytes(bytes)} of ${formatBytes(total)} (${percent}%), ${formatBytes(rate)}/s, ETA ${formatSeconds(eta)}`;
+  return `${line}, ${formatBytes(rate)}/s, ETA ${formatSeconds(eta)}`;
 };
 
 /** A progress bar on a terminal (standard error), with the other events printed above it. */

@@ -11,6 +11,7 @@ import {
 } from "node:fs";
 import { createServer } from "node:http";
 import { get as httpsGet } from "node:https";
+import { type AddressInfo, connect, createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -175,6 +176,30 @@ describe("bits-upload against npm start", () => {
     expect(stateFileIn(stateDir)).toBeUndefined();
   });
 
+  it("Ctrl+C (SIGINT) keeps the state file, exits 130, and the same command resumes", async () => {
+    const { path, data } = newFile(dir, "interrupted.bin", 2 * MiB, 13);
+    const url = `${server.url}/cli/interrupted.bin`;
+    const first = launch([path, url, "--limit-rate", "512KiB"]);
+    let stderr = "";
+    first.stderr?.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const exited = new Promise<number | null>((done) => first.once("close", done));
+    const saved = await stateWhen(
+      () => `${path}.bits-upload.json`,
+      (state) => state.offset > 0,
+    );
+    first.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(stderr).toContain("interrupted; run the same command again to resume");
+    expect(existsSync(`${path}.bits-upload.json`)).toBe(true);
+
+    const second = await run([path, url, "--json"]);
+    expect(second.code, second.stderr).toBe(0);
+    expect(resultOf(second)).toMatchObject({ sessionId: saved?.sessionId, sha256: sha256(data) });
+    expect(sha256(await download(url))).toBe(sha256(data));
+  });
+
   it("a file that changed since the interruption is uploaded from the start", async () => {
     const { path } = newFile(dir, "changed.bin", 2 * MiB, 4);
     const url = `${server.url}/cli/changed.bin`;
@@ -198,6 +223,53 @@ describe("bits-upload against npm start", () => {
     expect(result?.sessionId).not.toBe(old?.sessionId);
     expect(result?.resumedFrom).toBeUndefined();
     expect(sha256(await download(url))).toBe(sha256(data));
+  });
+
+  it("a connection that drops mid-fragment is retried and the upload goes on", async () => {
+    // A TCP relay to the server that cuts each of its first two connections after 700 KiB.
+    const target = new URL(server.url);
+    let cuts = 0;
+    const relay = createNetServer((client) => {
+      const upstream = connect(Number(target.port), target.hostname);
+      let forwarded = 0;
+      const cut = cuts < 2;
+      if (cut) cuts += 1;
+      client.on("data", (chunk: Buffer) => {
+        forwarded += chunk.length;
+        if (cut && forwarded > 700 * KiB) {
+          client.destroy();
+          upstream.destroy();
+          return;
+        }
+        upstream.write(chunk);
+      });
+      upstream.pipe(client);
+      client.on("error", () => upstream.destroy());
+      upstream.on("error", () => client.destroy());
+      client.on("close", () => upstream.destroy());
+    });
+    await new Promise<void>((done) => relay.listen(0, "127.0.0.1", done));
+    const { port } = relay.address() as AddressInfo;
+    try {
+      const { path, data } = newFile(dir, "dropped.bin", 3 * MiB, 9);
+      const outcome = await run([
+        path,
+        `http://127.0.0.1:${port}/cli/dropped.bin`,
+        "--json",
+        "--retry-wait",
+        "0.05",
+        "--no-verify",
+      ]);
+      expect(outcome.code, outcome.stderr).toBe(0);
+      expect(cuts).toBe(2);
+      const retries = eventsOf(outcome, "retry");
+      expect(retries.length).toBeGreaterThanOrEqual(2);
+      expect(retries.every((retry) => retry.attempt === 1)).toBe(true);
+      expect(resultOf(outcome)).toMatchObject({ sha256: sha256(data), verified: null });
+      expect(sha256(await download(`${server.url}/cli/dropped.bin`))).toBe(sha256(data));
+    } finally {
+      await new Promise((done) => relay.close(done));
+    }
   });
 
   it("sends POST with X-Http-Method-Override: BITS_POST when asked", async () => {
@@ -371,89 +443,26 @@ describe("bits-upload against a server with a 64 KiB fragment limit and upload-r
   });
 });
 
-describe("bits-upload with credentials: Basic and signed URLs", () => {
+describe("bits-upload with credentials over HTTPS: Basic, signed URLs, client certificates", () => {
   let dir: string;
   let server: Started;
+  let certificates: ReturnType<typeof makeCertificates>;
   const secret = cryptoRandomBytes(32);
+  /** Every run trusts the test CA, which signed the server's certificate. */
+  const upload = (args: string[], env: Record<string, string> = {}) =>
+    run([...args, "--ca", certificates.files.ca], env);
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "bits-upload-"));
+    certificates = makeCertificates(dir);
     const htpasswd = join(dir, "htpasswd");
     writeFileSync(htpasswd, `alice:${bcrypt.hashSync("correct horse", 5)}\n`);
     const keys = join(dir, "url-keys");
     writeFileSync(keys, `k1 ${secret.toString("base64url")}\n`);
     server = await start({
-      BITS_AUTH: "basic,signed-url",
+      BITS_AUTH: "basic,signed-url,client-cert",
       BITS_HTPASSWD: htpasswd,
       BITS_URL_KEYS: keys,
-    });
-  }, 90_000);
-
-  afterAll(async () => {
-    await stop(server);
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  it("Basic: answers the challenge with --user and BITS_UPLOAD_PASSWORD", async () => {
-    const { path, data } = newFile(dir, "basic.bin", 2 * MiB + 1, 20);
-    const url = `${server.url}/cli/basic.bin`;
-    const challenged = () => audit(server).filter((entry) => entry.status === 401).length;
-    const before = challenged();
-    const outcome = await run([path, url, "--json", "--user", "alice"], {
-      BITS_UPLOAD_PASSWORD: "correct horse",
-    });
-    expect(outcome.code, outcome.stderr).toBe(0);
-    expect(resultOf(outcome)).toMatchObject({ verified: true, sha256: sha256(data) });
-    expect(challenged() - before).toBe(1);
-    const entries = audit(server).filter((entry) => entry.key === "cli/basic.bin");
-    expect(entries.length).toBeGreaterThan(2);
-    for (const entry of entries) expect(entry).toMatchObject({ principal: "alice", auth: "basic" });
-    expect(sha256(await download(url))).toBe(sha256(data));
-  });
-
-  it("Basic: no credentials or a wrong password exit 1 and store nothing", async () => {
-    const { path } = newFile(dir, "refused.bin", 10 * KiB, 21);
-    const url = `${server.url}/cli/refused.bin`;
-    const none = await run([path, url]);
-    expect(none.code).toBe(1);
-    expect(none.stderr).toContain("0x80190191 BG_E_HTTP_ERROR_401");
-    expect(none.stderr).toContain("give --user");
-    const wrong = await run([path, url, "--user", "alice:wrong"]);
-    expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toContain("the server refused the credentials");
-    expect((await download(url)).length).toBe(0);
-  });
-
-  it("a signed URL is all it needs, and its signature is never printed", async () => {
-    const { path, data } = newFile(dir, "signed.bin", MiB + 9, 22);
-    const plain = `${server.url}/cli/signed.bin`;
-    const signed = signUploadUrl(plain, {
-      keyId: "k1",
-      secret,
-      expiresAt: Math.floor(Date.now() / 1000) + 600,
-      subject: "host-17",
-    });
-    const signature = new URL(signed).searchParams.get("bits-sig") ?? "";
-    const outcome = await run([path, signed, "--json"]);
-    expect(outcome.code, outcome.stderr).toBe(0);
-    expect(resultOf(outcome)).toMatchObject({ verified: true, sha256: sha256(data) });
-    expect(outcome.stdout + outcome.stderr).not.toContain(signature);
-    const entries = audit(server).filter((entry) => entry.key === "cli/signed.bin");
-    expect(entries.every((entry) => entry.auth === "signed-url")).toBe(true);
-    expect(sha256(await download(plain))).toBe(sha256(data));
-  });
-});
-
-describe("bits-upload over HTTPS with a client certificate", () => {
-  let dir: string;
-  let server: Started;
-  let certificates: ReturnType<typeof makeCertificates>;
-
-  beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "bits-upload-"));
-    certificates = makeCertificates(dir);
-    server = await start({
-      BITS_AUTH: "client-cert",
       BITS_TLS_CERT: certificates.files.serverCert,
       BITS_TLS_KEY: certificates.files.serverKey,
       BITS_TLS_CA: certificates.files.ca,
@@ -476,17 +485,65 @@ describe("bits-upload over HTTPS with a client certificate", () => {
       }).on("error", fail);
     });
 
-  it("--ca trusts the server, --cert and --key name the client", async () => {
+  it("Basic: answers the challenge with --user and BITS_UPLOAD_PASSWORD", async () => {
+    const { path, data } = newFile(dir, "basic.bin", 2 * MiB + 1, 20);
+    const url = `${server.url}/cli/basic.bin`;
+    expect(url.startsWith("https://")).toBe(true);
+    const challenged = () => audit(server).filter((entry) => entry.status === 401).length;
+    const before = challenged();
+    const outcome = await upload([path, url, "--json", "--user", "alice"], {
+      BITS_UPLOAD_PASSWORD: "correct horse",
+    });
+    expect(outcome.code, outcome.stderr).toBe(0);
+    expect(resultOf(outcome)).toMatchObject({ verified: true, sha256: sha256(data) });
+    expect(challenged() - before).toBe(1);
+    const entries = audit(server).filter((entry) => entry.key === "cli/basic.bin");
+    expect(entries.length).toBeGreaterThan(2);
+    for (const entry of entries) expect(entry).toMatchObject({ principal: "alice", auth: "basic" });
+    expect(sha256(await fetchStored(url))).toBe(sha256(data));
+  });
+
+  it("Basic: no credentials or a wrong password exit 1 and store nothing", async () => {
+    const { path } = newFile(dir, "refused.bin", 10 * KiB, 21);
+    const url = `${server.url}/cli/refused.bin`;
+    const none = await upload([path, url]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain("0x80190191 BG_E_HTTP_ERROR_401");
+    expect(none.stderr).toContain("give --user");
+    const wrong = await upload([path, url, "--user", "alice:wrong"]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain("the server refused the credentials");
+    expect((await fetchStored(url)).length).toBe(0);
+  });
+
+  it("a signed URL is all it needs, and its signature is never printed", async () => {
+    const { path, data } = newFile(dir, "signed.bin", MiB + 9, 22);
+    const plain = `${server.url}/cli/signed.bin`;
+    const signed = signUploadUrl(plain, {
+      keyId: "k1",
+      secret,
+      expiresAt: Math.floor(Date.now() / 1000) + 600,
+      subject: "host-17",
+    });
+    const signature = new URL(signed).searchParams.get("bits-sig") ?? "";
+    const outcome = await upload([path, signed, "--json"]);
+    expect(outcome.code, outcome.stderr).toBe(0);
+    expect(resultOf(outcome)).toMatchObject({ verified: true, sha256: sha256(data) });
+    expect(outcome.stdout + outcome.stderr).not.toContain(signature);
+    const entries = audit(server).filter((entry) => entry.key === "cli/signed.bin");
+    expect(entries.length).toBeGreaterThan(2);
+    for (const entry of entries) expect(entry).toMatchObject({ auth: "signed-url" });
+    expect(sha256(await fetchStored(plain))).toBe(sha256(data));
+  });
+
+  it("a client certificate: --cert and --key name the client", async () => {
     const { path, data } = newFile(dir, "cert.bin", MiB + 100, 30);
     const url = `${server.url}/cli/cert.bin`;
-    expect(url.startsWith("https://")).toBe(true);
     const { files } = certificates;
-    const outcome = await run([
+    const outcome = await upload([
       path,
       url,
       "--json",
-      "--ca",
-      files.ca,
       "--cert",
       files.clientCert,
       "--key",
