@@ -115,7 +115,8 @@ class Uploader {
   ) {
     this.ceiling = Math.max(MIN_FRAGMENT, job.maxFragment);
     const name = basename(source.path);
-    // Content-Name is informational ([MC-BUP] 2.2.2); header values must be Latin-1.
+    // Content-Name never names the destination (docs/protocol.md, "Destinations"); it is sent
+    // as Windows sends it, and a header value must be Latin-1.
     this.name = /^[\x20-\x7e]*$/.test(name) ? name : encodeURIComponent(name);
   }
 
@@ -319,7 +320,7 @@ class Uploader {
       });
     } else {
       const target = new URL(url);
-      // A static reply URL elsewhere gets no credentials ([MC-BUP] 3.2.5.1.3).
+      // The job's credentials are for this server: a static reply URL elsewhere gets none.
       const fetch = (
         method: "GET" | "HEAD",
         where: URL,
