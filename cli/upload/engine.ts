@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { basename, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { OBJECT_CRC32C_HEADER } from "../../functions/bits/ack.ts";
 import { BITS_PROTOCOL_GUID, HRESULT } from "../../functions/bits/constants.ts";
 import { GaveUpError, httpErrorCode, ProtocolError, RefusedError } from "./errors.ts";
 import type { BodyConsumer, HttpClient, HttpResponse } from "./http.ts";
@@ -101,6 +102,8 @@ class Uploader {
   private ceiling: number;
   private fragmentSize = FIRST_FRAGMENT;
   private bytesSent = 0;
+  /** The stored object's CRC32C, as the server's Close-Session Ack reports it. */
+  private storedCrc32c: string | undefined;
   /** Every body byte put on the wire, for --limit-rate. */
   private wireBytes = 0;
   private fragments = 0;
@@ -138,6 +141,7 @@ class Uploader {
       await this.source.advance(this.source.size);
       const sha256 = this.source.sha256();
       const check = this.job.verify ? await this.verify(sha256) : { verified: null };
+      const checksum = this.job.verify ? this.checkCrc32c() : { verified: null };
       return {
         sessionId,
         bytes: this.source.size,
@@ -146,7 +150,7 @@ class Uploader {
         fragments: this.fragments,
         resumedFrom: this.resumedFrom,
         restarts: this.restarts,
-        ...check,
+        ...combined(check, checksum),
         reply,
       };
     } catch (error) {
@@ -350,7 +354,10 @@ class Uploader {
       "BITS-Session-Id": this.sessionId as string,
       "Content-Name": this.name,
     });
-    if (response.status === 200) return true;
+    if (response.status === 200) {
+      this.storedCrc32c = response.headers.get(OBJECT_CRC32C_HEADER.toLowerCase());
+      return true;
+    }
     if (errorCode(response) === NOT_FOUND) return false;
     throw this.refused("Close-Session", response);
   }
@@ -390,6 +397,20 @@ class Uploader {
     const due = this.started + (this.wireBytes / rate) * 1000;
     const wait = due - Date.now();
     if (wait > 0) await sleep(wait);
+  }
+
+  /** The stored object's CRC32C, where the server reports it, against the file's. */
+  private checkCrc32c(): Pick<UploadResult, "verified" | "verifyNote"> {
+    const reported = this.storedCrc32c;
+    if (reported === undefined) return { verified: null };
+    const sent = this.source.crc32c();
+    if (reported === sent) {
+      return { verified: true, verifyNote: `the server reports the file's CRC32C (${sent})` };
+    }
+    return {
+      verified: false,
+      verifyNote: `the server reports CRC32C ${reported} for the stored object; the file's is ${sent}`,
+    };
   }
 
   /** The stored object, fetched with a GET of the upload URL, against what was sent. */
@@ -557,3 +578,17 @@ class Uploader {
 }
 
 const USER_AGENT = `bits-upload (Node.js ${process.version})`;
+
+/**
+ * Both checks together: the stored object differs if either says so, and is verified when at
+ * least one could check and none found a difference.
+ */
+function combined(
+  ...checks: Pick<UploadResult, "verified" | "verifyNote">[]
+): Pick<UploadResult, "verified" | "verifyNote"> {
+  const made = checks.filter((check) => check.verified !== null);
+  const notes = checks.flatMap((check) => (check.verifyNote ? [check.verifyNote] : []));
+  const verifyNote = notes.length > 0 ? notes.join("; ") : undefined;
+  if (made.length === 0) return { verified: null, verifyNote };
+  return { verified: made.every((check) => check.verified === true), verifyNote };
+}

@@ -1,5 +1,6 @@
 import { createHash, type Hash } from "node:crypto";
 import { type FileHandle, open } from "node:fs/promises";
+import { crc32c, crc32cBase64 } from "../../functions/bits/crc32c.ts";
 import { LocalFileError } from "./errors.ts";
 
 const READ_CHUNK = 1024 * 1024;
@@ -8,10 +9,12 @@ const READ_CHUNK = 1024 * 1024;
  * The file being uploaded, read fragment by fragment at the offsets the server asks for: at most
  * one fragment is in memory. Its SHA-256 follows the server's offset, so when the last byte is
  * acknowledged it is the hash of exactly what the server holds, in order, whatever was resent,
- * skipped (a resumed session) or rewound on the way.
+ * skipped (a resumed session) or rewound on the way. Its CRC32C is kept the same way, to compare
+ * with the one the server reports for the stored object (docs/checksums.md).
  */
 export class FileSource {
   private hash: Hash = createHash("sha256");
+  private crc = 0;
   private hashedTo = 0;
 
   private constructor(
@@ -56,18 +59,30 @@ export class FileSource {
     if (offset < this.hashedTo) {
       // The server went back (it lost bytes it had staged, or a new session): hash from 0 again.
       this.hash = createHash("sha256");
+      this.crc = 0;
       this.hashedTo = 0;
     }
     if (sent && sent.at <= this.hashedTo && offset <= sent.at + sent.bytes.length) {
-      this.hash.update(sent.bytes.subarray(this.hashedTo - sent.at, offset - sent.at));
+      this.update(sent.bytes.subarray(this.hashedTo - sent.at, offset - sent.at));
       this.hashedTo = offset;
       return;
     }
     while (this.hashedTo < offset) {
       const length = Math.min(READ_CHUNK, offset - this.hashedTo);
-      this.hash.update(await this.read(this.hashedTo, length));
+      this.update(await this.read(this.hashedTo, length));
       this.hashedTo += length;
     }
+  }
+
+  private update(bytes: Uint8Array) {
+    this.hash.update(bytes);
+    this.crc = crc32c(bytes, this.crc);
+  }
+
+  /** The whole file's CRC32C, base64 as S3 writes it, once the server holds all of it. */
+  crc32c(): string {
+    if (this.hashedTo !== this.size) throw new Error("the file is not completely hashed");
+    return crc32cBase64(this.crc);
   }
 
   /** The SHA-256 (hex) of the whole file, once the server holds all of it. */

@@ -19,7 +19,7 @@ import bcrypt from "bcryptjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signUploadUrl } from "../../functions/auth/signed-url.ts";
 import { makeCertificates } from "../support/certificates.ts";
-import { sha256 } from "../support/checks.ts";
+import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { listenLocally } from "../support/listen.ts";
 import { download, type Started, start, stop } from "../support/npm-start.ts";
 import { startReplyApp } from "../support/reply-app.ts";
@@ -119,6 +119,11 @@ describe("bits-upload against npm start", () => {
       restarts: 0,
     });
     expect(result?.resumedFrom).toBeUndefined();
+    // Both checks were made: the CRC32C of the Close-Session Ack, and a GET of the URL.
+    expect(result?.verifyNote).toContain(
+      `the server reports the file's CRC32C (${await sdkCrc32c(data)})`,
+    );
+    expect(result?.verifyNote).toContain("a GET of the URL returned the same SHA-256");
     const progress = eventsOf(outcome, "progress");
     expect(progress.at(-1)).toMatchObject({ bytes: data.length, total: data.length });
     expect(eventsOf(outcome, "session")[0]?.sessionId).toBe(result?.sessionId);
