@@ -2,70 +2,37 @@
  * CRC32C (Castagnoli, reflected polynomial 0x82F63B78): the full-object checksum every stored
  * file carries (docs/checksums.md). Pure; no I/O.
  *
- * Written here rather than taken from a library for two reasons: the AWS SDK's own JavaScript
- * CRC32C (`Crc32cJs`) works a byte at a time, about three times slower than the slicing-by-16
- * tables below (numbers in docs/checksums.md), and no library at hand combines two CRCs, which
- * is what lets the server checksum a file fragment by fragment without ever holding all of it.
+ * The bytes are checksummed by hash-wasm's CRC-32 (WebAssembly, given the Castagnoli
+ * polynomial): on Node 20 it does about 1,500 MiB/s, two to three times the slicing-by-16 tables
+ * this file used before and five times the AWS SDK's own byte-at-a-time `Crc32cJs` (numbers in
+ * docs/checksums.md), and it runs wherever Node does, Lambda's x86_64 and arm64 alike, with no
+ * native module to build per architecture. Its per-algorithm build is imported, about 7 KB,
+ * because the package's main entry brings every hash it has into the bundle (over 200 KB). The
+ * combining of two CRCs is written here: no library at hand does it, and it is what lets the
+ * server checksum a file fragment by fragment without ever holding all of it.
  */
+import hashWasmCrc32 from "hash-wasm/dist/crc32.umd.min.js";
 
 const POLY = 0x82f63b78;
-const SLICES = 16;
 
-/** `TABLE[k * 256 + n]`: the CRC of byte `n` followed by `k` zero bytes (slicing-by-16). */
-const TABLE = (() => {
-  const table = new Int32Array(SLICES * 256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ POLY : c >>> 1;
-    table[n] = c;
-  }
-  for (let n = 0; n < 256; n++) {
-    let c = table[n] as number;
-    for (let k = 1; k < SLICES; k++) {
-      c = (table[c & 0xff] as number) ^ (c >>> 8);
-      table[k * 256 + n] = c;
-    }
-  }
-  return table;
-})();
+/**
+ * One hasher for the process: `crc32c` runs it from `init` to `digest` without yielding, so no
+ * two computations ever share its state. Compiling the WebAssembly module is asynchronous,
+ * hence the await when this module is first imported (a few milliseconds, once per process).
+ */
+const hasher = await hashWasmCrc32.createCRC32(POLY);
 
 /**
  * CRC32C of `bytes`, continuing from `crc` (the CRC of whatever came before; 0 for nothing).
  * Answers an unsigned 32-bit number.
  */
 export function crc32c(bytes: Uint8Array, crc = 0): number {
-  const t = TABLE;
-  let c = ~crc;
-  let i = 0;
-  const fast = bytes.length - (bytes.length % SLICES);
-  while (i < fast) {
-    const b = bytes;
-    c ^= (b[i] as number) | ((b[i + 1] as number) << 8);
-    c ^= ((b[i + 2] as number) << 16) | ((b[i + 3] as number) << 24);
-    c =
-      (t[3840 + (c & 0xff)] as number) ^
-      (t[3584 + ((c >>> 8) & 0xff)] as number) ^
-      (t[3328 + ((c >>> 16) & 0xff)] as number) ^
-      (t[3072 + (c >>> 24)] as number) ^
-      (t[2816 + (b[i + 4] as number)] as number) ^
-      (t[2560 + (b[i + 5] as number)] as number) ^
-      (t[2304 + (b[i + 6] as number)] as number) ^
-      (t[2048 + (b[i + 7] as number)] as number) ^
-      (t[1792 + (b[i + 8] as number)] as number) ^
-      (t[1536 + (b[i + 9] as number)] as number) ^
-      (t[1280 + (b[i + 10] as number)] as number) ^
-      (t[1024 + (b[i + 11] as number)] as number) ^
-      (t[768 + (b[i + 12] as number)] as number) ^
-      (t[512 + (b[i + 13] as number)] as number) ^
-      (t[256 + (b[i + 14] as number)] as number) ^
-      (t[b[i + 15] as number] as number);
-    i += SLICES;
-  }
-  while (i < bytes.length) {
-    c = (t[(c ^ (bytes[i] as number)) & 0xff] as number) ^ (c >>> 8);
-    i++;
-  }
-  return ~c >>> 0;
+  hasher.init();
+  hasher.update(bytes);
+  const digest = hasher.digest("binary");
+  const own = new DataView(digest.buffer, digest.byteOffset, 4).getUint32(0, false);
+  // The hasher always starts from nothing; what came before is folded in (a no-op for 0).
+  return crc === 0 ? own : crc32cCombine(crc, own, bytes.length);
 }
 
 /**

@@ -4,8 +4,12 @@
  * upload of the same bytes to the same S3 stand-in, and where each fragment's time goes
  * (the body arriving, S3, DynamoDB, the rest). Prints tables and writes bench-results.json.
  *
- *   npm run bench                   256 MiB file
- *   npm run bench -- --quick        64 MiB file, smaller concurrency run (about two minutes)
+ *   npm run bench                   256 MiB file, one round
+ *   npm run bench -- --quick        64 MiB file, three rounds, smaller concurrency run (about
+ *                                   two minutes)
+ *   npm run bench -- --rounds N     N rounds per fragment size (each: a direct upload, then the
+ *                                   BITS upload right after it; the ratio is the median of the
+ *                                   rounds' ratios, so that a busy machine shows less in it)
  *   npm run bench -- --target URL   throughput only, against any BITS upload server
  */
 import { writeFileSync } from "node:fs";
@@ -18,7 +22,7 @@ import { provision, standInS3, startStandIns } from "../../infra/stand-ins.ts";
 import { httpTransport } from "../../test/support/transports.ts";
 import { bitsUpload, randomBytes } from "../../test/support/windows-client.ts";
 import { authCost, coldStart, directUpload, percentile, sha256, timed } from "./measure.ts";
-import { meter } from "./meter.ts";
+import { addCounts, meter, noCounts } from "./meter.ts";
 import { usdPerGB } from "./prices.ts";
 
 const args = process.argv.slice(2);
@@ -28,6 +32,11 @@ const targetUrl = args.includes("--target") ? target : undefined;
 const memoryMB = 1024;
 const FRAGMENTS = [64 * 1024, MiB, 4 * MiB, 8 * MiB];
 const FILE_BYTES = (quick ? 64 : 256) * MiB;
+const ROUNDS = args.includes("--rounds")
+  ? Math.max(1, Number(args[args.indexOf("--rounds") + 1]) || 1)
+  : quick
+    ? 3
+    : 1;
 const CONCURRENT = { sessions: 32, bytes: (quick ? 4 : 16) * MiB, fragment: MiB };
 const round = (x: number, digits = 2) => Number(x.toFixed(digits));
 const mibps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
@@ -103,33 +112,47 @@ async function main() {
   try {
     for (const fragmentBytes of FRAGMENTS) {
       const { running, handler, objects } = await server(fragmentBytes);
-      const directMs = await directUpload(direct, "bench", `direct/${fragmentBytes}.bin`, data);
-      metered.reset();
-      const transport = httpTransport(running.url);
-      const started = performance.now();
-      await bitsUpload(transport, `/bits/${fragmentBytes}.bin`, data, {
-        maxFragment: fragmentBytes,
-      });
-      const bitsMs = performance.now() - started;
-      transport.close();
-      const counts = { ...metered.counts };
-      const stored = await objects.get(`bits/${fragmentBytes}.bin`);
-      if (stored === undefined || sha256(stored) !== expected) {
-        throw new Error(`the object uploaded in ${fragmentBytes}-byte fragments is not exact`);
+      const rounds: { directMs: number; bitsMs: number }[] = [];
+      const counts = noCounts();
+      for (let n = 0; n < ROUNDS; n++) {
+        // Side by side: the direct upload, then the BITS upload of the same bytes right after.
+        const directMs = await directUpload(direct, "bench", `direct/${fragmentBytes}.bin`, data);
+        metered.reset();
+        const transport = httpTransport(running.url);
+        const started = performance.now();
+        await bitsUpload(transport, `/bits/${fragmentBytes}.bin`, data, {
+          maxFragment: fragmentBytes,
+        });
+        const bitsMs = performance.now() - started;
+        transport.close();
+        addCounts(counts, metered.counts);
+        rounds.push({ directMs, bitsMs });
+        const stored = await objects.get(`bits/${fragmentBytes}.bin`);
+        if (stored === undefined || sha256(stored) !== expected) {
+          throw new Error(`the object uploaded in ${fragmentBytes}-byte fragments is not exact`);
+        }
+        await objects.delete([`bits/${fragmentBytes}.bin`, `direct/${fragmentBytes}.bin`]);
       }
-      await objects.delete([`bits/${fragmentBytes}.bin`, `direct/${fragmentBytes}.bin`]);
       await running.close();
 
+      // Every count and time below is summed over the rounds, and so are the fragments.
       const fragments = handler.times.fragment.length;
       const all = Object.values(handler.times).flat();
-      const bitsMiBps = mibps(data.length, bitsMs);
-      const directMiBps = mibps(data.length, directMs);
+      const bitsMs = rounds.reduce((sum, r) => sum + r.bitsMs, 0);
+      const median = (values: number[]) => percentile(values, 0.5);
+      const bitsMiBps = median(rounds.map((r) => mibps(data.length, r.bitsMs)));
+      const directMiBps = median(rounds.map((r) => mibps(data.length, r.directMs)));
+      const ratios = rounds.map((r) => r.directMs / r.bitsMs);
       throughput.push({
         fragmentBytes,
         bitsMiBps: round(bitsMiBps),
         directMiBps: round(directMiBps),
-        ratio: round(bitsMiBps / directMiBps, 3),
+        ratio: round(median(ratios), 3),
+        ...(rounds.length > 1
+          ? { ratioRange: `${round(Math.min(...ratios), 3)}-${round(Math.max(...ratios), 3)}` }
+          : {}),
       });
+      const bytesSent = data.length * rounds.length;
       cost.push({
         fragmentBytes,
         s3RequestsPerFragment: round(
@@ -137,10 +160,10 @@ async function main() {
           3,
         ),
         dynamodbRequestsPerFragment: round(counts.dynamodbRequests / fragments, 3),
-        s3BytesWrittenPerByte: round(counts.s3BytesWritten / data.length, 3),
-        s3BytesReadPerByte: round(counts.s3BytesRead / data.length, 3),
+        s3BytesWrittenPerByte: round(counts.s3BytesWritten / bytesSent, 3),
+        s3BytesReadPerByte: round(counts.s3BytesRead / bytesSent, 3),
         usdPerGB: round(
-          usdPerGB(counts, data.length, {
+          usdPerGB(counts, bytesSent, {
             requests: all.length,
             handlerSeconds: all.reduce((sum, ms) => sum + ms, 0) / 1000,
             memoryMB,
@@ -211,10 +234,13 @@ async function main() {
         concurrentFileMiB: CONCURRENT.bytes / MiB,
         lambdaMemoryMB: memoryMB,
         quick,
+        rounds: ROUNDS,
       },
     };
     writeFileSync("bench-results.json", `${JSON.stringify(results, null, 2)}\n`);
-    console.log(`BITS upload server benchmark (${FILE_BYTES / MiB} MiB file)`);
+    console.log(
+      `BITS upload server benchmark (${FILE_BYTES / MiB} MiB file, ${ROUNDS} round${ROUNDS > 1 ? "s" : ""} per fragment size)`,
+    );
     console.table(throughput);
     console.table(cost);
     console.table(latency);

@@ -22,7 +22,7 @@ export interface Counts {
   dynamodbMs: number;
 }
 
-const zero = (): Counts => ({
+export const noCounts = (): Counts => ({
   s3Put: 0,
   s3Get: 0,
   s3Delete: 0,
@@ -34,6 +34,11 @@ const zero = (): Counts => ({
   s3Ms: 0,
   dynamodbMs: 0,
 });
+
+/** Adds `more` to `into`, field by field. */
+export function addCounts(into: Counts, more: Counts): void {
+  for (const key of Object.keys(into) as (keyof Counts)[]) into[key] += more[key];
+}
 
 const S3_GET_CLASS = new Set(["GetObjectCommand", "HeadObjectCommand"]);
 const S3_FREE = new Set([
@@ -62,7 +67,7 @@ export interface Meter {
 
 /** Adds counting middleware to the clients the service uses. */
 export function meter(s3: S3Client, dynamodb: DynamoDBClient): Meter {
-  let counts = zero();
+  let counts = noCounts();
   const s3Counter: Middleware = (next, context) => async (args) => {
     const name = context.commandName ?? "";
     const input = args.input as { Body?: Uint8Array };
@@ -114,7 +119,7 @@ export function meter(s3: S3Client, dynamodb: DynamoDBClient): Meter {
       return counts;
     },
     reset() {
-      counts = zero();
+      counts = noCounts();
     },
   };
 }

@@ -197,6 +197,11 @@ describe("large files: parts built from pieces, with scaled-down S3 limits", () 
     // At most S3's (scaled) 10,000 parts, each above 4 KiB, so each built from pieces and
     // copied into place.
     const parts = costs.reduce((sum, cost) => sum + cost.parts, 0);
+    console.info(
+      `large files: ${costs.length} fragments, ${parts} parts; per request at most ` +
+        `${maxOf(costs, "bytesRead")} bytes read back (bound ${maxAssembled}), ` +
+        `${maxOf(costs, "objectCalls")} S3 and ${maxOf(costs, "sessionCalls")} DynamoDB calls`,
+    );
     expect(parts).toBeGreaterThan(90);
     expect(parts).toBeLessThanOrEqual(100);
     expect(costs.reduce((sum, cost) => sum + cost.copies, 0)).toBe(parts);

@@ -15,7 +15,12 @@ import {
 } from "../../bits/request.ts";
 import type { ObjectStore } from "../../ports/object-store.ts";
 import type { UploadService } from "../../service/upload-service.ts";
-import { createBitsFront, ORIGINAL_METHOD_HEADER } from "./bits-front.ts";
+import {
+  createBitsFront,
+  HELD_BODY_HEADER,
+  heldBody,
+  ORIGINAL_METHOD_HEADER,
+} from "./bits-front.ts";
 
 export interface LocalServerOptions {
   readonly service: UploadService;
@@ -56,7 +61,10 @@ export async function startLocalServer(
       }
     });
   });
-  const front = createBitsFront(http, options.tls);
+  const front = createBitsFront(http, {
+    tls: options.tls,
+    maxHeldBodyBytes: options.maxBodyBytes,
+  });
   await new Promise<void>((resolve, reject) => {
     front.once("error", reject);
     front.listen(port, host, resolve);
@@ -89,18 +97,24 @@ async function serve(options: LocalServerOptions, req: IncomingMessage, res: Ser
     res.shouldKeepAlive = false;
     return send(res, ack(413));
   }
-  const body = await readBody(req, options.maxBodyBytes);
+  // The front holds the bodies of BITS_POST and POST (bits-front.ts); other methods' come
+  // through Node's parser.
+  const held = heldBody(req);
+  const body = held ? await held.bytes : await readBody(req, options.maxBodyBytes);
+  const headers = headerMap(
+    Object.entries(req.headers)
+      .filter(([name]) => name !== ORIGINAL_METHOD_HEADER && name !== HELD_BODY_HEADER)
+      .map(([name, value]): [string, string | undefined] => [
+        name,
+        Array.isArray(value) ? value.join(", ") : value,
+      ]),
+  );
+  // Node's parser saw `Content-Length: 0` for a held body; the service sees what the client sent.
+  if (held) headers.set("content-length", held.contentLength);
   const request: BitsRequest = {
     method,
     path,
-    headers: headerMap(
-      Object.entries(req.headers)
-        .filter(([name]) => name !== ORIGINAL_METHOD_HEADER)
-        .map(([name, value]): [string, string | undefined] => [
-          name,
-          Array.isArray(value) ? value.join(", ") : value,
-        ]),
-    ),
+    headers,
     body,
     query: new Map(new URLSearchParams(search)),
     peer: peerOf(req),
