@@ -39,14 +39,20 @@ function tlsOptions(env: NodeJS.ProcessEnv): TlsOptions | undefined {
 /**
  * `npm start`: the upload server on 127.0.0.1:$PORT. Unless told otherwise it starts its own
  * stand-ins (fauxqs for S3, DynamoDB Local for DynamoDB) and creates the bucket and table;
- * BITS_S3_ENDPOINT / BITS_DYNAMODB_ENDPOINT point it elsewhere, BITS_STAND_INS=none at AWS.
+ * BITS_S3_ENDPOINT / BITS_DYNAMODB_ENDPOINT point it elsewhere (BITS_STAND_INS=external when
+ * those are stand-ins run separately), BITS_STAND_INS=none at AWS.
  */
 async function main() {
   const env = process.env;
   const config = loadConfig(env, { BITS_BUCKET: "bits-uploads", BITS_TABLE: "bits-sessions" });
   const standIns = (env.BITS_STAND_INS ?? "auto").toLowerCase();
-  if (standIns !== "auto" && standIns !== "none") {
-    throw new ConfigError("BITS_STAND_INS must be auto or none");
+  if (standIns !== "auto" && standIns !== "none" && standIns !== "external") {
+    throw new ConfigError("BITS_STAND_INS must be auto, external or none");
+  }
+  if (standIns === "external" && (!config.s3Endpoint || !config.dynamodbEndpoint)) {
+    throw new ConfigError(
+      "BITS_STAND_INS=external needs BITS_S3_ENDPOINT and BITS_DYNAMODB_ENDPOINT (stand-ins run elsewhere)",
+    );
   }
   const port = Number(env.PORT ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
@@ -94,6 +100,13 @@ async function main() {
     };
     if (s3) await createBucket(clients.s3, config.bucket);
     if (dynamodb) await createSessionTable(clients.dynamodb, config.table);
+  } else if (standIns === "external") {
+    // fauxqs and DynamoDB Local run by someone else: the same clients as for our own, with
+    // what they do in place of what fauxqs lacks (docs/platform.md).
+    clients = {
+      s3: standInS3(config.s3Endpoint as string),
+      dynamodb: standInDynamoDb(config.dynamodbEndpoint as string),
+    };
   }
   const built = buildContext(effective, runtime, clients, authenticator);
   const { service, context } = built;

@@ -34,10 +34,12 @@ function memoryOf(pid: number) {
 }
 
 async function startServer(s3: string, dynamodb: string, bucket: string, table: string) {
-  const child: ChildProcess = spawn("npx", ["tsx", "functions/local.ts"], {
+  // Node itself, not npx: the SIGTERM that ends a measurement must reach the server.
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "functions/local.ts"], {
     env: {
       ...process.env,
       PORT: "0",
+      BITS_STAND_INS: "external",
       BITS_S3_ENDPOINT: s3,
       BITS_DYNAMODB_ENDPOINT: dynamodb,
       BITS_BUCKET: bucket,
@@ -57,20 +59,8 @@ async function startServer(s3: string, dynamodb: string, bucket: string, table: 
     });
     child.once("exit", (code) => reject(new Error(`server exited with ${code}`)));
   });
-  // npx -> tsx -> node: the server is the deepest descendant.
-  const pid = Number(
-    readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(" ")[0],
-  );
-  return { child, url, pid: serverPid(pid) };
-}
-
-function serverPid(pid: number): number {
-  try {
-    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim();
-    return children === "" ? pid : serverPid(Number(children.split(" ")[0]));
-  } catch {
-    return pid;
-  }
+  // node --import tsx: the server is this very process, with no child of its own.
+  return { child, url, pid: child.pid as number };
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 1 });
