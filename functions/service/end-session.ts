@@ -85,9 +85,11 @@ async function endAttempt(
       : {
           kind: "cancelled",
           reason:
-            packet.type === "cancel-session"
-              ? "cancelled by the client"
-              : "closed before the last byte",
+            packet.type !== "cancel-session"
+              ? "closed before the last byte"
+              : call.byOperator
+                ? "cancelled by an operator"
+                : "cancelled by the client",
         };
   const result = await context.sessions.replace(
     tombstone(context, record, ended, outcome),

@@ -118,5 +118,6 @@ function ownerCall(record: SessionRecord): Call {
     remoteUrl: "",
     path: "",
     client: record.client,
+    byOperator: true,
   };
 }

@@ -78,7 +78,7 @@ describe("an operator cancels a session that is not theirs", () => {
     if (done.kind !== "cancelled") throw new Error(`not cancelled: ${done.kind}`);
     expect(done.record).toMatchObject({
       status: "cancelled",
-      outcome: { kind: "cancelled", reason: "cancelled by the client" },
+      outcome: { kind: "cancelled", reason: "cancelled by an operator" },
     });
     // The write that made the tombstone is the one the stream announces (docs/events.md).
     const announced = endedBy({ before: before, after: done.record });
