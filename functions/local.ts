@@ -11,6 +11,7 @@ import {
 import { startStreamPoller } from "./adapters/dynamodb/stream-poller.ts";
 import { sessionChanges } from "./adapters/dynamodb/stream-records.ts";
 import { startLocalServer } from "./adapters/node/local-server.ts";
+import { localTarget, localTargetPath, writeLocalTarget } from "./adapters/node/local-target.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import type { Runtime } from "./ports/runtime.ts";
 import { handleSessionChanges, sweep } from "./service/cleanup.ts";
@@ -125,6 +126,16 @@ async function main() {
     port,
     host,
   );
+  // Where the operator's tools find this server's table and bucket (README, "Operating it"),
+  // written before the line that says the server is up.
+  const targetPath = localTargetPath(env);
+  if (targetPath !== undefined) {
+    const remove = writeLocalTarget(
+      targetPath,
+      localTarget(effective, server.url, clients !== undefined),
+    );
+    process.once("exit", remove);
+  }
   console.log(
     `BITS upload server listening on ${server.url}/ (auth ${config.auth?.join(",") ?? "none, loopback only"}; S3 ${effective.s3Endpoint ?? "AWS"} bucket ${config.bucket}, DynamoDB ${effective.dynamodbEndpoint ?? "AWS"} table ${config.table})`,
   );

@@ -15,7 +15,18 @@ interface AckFields {
   receivedContentRange?: number | undefined;
   /** Upload-reply only, on the final fragment's Ack ([MC-BUP] 2.2.7.2). */
   replyUrl?: string | undefined;
+  /**
+   * Close-Session of a stored file: the object's full-object CRC32C, base64 as S3 writes it
+   * (docs/checksums.md), so a client can check what was stored against what it sent.
+   */
+  objectCrc32c?: string | undefined;
 }
+
+/**
+ * Not a BITS header: Windows ignores it, and `bits-upload` compares it with the file's own
+ * CRC32C (docs/checksums.md).
+ */
+export const OBJECT_CRC32C_HEADER = "X-Object-CRC32C";
 
 /**
  * Every response to a BITS packet is an Ack with `Content-Length: 0` and no body, errors
@@ -31,6 +42,7 @@ export function ack(status: number, fields: AckFields = {}): BitsResponse {
     headers["BITS-Received-Content-Range"] = String(fields.receivedContentRange);
   }
   if (fields.replyUrl !== undefined) headers["BITS-Reply-URL"] = fields.replyUrl;
+  if (fields.objectCrc32c !== undefined) headers[OBJECT_CRC32C_HEADER] = fields.objectCrc32c;
   return { status, headers };
 }
 

@@ -17,6 +17,8 @@ export interface Call {
   readonly path: string;
   /** The client's address as the audit line gives it; undefined when the front door hides it. */
   readonly client?: string | undefined;
+  /** Set when an operator, not the client, sent the packet (README, "Operating it"). */
+  readonly byOperator?: boolean | undefined;
 }
 
 /** What a request did, filled in by the handlers for its audit line. */

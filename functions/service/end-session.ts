@@ -59,7 +59,7 @@ async function endAttempt(
   if (!ownedBy(found, packet, call)) {
     throw new BitsError("sessionNotFound", "no such session for this client and URL");
   }
-  if (isEnded(found)) return done(ack(200, { sessionId: found.id }));
+  if (isEnded(found)) return done(endAck(found));
   const ending = endingFor(found, packet.type === "close-session" ? "close" : "cancel");
   let record = found;
   if (record.status === "open") {
@@ -85,9 +85,11 @@ async function endAttempt(
       : {
           kind: "cancelled",
           reason:
-            packet.type === "cancel-session"
-              ? "cancelled by the client"
-              : "closed before the last byte",
+            packet.type !== "cancel-session"
+              ? "closed before the last byte"
+              : call.byOperator
+                ? "cancelled by an operator"
+                : "cancelled by the client",
         };
   const result = await context.sessions.replace(
     tombstone(context, record, ended, outcome),
@@ -106,7 +108,14 @@ async function endAttempt(
       context.runtime.now(),
     ),
   });
-  return done(ack(200, { sessionId: record.id }));
+  return done(endAck({ ...record, status: ended, outcome: { ...outcome, at: 0 } }));
+}
+
+/** The Ack of an ended session: for a stored file, with the object's CRC32C when known. */
+function endAck(ended: SessionRecord): BitsResponse {
+  const { outcome } = ended;
+  const stored = ended.status === "closed" && outcome?.kind === "completed";
+  return ack(200, { sessionId: ended.id, objectCrc32c: stored ? outcome.crc32c : undefined });
 }
 
 /** What the completion event says of a stored object (docs/events.md). */

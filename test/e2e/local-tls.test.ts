@@ -1,75 +1,15 @@
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { Agent, request } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLocalServer } from "../../functions/adapters/node/local-server.ts";
 import { createAuthenticator } from "../../functions/auth/authenticator.ts";
+import { makeCertificates } from "../support/certificates.ts";
 import { sha256 } from "../support/checks.ts";
 import { realService } from "../support/storage.ts";
 import type { Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
-
-/** A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
-function makeCertificates(dir: string) {
-  const openssl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-  openssl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=Test CA",
-    "-keyout",
-    "ca.key",
-    "-out",
-    "ca.pem",
-  );
-  const leaf = (name: string, subject: string, extension: string) => {
-    writeFileSync(join(dir, `${name}.ext`), extension);
-    openssl(
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      subject,
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-    );
-    openssl(
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-days",
-      "2",
-      "-extfile",
-      `${name}.ext`,
-      "-out",
-      `${name}.pem`,
-    );
-  };
-  leaf("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\n");
-  leaf("client", "/O=Example/OU=Fleet/CN=host-17.corp.example", "extendedKeyUsage=clientAuth\n");
-  const read = (name: string) => readFileSync(join(dir, name));
-  return {
-    ca: read("ca.pem"),
-    server: { cert: read("server.pem"), key: read("server.key") },
-    client: { cert: read("client.pem"), key: read("client.key") },
-  };
-}
 
 function httpsTransport(baseUrl: string, agent: Agent): Transport {
   return (req) =>

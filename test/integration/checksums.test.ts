@@ -80,6 +80,31 @@ describe("full-object CRC32C of stored files (docs/checksums.md)", () => {
     expect(record?.receivedCrc32c).toBe(record?.partsCrc32c);
   });
 
+  it("Close-Session's Ack reports the stored object's CRC32C, and so does a repeated Close", async () => {
+    const env = await realService(settings);
+    const data = randomBytes(6 * MiB + 5, 33);
+    const id = await createSession(env.service, PATH);
+    await send(env, id, data);
+    const expected = await sdkCrc32c(data);
+    for (let close = 0; close < 2; close++) {
+      const response = await endSession(env.service, "Close-Session", id, PATH);
+      expect(response.status).toBe(200);
+      expect(response.headers["X-Object-CRC32C"]).toBe(expected);
+    }
+    await expectStored(env.objects, data);
+  });
+
+  it("a cancelled session stores nothing and its Ack reports no checksum", async () => {
+    const env = await realService(settings);
+    const data = randomBytes(2 * MiB, 34);
+    const id = await createSession(env.service, PATH);
+    await send(env, id, data);
+    const cancelled = await endSession(env.service, "Cancel-Session", id, PATH);
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.headers["X-Object-CRC32C"]).toBeUndefined();
+    expect(await bucketKeys(env.bucket)).toEqual([]);
+  });
+
   it.each([
     ["a warm instance (staged bytes from memory)", true],
     ["instances that remember nothing (staged bytes read back from S3)", false],

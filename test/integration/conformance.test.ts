@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
 import { call, createSession, endSession, fragment } from "../support/calls.ts";
+import { sdkCrc32c } from "../support/checks.ts";
 import { realService, uploadIsGone } from "../support/storage.ts";
 import { randomBytes } from "../support/windows-client.ts";
 
@@ -166,9 +167,10 @@ describe("protocol conformance, rule by rule, against DynamoDB Local and fauxqs"
     it("the final fragment answers BRCR = total, no BITS-Reply-URL; the object appears on Close", async () => {
       expect(await frag(300, 999)).toEqual({ status: 200, headers: brcr(1000) });
       expect(await env.objects.head("upload/t8.bin")).toBeUndefined();
+      // With the stored object's CRC32C, which a client may check (docs/checksums.md).
       expect(await endSession(env.service, "Close-Session", id, "/upload/t8.bin")).toEqual({
         status: 200,
-        headers: { ...ACK, "BITS-Session-Id": id },
+        headers: { ...ACK, "BITS-Session-Id": id, "X-Object-CRC32C": await sdkCrc32c(data) },
       });
       const stored = await env.objects.get("upload/t8.bin");
       expect(stored && sha256(stored)).toBe(sha256(data));
@@ -176,7 +178,10 @@ describe("protocol conformance, rule by rule, against DynamoDB Local and fauxqs"
 
     it("Close-Session after completion and its repeat both answer 200 (tombstone)", async () => {
       const res = await endSession(env.service, "Close-Session", id, "/upload/t8.bin");
-      expect(res).toEqual({ status: 200, headers: { ...ACK, "BITS-Session-Id": id } });
+      expect(res).toEqual({
+        status: 200,
+        headers: { ...ACK, "BITS-Session-Id": id, "X-Object-CRC32C": await sdkCrc32c(data) },
+      });
       expect((await env.sessions.get(id))?.status).toBe("closed");
     });
   });
