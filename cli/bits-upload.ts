@@ -6,7 +6,14 @@
 import { existsSync, statSync } from "node:fs";
 import { formatHresult } from "../functions/bits/ack.ts";
 import { type UploadResult, upload } from "./upload/engine.ts";
-import { EXIT, type ExitCode, exitCodeOf, RefusedError, UsageError } from "./upload/errors.ts";
+import {
+  EXIT,
+  type ExitCode,
+  exitCodeOf,
+  LocalFileError,
+  RefusedError,
+  UsageError,
+} from "./upload/errors.ts";
 import { HttpClient } from "./upload/http.ts";
 import { type Options, parseOptions, USAGE } from "./upload/options.ts";
 import {
@@ -18,7 +25,7 @@ import {
   type Reporter,
 } from "./upload/progress.ts";
 import { replyToFile, replyToStdout } from "./upload/reply.ts";
-import { StateFile, statePathFor } from "./upload/state.ts";
+import { lockState, StateFile, statePathFor } from "./upload/state.ts";
 
 const say = (line: string) => process.stderr.write(`bits-upload: ${line}\n`);
 const emit = (record: Record<string, unknown>) =>
@@ -53,6 +60,12 @@ async function main(argv: readonly string[]): Promise<ExitCode> {
       code: EXIT.localFile,
     });
   }
+  const lock = lockState(statePath);
+  if ("heldBy" in lock) {
+    const message = `another bits-upload (process ${lock.heldBy}) is uploading ${options.file} to this URL (lock ${statePath}.lock)`;
+    return failed(options, new LocalFileError(message), { code: EXIT.localFile });
+  }
+  process.once("exit", lock.release);
   const reporter: Reporter = options.json
     ? new JsonReporter(emit)
     : process.stderr.isTTY

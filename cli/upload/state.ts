@@ -107,3 +107,47 @@ export class StateFile {
     rmSync(this.path, { force: true });
   }
 }
+
+/** The upload of one file to one URL, held by this process (`lockState`). */
+export type StateLock = { readonly release: () => void } | { readonly heldBy: number };
+
+/**
+ * Holds the state file for this process: a second run for the same file and URL at the same
+ * time would share its session and overwrite its state. The lock is `STATE.lock`, holding the
+ * process ID; one left by a process that no longer runs (killed, the machine rebooted) is
+ * taken over. Answers who holds it when another running process does.
+ */
+export function lockState(statePath: string): StateLock {
+  const lock = `${statePath}.lock`;
+  mkdirSync(dirname(lock), { recursive: true });
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: "wx", mode: 0o600 });
+      return { release: () => rmSync(lock, { force: true }) };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    let holder = Number.NaN;
+    try {
+      holder = Number(readFileSync(lock, "utf8").trim());
+    } catch {
+      continue; // released meanwhile: try again
+    }
+    if (Number.isSafeInteger(holder) && holder > 0 && holder !== process.pid && running(holder)) {
+      return { heldBy: holder };
+    }
+    rmSync(lock, { force: true });
+  }
+  throw new Error(`cannot take ${lock}`);
+}
+
+/** Whether a process with this ID runs (on Linux, macOS and Windows alike). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it runs, as another user.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

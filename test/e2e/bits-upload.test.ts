@@ -181,6 +181,24 @@ describe("bits-upload against npm start", () => {
     expect(stateFileIn(stateDir)).toBeUndefined();
   });
 
+  it("a second run for the same file and URL while the first runs is refused; the first completes", async () => {
+    const { path, data } = newFile(dir, "twice.bin", 2 * MiB, 14);
+    const url = `${server.url}/cli/twice.bin`;
+    const first = launch([path, url, "--limit-rate", "512KiB"]);
+    const exited = new Promise<number | null>((done) => first.once("close", done));
+    const saved = await stateWhen(
+      () => `${path}.bits-upload.json`,
+      (state) => state.offset > 0,
+    );
+    expect(saved).toBeDefined();
+    const second = await run([path, url]);
+    expect(second.code).toBe(3);
+    expect(second.stderr).toContain(`another bits-upload (process ${first.pid})`);
+    expect(await exited).toBe(0);
+    expect(existsSync(`${path}.bits-upload.json.lock`)).toBe(false);
+    expect(sha256(await download(url))).toBe(sha256(data));
+  });
+
   it("Ctrl+C (SIGINT) keeps the state file, exits 130, and the same command resumes", async () => {
     const { path, data } = newFile(dir, "interrupted.bin", 2 * MiB, 13);
     const url = `${server.url}/cli/interrupted.bin`;

@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -7,7 +8,7 @@ import { parseOptions } from "../../../cli/upload/options.ts";
 import { LineReporter } from "../../../cli/upload/progress.ts";
 import { backoff } from "../../../cli/upload/retry.ts";
 import { FileSource } from "../../../cli/upload/source.ts";
-import { StateFile, statePathFor } from "../../../cli/upload/state.ts";
+import { lockState, StateFile, statePathFor } from "../../../cli/upload/state.ts";
 import { HRESULT } from "../../../functions/bits/constants.ts";
 import { sha256 } from "../../support/checks.ts";
 import { randomBytes } from "../../support/windows-client.ts";
@@ -130,6 +131,38 @@ describe("the state file", () => {
     expect(new StateFile(path, (w) => warnings.push(w)).load()).toBeUndefined();
     expect(warnings[0]).toContain("not a state file");
     expect(existsSync(path)).toBe(true);
+  });
+});
+
+describe("the state file's lock", () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "bits-lock-"));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("is held by one process: another running one is named, and release frees it", () => {
+    const state = join(dir, "held.bin.bits-upload.json");
+    const first = lockState(state);
+    if (!("release" in first)) throw new Error("the first lock was refused");
+    // The lock as another running process holds it: this test's parent.
+    writeFileSync(`${state}.lock`, `${process.ppid}\n`);
+    expect(lockState(state)).toEqual({ heldBy: process.ppid });
+    first.release();
+    expect(existsSync(`${state}.lock`)).toBe(false);
+    const again = lockState(state);
+    expect("release" in again).toBe(true);
+    if ("release" in again) again.release();
+  });
+
+  it("left by a process that no longer runs (killed), it is taken over", () => {
+    const state = join(dir, "stale.bin.bits-upload.json");
+    const gone = spawnSync(process.execPath, ["-e", "0"]).pid as number;
+    writeFileSync(`${state}.lock`, `${gone}\n`);
+    const lock = lockState(state);
+    expect("release" in lock).toBe(true);
+    expect(readFileSync(`${state}.lock`, "utf8").trim()).toBe(String(process.pid));
+    if ("release" in lock) lock.release();
   });
 });
 
