@@ -291,8 +291,7 @@ class Cursor {
     // on a fragment, which racing writers may have cut differently.
     this.openPartEnd =
       session.openPartEnd ?? Math.min(total, partSizeFor(total, limits.partSize, geometry));
-    this.pieces = session.pieces && { ...session.pieces };
-    if (this.pieces === undefined && this.built()) this.pieces = this.firstPiece();
+    this.pieces = session.pieces ? { ...session.pieces } : this.piecesOfOpenPart();
   }
 
   bounds() {
@@ -358,11 +357,7 @@ class Cursor {
       preferredPartSize: this.limits.partSize,
       geometry: this.geometry,
     });
-    this.pieces = undefined;
-    if (this.built()) {
-      const openPieceEnd = this.followingPiece(partStart, fragment);
-      this.pieces = { count: 0, bytesInPieces: partStart, openPieceEnd };
-    }
+    this.pieces = this.piecesOfOpenPart(fragment);
   }
 
   /** Whether the open part is too large to assemble in one request. */
@@ -371,9 +366,14 @@ class Cursor {
     return max !== undefined && this.openPartEnd - this.bytesInParts > max;
   }
 
-  private firstPiece() {
+  /**
+   * No pieces yet of the open part, when it is built from them: the first piece's end, set by
+   * the fragment that opened the part (or by the limits alone, when none did).
+   */
+  private piecesOfOpenPart(fragment?: { end: number; length: number }) {
+    if (!this.built()) return undefined;
     const start = this.bytesInParts;
-    return { count: 0, bytesInPieces: start, openPieceEnd: this.followingPiece(start) };
+    return { count: 0, bytesInPieces: start, openPieceEnd: this.followingPiece(start, fragment) };
   }
 
   private followingPiece(pieceStart: number, fragment?: { end: number; length: number }) {

@@ -8,7 +8,6 @@ import {
   endingFor,
   isEnded,
   isLive,
-  recordedParts,
   type SessionOutcome,
   type SessionRecord,
   type SessionStatus,
@@ -19,7 +18,7 @@ import { type Call, ownedBy, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { emfFields } from "./metrics.ts";
 import { type Attempt, again, done, untilSettled } from "./retry.ts";
-import { builderKey, deleteStaged, stagingPrefixFor } from "./staging.ts";
+import { deleteStaged, openBuilder, stagingPrefixFor } from "./staging.ts";
 
 type EndPacket = Extract<Packet, { type: "close-session" | "cancel-session" }>;
 
@@ -59,7 +58,7 @@ async function endAttempt(
   if (!ownedBy(found, packet, call)) {
     throw new BitsError("sessionNotFound", "no such session for this client and URL");
   }
-  if (isEnded(found)) return done(endAck(found));
+  if (isEnded(found)) return done(endAck(found.id, found.status, found.outcome));
   const ending = endingFor(found, packet.type === "close-session" ? "close" : "cancel");
   let record = found;
   if (record.status === "open") {
@@ -108,14 +107,17 @@ async function endAttempt(
       context.runtime.now(),
     ),
   });
-  return done(endAck({ ...record, status: ended, outcome: { ...outcome, at: 0 } }));
+  return done(endAck(record.id, ended, outcome));
 }
 
 /** The Ack of an ended session: for a stored file, with the object's CRC32C when known. */
-function endAck(ended: SessionRecord): BitsResponse {
-  const { outcome } = ended;
-  const stored = ended.status === "closed" && outcome?.kind === "completed";
-  return ack(200, { sessionId: ended.id, objectCrc32c: stored ? outcome.crc32c : undefined });
+function endAck(
+  sessionId: string,
+  status: SessionStatus,
+  outcome: Omit<SessionOutcome, "at"> | undefined,
+): BitsResponse {
+  const stored = status === "closed" && outcome?.kind === "completed";
+  return ack(200, { sessionId, objectCrc32c: stored ? outcome.crc32c : undefined });
 }
 
 /** What the completion event says of a stored object (docs/events.md). */
@@ -318,14 +320,10 @@ export async function failSession(context: ServiceContext, record: SessionRecord
 /** Aborts the upload and deletes staged bytes and part lists; never touches the object. */
 export async function deleteUploadData(context: ServiceContext, record: SessionRecord) {
   await context.objects.abortUpload(uploadKey(record), record.uploadId);
-  const builderId = record.builder?.uploadId;
-  if (builderId !== undefined) {
-    // The open part's builder (docs/large-files.md); a completed one is an object under the
-    // staging prefix, deleted with the staged bytes.
-    const prefix = stagingPrefixFor(context.settings.stagingPrefix, record.id);
-    const key = builderKey(prefix, recordedParts(record) + 1);
-    await context.objects.abortUpload(key, builderId);
-  }
+  // The open part's builder (docs/large-files.md); a completed one is an object under the
+  // staging prefix, deleted with the staged bytes.
+  const builder = openBuilder(context.settings.stagingPrefix, record);
+  if (builder !== undefined) await context.objects.abortUpload(builder.key, builder.uploadId);
   await deleteTemporaryState(context, record);
 }
 

@@ -26,7 +26,14 @@ import { nowSeconds, type ServiceContext } from "./context.ts";
 import { failSession } from "./end-session.ts";
 import { notifyAndReply } from "./reply.ts";
 import { type Attempt, again, done, type Held, untilSettled } from "./retry.ts";
-import { builderKey, chainSegments, listSegments, stagedKey, stagingPrefixFor } from "./staging.ts";
+import {
+  builderKey,
+  chainSegments,
+  listSegments,
+  openBuilder,
+  stagedKey,
+  stagingPrefixFor,
+} from "./staging.ts";
 
 type Fragment = Extract<Packet, { type: "fragment" }>;
 type Accept = Extract<FragmentDecision, { kind: "accept" }>;
@@ -235,12 +242,11 @@ async function rewind(
     },
   );
   if (!result.ok) throw new BitsError("internal", "session changed while rewinding");
-  if (to === "part" && record.builder?.uploadId !== undefined) {
-    const prefix = stagingPrefixFor(context.settings.stagingPrefix, record.id);
-    const key = builderKey(prefix, recordedParts(record) + 1);
-    await abortQuietly(context, [{ key, uploadId: record.builder.uploadId }]);
+  const lost = to === "part" ? openBuilder(context.settings.stagingPrefix, record) : undefined;
+  if (lost !== undefined) {
+    await abortQuietly(context, [lost]);
     // An object it completed into is not to be taken for a finished part later.
-    await deleteStagedQuietly(context, record.id, [key]);
+    await deleteStagedQuietly(context, record.id, [lost.key]);
   }
   return ack(416, { sessionId: record.id, receivedContentRange: offset });
 }
@@ -296,7 +302,7 @@ async function write(
   const checksummed = record.receivedCrc32c !== undefined && record.partsCrc32c !== undefined;
   let receivedCrc32c = record.receivedCrc32c;
   let partsCrc32c = record.partsCrc32c;
-  let builder = record.builder;
+  let builder: BuilderPieces | undefined = record.builder;
   const addPart = async (etag: string, crc: number | undefined, length: number) => {
     etags.push(partEntry(etag, crc));
     if (crc !== undefined) partsCrc32c = crc32cCombine(partsCrc32c ?? 0, crc, length);
@@ -382,10 +388,13 @@ async function write(
   return { next, consumed, bytesStored };
 }
 
+/** What a request's writes change of the open part's builder; its bounds are the decision's. */
+type BuilderPieces = Pick<PartBuilder, "uploadId" | "pieces" | "piecesCrc32c">;
+
 /**
  * Uploads a piece of a part built from pieces (docs/large-files.md) as a part of the part's
  * builder upload, creating that upload for the part's first piece. Returns the builder with the
- * piece added; its bounds are the decision's, set by the caller.
+ * piece added.
  */
 async function writePiece(
   context: ServiceContext,
@@ -394,10 +403,10 @@ async function writePiece(
   step: Extract<Write, { kind: "piece" }>,
   bytes: Uint8Array,
   crc: number | undefined,
-  builder: PartBuilder | undefined,
+  builder: BuilderPieces | undefined,
   sealNext: boolean,
   created: CreatedUpload[],
-): Promise<PartBuilder> {
+): Promise<BuilderPieces> {
   const pieces = builder?.pieces ?? [];
   if (step.pieceNumber !== pieces.length + 1) {
     throw new BitsError("internal", `piece ${step.pieceNumber} out of order`);
@@ -422,8 +431,6 @@ async function writePiece(
   const length = bytes.length;
   return {
     uploadId,
-    bytesInPieces: step.pieceStart + length,
-    openPieceEnd: step.pieceStart + length,
     pieces: [...pieces, partEntry(etag, crc)],
     piecesCrc32c:
       crc === undefined ? undefined : crc32cCombine(builder?.piecesCrc32c ?? 0, crc, length),
@@ -441,7 +448,7 @@ async function seal(
   record: SessionRecord,
   prefix: string,
   step: Extract<Write, { kind: "seal" }>,
-  builder: PartBuilder | undefined,
+  builder: BuilderPieces | undefined,
 ): Promise<{ etag: string; crc: number | undefined; key: string }> {
   const { objects } = context;
   const key = builderKey(prefix, step.partNumber);

@@ -1,3 +1,4 @@
+import { recordedParts, type SessionRecord } from "../bits/session.ts";
 import type { ObjectInfo, ObjectStore } from "../ports/object-store.ts";
 
 const DIGITS = 16;
@@ -28,6 +29,17 @@ export function stagedKey(prefix: string, start: number, end: number): string {
  */
 export function builderKey(prefix: string, partNumber: number): string {
   return `${prefix}part-${String(partNumber).padStart(5, "0")}`;
+}
+
+/** The open part's builder upload as a record holds it; undefined before its first piece. */
+export function openBuilder(
+  stagingPrefix: string,
+  record: SessionRecord,
+): { key: string; uploadId: string } | undefined {
+  const uploadId = record.builder?.uploadId;
+  if (uploadId === undefined) return undefined;
+  const key = builderKey(stagingPrefixFor(stagingPrefix, record.id), recordedParts(record) + 1);
+  return { key, uploadId };
 }
 
 export interface Segment {
