@@ -134,7 +134,7 @@ function report(options: Options, result: UploadResult, seconds: number) {
   const rate = seconds > 0 ? `, ${formatBytes(result.bytesSent / seconds)}/s` : "";
   const resumed = result.resumedFrom === undefined ? "" : `, resumed at byte ${result.resumedFrom}`;
   say(
-    `stored ${formatBytes(result.bytes)} in ${formatSeconds(seconds)} (${result.fragments} fragments${rate}${resumed})`,
+    `stored ${formatBytes(result.bytes)} in ${formatSeconds(seconds)} (${result.fragments} ${result.fragments === 1 ? "fragment" : "fragments"}${rate}${resumed})`,
   );
   say(`session  ${result.sessionId}`);
   say(`sha256   ${result.sha256}`);

@@ -1,7 +1,11 @@
 import { createHash } from "node:crypto";
 import { basename, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { OBJECT_CRC32C_HEADER } from "../../functions/bits/ack.ts";
+import {
+  ERROR_REASON_HEADER,
+  OBJECT_CRC32C_HEADER,
+  WANT_REASON_HEADER,
+} from "../../functions/bits/ack.ts";
 import { BITS_PROTOCOL_GUID, HRESULT } from "../../functions/bits/constants.ts";
 import { GaveUpError, httpErrorCode, ProtocolError, RefusedError } from "./errors.ts";
 import type { BodyConsumer, HttpClient, HttpResponse } from "./http.ts";
@@ -16,6 +20,11 @@ export const MIN_FRAGMENT = 5 * 1024;
 const FIRST_FRAGMENT = 64 * 1024;
 /** A session the server loses (BG_E_SESSION_NOT_FOUND) is started again at most this often. */
 const MAX_RESTARTS = 3;
+/**
+ * Retries of a server that has not answered once in this run and cannot be reached (connection
+ * refused, no such host): with the default first wait of 1 s, it is reported within seconds.
+ */
+const UNREACHABLE_RETRIES = 2;
 /** Acks in a row that do not move the offset before the server is taken to be broken. */
 const MAX_STALLS = 16;
 
@@ -91,6 +100,11 @@ const errorContext = (response: HttpResponse) => {
   return text === undefined ? undefined : Number.parseInt(text, 16);
 };
 const NOT_FOUND = HRESULT.BG_E_SESSION_NOT_FOUND >>> 0;
+/** Why the server refused, where it says (docs/protocol.md, "Reasons"). */
+const reasonOf = (response: HttpResponse) =>
+  header(response, ERROR_REASON_HEADER.toLowerCase()) || undefined;
+/** The reason the server gives a session's own client when an operator cancelled it. */
+const OPERATOR_CANCEL = "cancelled by an operator";
 
 class Uploader {
   private authorization: string | undefined;
@@ -108,6 +122,8 @@ class Uploader {
   private wireBytes = 0;
   private fragments = 0;
   private restarts = 0;
+  /** Whether the server has answered once in this run (see UNREACHABLE_RETRIES). */
+  private reached = false;
   private resumedFrom: number | undefined;
   private readonly started = Date.now();
   private readonly name: string;
@@ -305,7 +321,18 @@ class Uploader {
         this.save();
         this.job.onEvent({ event: "shrink", fragmentSize: this.ceiling });
       } else if (code === NOT_FOUND) {
-        await this.restart("Fragment answered BG_E_SESSION_NOT_FOUND");
+        const reason = reasonOf(response);
+        if (reason?.includes(OPERATOR_CANCEL)) {
+          // Deliberate: starting over would undo the operator's decision.
+          throw this.refused(
+            "Fragment",
+            response,
+            "an operator cancelled this upload on the server; run the command again to upload the file anew",
+          );
+        }
+        await this.restart(
+          `Fragment answered BG_E_SESSION_NOT_FOUND${reason === undefined ? "" : ` (${reason})`}`,
+        );
         await this.createSession();
       } else {
         throw this.refused("Fragment", response);
@@ -463,6 +490,7 @@ class Uploader {
   private packetHeaders(headers: Record<string, string>): Record<string, string> {
     return {
       "User-Agent": USER_AGENT,
+      [WANT_REASON_HEADER]: "1",
       ...(this.job.methodOverride ? { "X-Http-Method-Override": "BITS_POST" } : {}),
       ...headers,
     };
@@ -524,6 +552,7 @@ class Uploader {
       {
         retries: this.job.retries,
         backoffMs: this.job.backoffMs,
+        unreachable: { retries: UNREACHABLE_RETRIES, reached: () => this.reached },
         onRetry: (retry) =>
           this.job.onEvent({
             event: "retry",
@@ -549,6 +578,7 @@ class Uploader {
     const auth = () =>
       this.authorization === undefined ? {} : { Authorization: this.authorization };
     const response = await send(auth());
+    this.reached = true;
     if (response.status !== 401) return response;
     const challenge = header(response, "www-authenticate") ?? "";
     const credentials = this.job.credentials;
@@ -573,6 +603,7 @@ class Uploader {
       errorCode(response) ?? httpErrorCode(response.status),
       errorContext(response),
       hint,
+      reasonOf(response),
     );
   }
 }

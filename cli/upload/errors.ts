@@ -44,16 +44,43 @@ const NAMES = new Map<number, keyof typeof HRESULT>(
   ]),
 );
 
+/**
+ * A code's meaning with the server's own reason, where it gave one: "access denied: <reason>"
+ * in place of the list of what a 403 can mean.
+ */
+function withReason(meaning: string, reason: string | undefined): string {
+  if (reason === undefined) return meaning;
+  const colon = meaning.indexOf(":");
+  return colon > 0
+    ? `${meaning.slice(0, colon)}: ${reason}`
+    : `${meaning}; the server says: ${reason}`;
+}
+
 /** An HRESULT as `0x8020001F BG_E_SESSION_NOT_FOUND: <meaning>` (docs/protocol.md, "Error codes"). */
-export function describeHresult(code: number): string {
+export function describeHresult(code: number, reason?: string): string {
   const hex = formatHresult(code);
   const name = NAMES.get(code >>> 0);
-  if (name !== undefined) return `${hex} ${name}: ${MEANINGS[name]}`;
+  if (name !== undefined) return `${hex} ${name}: ${withReason(MEANINGS[name], reason)}`;
   const status = (code >>> 0) - HTTP_ERROR_BASE;
   if (status >= 100 && status <= 599) {
     return `${hex} BG_E_HTTP_ERROR_${status}: the server answered HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trimEnd();
   }
   return `${hex}: an error code this client does not know`;
+}
+
+/**
+ * What an error of the server's notified application means ([MC-BUP] 3.2.5.2.6): the server
+ * passes on the application's status, 502 where it could not reach it, 408 where it did not
+ * answer in time (docs/upload-reply.md).
+ */
+function applicationMeaning(status: number, code: number): string {
+  if (status === 502) {
+    return "the server could not reach its application, or the application failed; ask the server's operator";
+  }
+  if (status === 408 || code >>> 0 === HRESULT.ERROR_TIMEOUT >>> 0) {
+    return "the server's application did not answer in time";
+  }
+  return `the server's application refused the upload with HTTP ${status}`;
 }
 
 /** The HRESULT a client reports for an HTTP status without a BITS error (docs/protocol.md). */
@@ -78,9 +105,13 @@ export class RefusedError extends CliError {
     readonly code: number,
     readonly context: number | undefined,
     readonly hint?: string,
+    /** Why the server refused, where it says so (docs/protocol.md, "Reasons"). */
+    readonly reason?: string,
   ) {
-    const from = context === CONTEXT_APPLICATION ? ", from the server's application" : "";
-    const text = `${describeHresult(code)} (HTTP ${status} to ${packet}${from})`;
+    const text =
+      context === CONTEXT_APPLICATION
+        ? `${applicationMeaning(status, code)}: ${describeHresult(code)} (HTTP ${status} to ${packet}, from the server's application)`
+        : `${describeHresult(code, reason)} (HTTP ${status} to ${packet})`;
     super(hint ? `${text}; ${hint}` : text, EXIT.refused);
   }
 }

@@ -1,9 +1,14 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { MiB } from "../../functions/bits/constants.ts";
 import { parseBytes } from "../../functions/config.ts";
 import { MIN_FRAGMENT } from "./engine.ts";
 import { UsageError } from "./errors.ts";
+
+/**
+ * 1 MB: the ALB's body limit for Lambda and the deployed default `maxFragmentSize`, and below
+ * the local server's 1 MiB, so an upload to either meets no 413.
+ */
+export const DEFAULT_MAX_FRAGMENT = 1_000_000;
 
 export const USAGE = `usage: bits-upload FILE URL [options]
 
@@ -14,8 +19,9 @@ it keeps its session in a state file (FILE.bits-upload.json) and the same comman
                           :PASSWORD it is read from BITS_UPLOAD_PASSWORD
   --reply FILE            upload-reply jobs: write the server's reply to FILE ("-": stdout)
   --method-override       send POST + X-Http-Method-Override: BITS_POST instead of BITS_POST
-  --max-fragment SIZE     largest fragment, e.g. 1MB or 512KiB (default 8MiB, at least 5KB);
-                          a server that answers 413 gets smaller ones
+  --max-fragment SIZE     largest fragment, e.g. 4MB or 512KiB (default 1MB, which both the
+                          ALB and the local server take; at least 5KB); a server that answers
+                          413 gets smaller ones
   --limit-rate SIZE       send at most SIZE bytes per second, e.g. 2MiB
   --state-dir DIR         keep the state file in DIR instead of beside FILE
   --retries N             retries of a request after network failures and 5xx (default 8)
@@ -73,7 +79,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv): O
   if ((values.cert === undefined) !== (values.key === undefined)) {
     throw new UsageError("--cert and --key go together");
   }
-  const maxFragment = size("--max-fragment", values["max-fragment"]) ?? 8 * MiB;
+  const maxFragment = size("--max-fragment", values["max-fragment"]) ?? DEFAULT_MAX_FRAGMENT;
   if (maxFragment < MIN_FRAGMENT) throw new UsageError("--max-fragment must be at least 5KB");
   return {
     help: false,

@@ -15,6 +15,12 @@ export interface RetryPolicy {
   readonly retries: number;
   /** The first wait; each further retry doubles it, up to 30 s. */
   readonly backoffMs: number;
+  /**
+   * Retries while the server cannot be reached at all (connection refused, no such host) and
+   * has not answered once in this run: a wrong URL or a stopped server is reported in seconds,
+   * not after the whole budget. Defaults to `retries`.
+   */
+  readonly unreachable?: { readonly retries: number; readonly reached: () => boolean };
   readonly onRetry: (retry: {
     what: string;
     reason: string;
@@ -35,16 +41,22 @@ export async function retrying<T>(
 ): Promise<T> {
   for (let failures = 1; ; failures++) {
     let reason: string;
+    let retries = policy.retries;
     try {
       return await attempt();
     } catch (error) {
       if (error instanceof TransientAnswer) reason = error.message;
-      else if (error instanceof NetworkError)
+      else if (error instanceof NetworkError) {
         reason = error.code ? `${error.code}: ${error.message}` : error.message;
-      else throw error;
+        const { unreachable } = policy;
+        if (unreachable && isUnreachable(error) && !unreachable.reached()) {
+          retries = Math.min(retries, unreachable.retries);
+          reason = `cannot reach the server (${reason}): is it running, and is the URL right?`;
+        }
+      } else throw error;
     }
-    if (failures > policy.retries) {
-      const tries = `gave up after ${policy.retries} ${policy.retries === 1 ? "retry" : "retries"}`;
+    if (failures > retries) {
+      const tries = `gave up after ${retries} ${retries === 1 ? "retry" : "retries"}`;
       throw new GaveUpError(`${what}: ${reason}; ${tries}`);
     }
     const delayMs = backoff(policy.backoffMs, failures);
@@ -52,6 +64,18 @@ export async function retrying<T>(
     await sleep(delayMs);
   }
 }
+
+/** Failures that say nothing listens there, as opposed to a connection that dropped. */
+const UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+const isUnreachable = (error: NetworkError) =>
+  error.code !== undefined && UNREACHABLE.has(error.code);
 
 /**
  * The wait before retry `n` (from 1): `first × 2^(n-1)`, at most 30 s, the upper half of it

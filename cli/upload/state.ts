@@ -141,13 +141,30 @@ export function lockState(statePath: string): StateLock {
   throw new Error(`cannot take ${lock}`);
 }
 
-/** Whether a process with this ID runs (on Linux, macOS and Windows alike). */
-function running(pid: number): boolean {
+/**
+ * Whether a process with this ID runs (on Linux, macOS and Windows alike). A killed process
+ * that its parent has not reaped yet (a zombie) still answers signal 0, but runs no more: on
+ * Linux its state in /proc says so.
+ */
+export function running(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
     // EPERM: it runs, as another user.
     return (error as NodeJS.ErrnoException).code === "EPERM";
   }
+  return !isZombie(pid);
+}
+
+/** Linux only: the state letter after the command's closing parenthesis in /proc/PID/stat. */
+function isZombie(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    // Gone since signal 0, on Linux; elsewhere there is no /proc and signal 0 has the last word.
+    return process.platform === "linux";
+  }
+  const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+  return state === "Z" || state === "X";
 }

@@ -29,6 +29,23 @@ interface AckFields {
 export const OBJECT_CRC32C_HEADER = "X-Object-CRC32C";
 
 /**
+ * Not BITS headers either: a client that sends `X-BITS-Want-Reason` learns in
+ * `X-BITS-Error-Reason` why an error Ack refused its own request, in a few words
+ * (docs/protocol.md, "Reasons"). `bits-upload` asks; Windows does not, so the Acks it sees are
+ * exactly the protocol's.
+ */
+export const WANT_REASON_HEADER = "X-BITS-Want-Reason";
+export const ERROR_REASON_HEADER = "X-BITS-Error-Reason";
+
+/** A reason as a header value: printable ASCII, one line, at most 200 characters. */
+function headerText(text: string): string {
+  return text
+    .replace(/[^\x20-\x7e]+/g, " ")
+    .trim()
+    .slice(0, 200);
+}
+
+/**
  * Every response to a BITS packet is an Ack with `Content-Length: 0` and no body, errors
  * included ([MC-BUP] 2.2.1.2, 2.2.3.3; docs/protocol.md, "Acks").
  */
@@ -64,16 +81,22 @@ export function createSessionAck(sessionId: string): BitsResponse {
  * appear together and only on errors; 413 carries none ([MC-BUP] note <4>). A gap's 416 is no
  * error but a plain `ack` with the expected offset.
  */
-export function errorAck(error: BitsError, fields: AckFields = {}): BitsResponse {
+export function errorAck(
+  error: BitsError,
+  fields: AckFields = {},
+  { withReason = false }: { withReason?: boolean } = {},
+): BitsResponse {
   const base = ack(error.status, fields);
   const code = error.code;
   if (code === undefined) return base;
+  const reason = withReason ? error.clientReason : undefined;
   return {
     status: base.status,
     headers: {
       ...base.headers,
       "BITS-Error-Code": formatHresult(code),
       "BITS-Error-Context": `0x${error.context.toString(16).toUpperCase()}`,
+      ...(reason === undefined ? {} : { [ERROR_REASON_HEADER]: headerText(reason) }),
     },
   };
 }

@@ -34,10 +34,24 @@ export const ERRORS = {
 
 export type BitsErrorKind = keyof typeof ERRORS;
 
+/**
+ * Kinds whose message is about the client's own request (its credentials, its URL, its
+ * destination, its sizes), so the client may read it (docs/protocol.md, "Reasons").
+ */
+const TOLD_KINDS: ReadonlySet<BitsErrorKind> = new Set([
+  "invalidArg",
+  "accessDenied",
+  "sessionLimit",
+  "uploadsDisabled",
+  "tooLarge",
+]);
+
 /** A protocol error: data, turned into an Ack in exactly one place (`toAck`). */
 export class BitsError extends Error {
   readonly kind: BitsErrorKind;
   readonly context: number;
+  /** Set where a message of another kind may be told to this client (`tellingClient`). */
+  private told = false;
   private readonly override: { status: number; code: number } | undefined;
 
   constructor(
@@ -58,6 +72,20 @@ export class BitsError extends Error {
 
   get code(): number | undefined {
     return this.override?.code ?? ERRORS[this.kind].code;
+  }
+
+  /**
+   * The message, where the client may read it: never for failures of the server or its
+   * application, and for a lost session only where the caller marked it as the client's own.
+   */
+  get clientReason(): string | undefined {
+    return this.told || TOLD_KINDS.has(this.kind) ? this.message : undefined;
+  }
+
+  /** Marks the message as one this client may read, e.g. why its own session ended. */
+  tellingClient(): this {
+    this.told = true;
+    return this;
   }
 }
 

@@ -208,7 +208,12 @@ function settledAnswer(
   if ((record.status === "committing" || record.status === "closed") && isComplete(record)) {
     return ack(200, { sessionId: record.id, receivedContentRange: record.offset });
   }
-  throw new BitsError("sessionNotFound", "the session has ended");
+  // The session is this client's own: it may learn why it ended (an operator's cancel, say).
+  const why = record.outcome?.reason;
+  throw new BitsError(
+    "sessionNotFound",
+    why === undefined ? "the session has ended" : `the session has ended: ${why}`,
+  ).tellingClient();
 }
 
 /**

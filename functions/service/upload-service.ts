@@ -1,6 +1,13 @@
 import { createAuthenticator } from "../auth/authenticator.ts";
 import type { Authenticator, AuthRequest, Principal } from "../auth/types.ts";
-import { ack, challenge, errorAck, formatHresult, methodNotAllowed } from "../bits/ack.ts";
+import {
+  ack,
+  challenge,
+  errorAck,
+  formatHresult,
+  methodNotAllowed,
+  WANT_REASON_HEADER,
+} from "../bits/ack.ts";
 import { HRESULT } from "../bits/constants.ts";
 import { BitsError } from "../bits/errors.ts";
 import { confinedPrefix, destinationPath, objectKeyFor } from "../bits/key.ts";
@@ -127,7 +134,9 @@ async function serve(
     outcome.reason = failure.message;
     if (failure.kind === "internal") logFailure(context, error, sessionIdOf(request));
     const sessionId = await knownSessionId(context, request, outcome, failure);
-    return errorAck(failure, sessionId === undefined ? {} : { sessionId });
+    return errorAck(failure, sessionId === undefined ? {} : { sessionId }, {
+      withReason: request.headers.has(WANT_REASON_HEADER.toLowerCase()),
+    });
   }
 }
 

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ListObjectsV2Command, type S3Client, UploadPartCommand } from "@aws-sdk/client-s3";
@@ -327,6 +327,51 @@ describe("bits-sessions against npm start, uploads in flight", () => {
       expect(run.stderr).toMatch(/cannot use .*DynamoDB Scan failed/);
     } finally {
       rmSync(unreachable, { force: true });
+    }
+  });
+
+  it("bits-upload, cancelled by an operator mid-upload, says so and does not start over", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "bits-cancelled-"));
+    try {
+      const path = join(dir, "cancelled.bin");
+      writeFileSync(path, randomBytes(3 * MiB, 41));
+      const client = spawn(
+        process.execPath,
+        [
+          "cli/bin/bits-upload.mjs",
+          path,
+          `${server.url}/ops/cancelled.bin`,
+          "--limit-rate",
+          "512KiB",
+        ],
+        { cwd: ROOT, env: cleanEnv({}), stdio: ["ignore", "pipe", "pipe"] },
+      );
+      let stderr = "";
+      client.stderr.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      const exited = new Promise<number | null>((done) => client.once("close", done));
+      const killer = setTimeout(() => client.kill("SIGKILL"), 60_000);
+      let id: string | undefined;
+      for (let i = 0; i < 300 && id === undefined; i++) {
+        await new Promise((done) => setTimeout(done, 50));
+        try {
+          const state = JSON.parse(readFileSync(`${path}.bits-upload.json`, "utf8"));
+          if (state.offset > 0) id = state.sessionId as string;
+        } catch {
+          // not written yet
+        }
+      }
+      expect(id, stderr).toBeDefined();
+      expect((await cli(["cancel", id as string])).code).toBe(0);
+      const code = await exited;
+      clearTimeout(killer);
+      expect(code, stderr).toBe(1);
+      expect(stderr).toContain("an operator cancelled this upload on the server");
+      expect(stderr).toContain("cancelled by an operator");
+      expect(stderr).not.toContain("starting over");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

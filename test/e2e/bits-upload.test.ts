@@ -340,6 +340,59 @@ describe("bits-upload against npm start", () => {
     expect(missing.stderr).toContain("cannot read");
   });
 
+  it("a refusal says why, in the server's words", async () => {
+    const { path, data } = newFile(dir, "why.bin", 10 * KiB, 30);
+    const url = `${server.url}/cli/why.bin`;
+    expect((await run([path, url])).code).toBe(0);
+    const again = await run([path, url]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(
+      "0x80070005 E_ACCESSDENIED: access denied: destination exists and overwrite is off (HTTP 403 to Create-Session)",
+    );
+    expect(sha256(await download(url))).toBe(sha256(data));
+  });
+
+  it("a server that cannot be reached is reported within seconds, exit 4", async () => {
+    const closed = await listenLocally(createServer());
+    await closed.close();
+    const { path } = newFile(dir, "closed.bin", 10 * KiB, 31);
+    const began = Date.now();
+    const outcome = await run([path, `${closed.url}/x.bin`]);
+    expect(outcome.code).toBe(4);
+    expect(Date.now() - began).toBeLessThan(15_000);
+    expect(outcome.stderr).toMatch(/cannot reach the server \(ECONNREFUSED.*is it running/);
+  });
+
+  it("killed with SIGKILL and run again at once, it resumes the same session, 20 times in a row", async () => {
+    const { path, data } = newFile(dir, "kill9.bin", 3 * MiB, 32);
+    const url = `${server.url}/cli/kill9.bin`;
+    const args = [path, url, "--json", "--limit-rate", "2MiB", "--max-fragment", "64KiB"];
+    const stateFile = `${path}.bits-upload.json`;
+    let last: SavedState | undefined;
+    for (let round = 0; round < 20; round++) {
+      const child = launch(args);
+      let stdout = "";
+      child.stdout?.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString();
+      });
+      const before = last?.offset ?? 0;
+      const saved = await stateWhen(
+        () => stateFile,
+        (state) => state.offset > before,
+      );
+      expect(saved, `round ${round}: no progress past byte ${before}; ${stdout}`).toBeDefined();
+      if (last !== undefined) expect(saved?.sessionId, `round ${round}`).toBe(last.sessionId);
+      if (round > 0) expect(stdout, `round ${round}`).toContain('"resumed":true');
+      last = saved;
+      // Killed, and the next run starts at once: it must not take the dead run for a live one.
+      child.kill("SIGKILL");
+    }
+    const final = await run(args);
+    expect(final.code, final.stderr).toBe(0);
+    expect(resultOf(final)).toMatchObject({ sessionId: last?.sessionId, sha256: sha256(data) });
+    expect(sha256(await download(url))).toBe(sha256(data));
+  });
+
   it("gives up after its retries when nothing answers, exit 4", async () => {
     const closed = await listenLocally(createServer());
     await closed.close();

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   ack,
   createSessionAck,
+  ERROR_REASON_HEADER,
   errorAck,
   formatHresult,
   methodNotAllowed,
@@ -131,6 +132,38 @@ describe("errorAck: the one place a protocol error becomes an Ack (docs/protocol
   it("never leaks the error message into the response", () => {
     const response = errorAck(new BitsError("internal", "secret detail from S3"));
     expect(JSON.stringify(response)).not.toContain("secret");
+  });
+});
+
+describe("reasons, for a client that asks (docs/protocol.md, Reasons)", () => {
+  const reasonOf = (error: BitsError, withReason = true) =>
+    errorAck(error, {}, { withReason }).headers[ERROR_REASON_HEADER];
+
+  it("a refusal of the client's own request says why; only when asked", () => {
+    const denied = new BitsError("accessDenied", "the signed URL has expired");
+    expect(reasonOf(denied)).toBe("the signed URL has expired");
+    expect(reasonOf(denied, false)).toBeUndefined();
+    expect(reasonOf(new BitsError("invalidArg", "bad Content-Range"))).toBe("bad Content-Range");
+    expect(reasonOf(new BitsError("sessionLimit", "2 sessions open for this client"))).toBe(
+      "2 sessions open for this client",
+    );
+  });
+
+  it("failures of the server and lost sessions say nothing, unless marked as the client's own", () => {
+    expect(reasonOf(new BitsError("internal", "secret detail from S3"))).toBeUndefined();
+    expect(reasonOf(new BitsError("sessionNotFound", "no such session for this client"))).toBe(
+      undefined,
+    );
+    const ended = new BitsError("sessionNotFound", "ended: cancelled by an operator");
+    expect(reasonOf(ended.tellingClient())).toBe("ended: cancelled by an operator");
+  });
+
+  it("a reason is one line of printable ASCII, at most 200 characters", () => {
+    const reason = reasonOf(
+      new BitsError("invalidArg", `caf\u00e9\r\nX-Evil: 1 ${"y".repeat(300)}`),
+    );
+    expect(reason).toMatch(/^[\x20-\x7e]{1,200}$/);
+    expect(reason?.startsWith("caf X-Evil: 1 y")).toBe(true);
   });
 });
 

@@ -1,15 +1,24 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { describeHresult, EXIT, exitCodeOf, UsageError } from "../../../cli/upload/errors.ts";
+import {
+  describeHresult,
+  EXIT,
+  exitCodeOf,
+  GaveUpError,
+  RefusedError,
+  UsageError,
+} from "../../../cli/upload/errors.ts";
+import { NetworkError } from "../../../cli/upload/http.ts";
 import { parseOptions } from "../../../cli/upload/options.ts";
-import { LineReporter } from "../../../cli/upload/progress.ts";
-import { backoff } from "../../../cli/upload/retry.ts";
+import { formatBytes, LineReporter } from "../../../cli/upload/progress.ts";
+import { backoff, retrying } from "../../../cli/upload/retry.ts";
 import { FileSource } from "../../../cli/upload/source.ts";
-import { lockState, StateFile, statePathFor } from "../../../cli/upload/state.ts";
-import { HRESULT } from "../../../functions/bits/constants.ts";
+import { lockState, running, StateFile, statePathFor } from "../../../cli/upload/state.ts";
+import { CONTEXT_APPLICATION, HRESULT } from "../../../functions/bits/constants.ts";
 import { sha256 } from "../../support/checks.ts";
 import { randomBytes } from "../../support/windows-client.ts";
 
@@ -43,6 +52,72 @@ describe("error codes", () => {
     expect(exitCodeOf(new UsageError("x"))).toBe(EXIT.usage);
     expect(exitCodeOf(new Error("unexpected"))).toBe(EXIT.refused);
     expect(new Set(Object.values(EXIT)).size).toBe(Object.keys(EXIT).length);
+  });
+});
+
+describe("messages say what happened", () => {
+  it("the server's reason replaces the list of what a code can mean", () => {
+    const refused = new RefusedError(
+      "Create-Session",
+      403,
+      HRESULT.E_ACCESSDENIED,
+      5,
+      undefined,
+      "the signed URL has expired",
+    );
+    expect(refused.message).toBe(
+      "0x80070005 E_ACCESSDENIED: access denied: the signed URL has expired (HTTP 403 to Create-Session)",
+    );
+    expect(
+      describeHresult(HRESULT.BG_E_SESSION_NOT_FOUND, "ended: cancelled by an operator"),
+    ).toMatch(
+      /does not know the upload session .*; the server says: ended: cancelled by an operator$/,
+    );
+  });
+
+  it("an application that cannot be reached is named in words", () => {
+    const refused = new RefusedError("Fragment", 502, 0x801901f6, CONTEXT_APPLICATION);
+    expect(refused.message).toMatch(
+      /^the server could not reach its application, or the application failed/,
+    );
+    expect(refused.message).toContain("0x801901F6");
+    const timeout = new RefusedError("Fragment", 408, HRESULT.ERROR_TIMEOUT, CONTEXT_APPLICATION);
+    expect(timeout.message).toMatch(/^the server's application did not answer in time/);
+    const refusedByApp = new RefusedError("Fragment", 403, 0x80190193, CONTEXT_APPLICATION);
+    expect(refusedByApp.message).toMatch(
+      /^the server's application refused the upload with HTTP 403/,
+    );
+  });
+
+  it("rates and sizes are tidy numbers", () => {
+    expect(formatBytes(59.70149253731343)).toBe("60 B");
+    expect(formatBytes(1536)).toBe("1.5 KiB");
+  });
+});
+
+describe("an unreachable server", () => {
+  const refused = () => Promise.reject(new NetworkError("connect ECONNREFUSED", "ECONNREFUSED"));
+  const policy = (reached: boolean, delays: number[]) => ({
+    retries: 8,
+    backoffMs: 1,
+    unreachable: { retries: 2, reached: () => reached },
+    onRetry: ({ delayMs }: { delayMs: number }) => delays.push(delayMs),
+  });
+
+  it("that never answered is given up after two retries, saying so", async () => {
+    const delays: number[] = [];
+    const run = retrying(policy(false, delays), "Create-Session", refused);
+    await expect(run).rejects.toThrow(GaveUpError);
+    await expect(run).rejects.toThrow(/cannot reach the server .*ECONNREFUSED.*is it running/);
+    expect(delays.length).toBe(2);
+  });
+
+  it("that answered earlier in the run gets the whole budget (a restart, a blip)", async () => {
+    const delays: number[] = [];
+    await expect(retrying(policy(true, delays), "Fragment", refused)).rejects.toThrow(
+      /gave up after 8 retries/,
+    );
+    expect(delays.length).toBe(8);
   });
 });
 
@@ -163,6 +238,31 @@ describe("the state file's lock", () => {
     expect("release" in lock).toBe(true);
     expect(readFileSync(`${state}.lock`, "utf8").trim()).toBe(String(process.pid));
     if ("release" in lock) lock.release();
+  });
+});
+
+describe("a process that was killed but not yet reaped", () => {
+  it("counts as gone, so its lock is taken over (Linux)", async () => {
+    if (process.platform !== "linux") return;
+    // sh starts `true` in the background and becomes `sleep`, which never reaps it.
+    const child = spawn("sh", ["-c", "true & echo $!; exec sleep 5"], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    try {
+      const pid = Number(
+        await new Promise<string>((done) =>
+          child.stdout.once("data", (d: Buffer) => done(d.toString())),
+        ),
+      );
+      for (let i = 0; i < 50 && !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z"); i++) {
+        await sleep(20);
+      }
+      expect(() => process.kill(pid, 0)).not.toThrow(); // signal 0 still answers
+      expect(running(pid)).toBe(false);
+      expect(running(process.pid)).toBe(true);
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 });
 
