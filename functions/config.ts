@@ -29,6 +29,11 @@ export interface Config {
   /** Template of the key prefix each principal is confined to (`{principal}`); "" for none. */
   readonly principalPrefix: string;
   readonly overwritePrincipals: readonly string[];
+  /**
+   * Modes whose principals are the Basic user of the same name (docs/security.md,
+   * "Principals"); undefined when none is (the default: every mode's principals are its own).
+   */
+  readonly joinedModes: readonly AuthMode[] | undefined;
   readonly maxSessionsPerPrincipal: number;
   readonly maxSessions: number;
   readonly maxFragmentsPerMiB: number;
@@ -242,6 +247,7 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     secretsRefreshSeconds: seconds("BITS_SECRETS_REFRESH", 300),
     principalPrefix,
     overwritePrincipals: Object.freeze(list("BITS_OVERWRITE_PRINCIPALS")),
+    joinedModes: joinedModes(list("BITS_JOIN_PRINCIPALS"), problems),
     maxSessionsPerPrincipal: count("BITS_MAX_SESSIONS_PER_PRINCIPAL", 50),
     maxSessions: count("BITS_MAX_SESSIONS", 10_000),
     maxFragmentsPerMiB: count("BITS_MAX_FRAGMENTS_PER_MIB", 512),
@@ -384,4 +390,21 @@ function eventsConfig(
     `BITS_EVENTS=${JSON.stringify(raw)} must be stdout, file:<path>, eventbridge or none`,
   );
   return { kind: "none" };
+}
+
+/** The modes that may join Basic (`BITS_JOIN_PRINCIPALS`): those whose principals have names. */
+const JOINABLE: readonly AuthMode[] = ["signed-url", "client-cert"];
+
+function joinedModes(
+  names: readonly string[],
+  problems: string[],
+): readonly AuthMode[] | undefined {
+  const modes = JOINABLE.filter((mode) => names.includes(mode));
+  const other = names.filter((name) => !JOINABLE.some((mode) => mode === name));
+  if (other.length > 0) {
+    problems.push(
+      `BITS_JOIN_PRINCIPALS may list signed-url and client-cert, not ${other.join(", ")}`,
+    );
+  }
+  return modes.length === 0 ? undefined : Object.freeze(modes);
 }

@@ -8,7 +8,7 @@ import { RoutingNotifier } from "./adapters/notify/notifier.ts";
 import { S3ObjectStore } from "./adapters/s3/s3-object-store.ts";
 import { FileSecret } from "./adapters/secrets/file-secret.ts";
 import { RefreshingSecret } from "./adapters/secrets/refreshing-secret.ts";
-import { createAuthenticator } from "./auth/authenticator.ts";
+import { ANONYMOUS, createAuthenticator } from "./auth/authenticator.ts";
 import type { Authenticator, AuthMode } from "./auth/types.ts";
 import { MAX_ASSEMBLED_BYTES } from "./bits/constants.ts";
 import type { Config, LogLevel, SecretLocation } from "./config.ts";
@@ -17,7 +17,7 @@ import type { Notifier } from "./ports/notifier.ts";
 import type { Runtime } from "./ports/runtime.ts";
 import type { SecretText } from "./ports/secrets.ts";
 import type { ServiceContext } from "./service/context.ts";
-import { ANONYMOUS, createUploadService } from "./service/upload-service.ts";
+import { createUploadService } from "./service/upload-service.ts";
 import { WarmCache } from "./service/warm-cache.ts";
 
 const RANK: Record<LogLevel, number> = { info: 0, warn: 1, error: 2, silent: 3 };
@@ -177,6 +177,7 @@ export function buildContext(
       maxFragmentsPerMiB: config.maxFragmentsPerMiB,
       principalPrefix: config.principalPrefix,
       overwritePrincipals: config.overwritePrincipals,
+      joinedModes: config.joinedModes,
       bucket: config.bucket,
       notifications: config.notifications,
       notificationTimeoutMs: config.notificationTimeoutSeconds * 1000,

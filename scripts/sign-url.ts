@@ -18,7 +18,8 @@ Prints <url> with the signed-URL parameters added.
   --keys <file>        the URL keys file ("<id> <secret>" per line; the first key signs)
   --key-id <id>        sign with this key instead of the first one
   --expires-in <time>  how long a new upload may start with it: 3600s, 90m, 12h, 7d (default 24h)
-  --max-size <bytes>   the largest file it allows: 1048576, 500MB, 2GiB (default: server limit)
+  --max-size <bytes>   the largest file it allows, at least 1: 1048576, 500MB, 2GiB
+                       (default: the server's limit)
   --prefix </dir/>     allow any destination under this prefix instead of exactly <url>'s path
   --subject <name>     the principal the upload is made as ([A-Za-z0-9._@+-], up to 128)
   --help               this text
@@ -64,6 +65,8 @@ function main(argv: readonly string[], nowMs: number): string {
   if (maxSize !== undefined && maxBytes === undefined) {
     throw new Error("--max-size must be a byte size like 1048576, 500MB or 2GiB");
   }
+  // Zero would allow only an empty file: a mistake, and never a way to say "no limit".
+  if (maxBytes === 0) throw new Error("--max-size must be at least 1 byte (leave it out for none)");
   return signUploadUrl(url, {
     keyId,
     secret,

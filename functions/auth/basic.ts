@@ -2,6 +2,9 @@ import { createHmac, randomBytes } from "node:crypto";
 import { compare as bcryptCompare } from "bcryptjs";
 import { LRUCache } from "lru-cache";
 import type { SecretText } from "../ports/secrets.ts";
+import { PLACEHOLDER_NAMES } from "./authorization.ts";
+import { type AttemptLimit, addressKey, FailedAttempts } from "./failed-attempts.ts";
+import { ParsedSecret } from "./parsed-secret.ts";
 import type { AuthRequest, AuthResult } from "./types.ts";
 
 /** An htpasswd file this server will not use; the message never holds a hash. */
@@ -28,6 +31,10 @@ export function parseHtpasswd(text: string): Map<string, string> {
     const where = `htpasswd line ${number} (user ${JSON.stringify(user)})`;
     if (!BCRYPT.test(hash)) {
       throw new HtpasswdError(`${where}: not a bcrypt hash; recreate it with htpasswd -B`);
+    }
+    // They name the clients without an identity: such a user would share their prefix.
+    if (PLACEHOLDER_NAMES.includes(user)) {
+      throw new HtpasswdError(`${where}: the user name ${user} is reserved`);
     }
     const first = lines.get(user);
     if (first !== undefined) throw new HtpasswdError(`${where}: user also on line ${first}`);
@@ -65,6 +72,30 @@ export interface BasicOptions {
   readonly failureTtlMs?: number;
   /** bcryptjs' `compare` unless a test counts the calls. */
   readonly compare?: (password: string, hash: string) => Promise<boolean>;
+  /** Refused passwords per client address before it must wait (default `ADDRESS_LIMIT`). */
+  readonly addressLimit?: AttemptLimit;
+  /** Refused passwords per user name before it must wait (default `USER_LIMIT`). */
+  readonly userLimit?: AttemptLimit;
+}
+
+/**
+ * Password guessing (docs/security.md, "Password guessing"): 10 refused passwords from one
+ * address, or 20 for one user name from anywhere, lock that address or name out of bcrypt for
+ * 15 minutes after the last. A Windows client does not guess: after one refused password it
+ * stops and reports the error ([MC-BUP] 3.1.5.1.7), so only guessing reaches these.
+ */
+export const ADDRESS_LIMIT: AttemptLimit = { failures: 10, windowMs: 15 * 60_000, maxKeys: 10_000 };
+export const USER_LIMIT: AttemptLimit = { failures: 20, windowMs: 15 * 60_000, maxKeys: 10_000 };
+
+/** The users of an htpasswd text, and the dummy hash that unknown users are compared with. */
+interface Users {
+  readonly hashes: ReadonlyMap<string, string>;
+  readonly dummy: string;
+}
+
+function parseUsers(text: string): Users {
+  const hashes = parseHtpasswd(text);
+  return { hashes, dummy: `$2b$${commonCost(hashes)}$${DUMMY_BODY}` };
 }
 
 interface Verdict {
@@ -80,7 +111,7 @@ const DUMMY_BODY = "HuxWoeuQgH0CkYgGU1zIou5LRUDuoKm0X3.1F63CWhaaeqZWsYaKy";
  * too slow to pay on every fragment of an upload, so a warm instance remembers what it verified.
  */
 export class BasicAuthenticator {
-  readonly #source: SecretText;
+  readonly #users: ParsedSecret<Users>;
   readonly #realm: string;
   readonly #ttlMs: number;
   readonly #failureTtlMs: number;
@@ -89,12 +120,13 @@ export class BasicAuthenticator {
   readonly #key = randomBytes(32);
   readonly #verified: LRUCache<string, Verdict>;
   readonly #refused: LRUCache<string, Verdict>;
-  #text: string | undefined;
-  #users = new Map<string, string>();
-  #dummy = `$2b$10$${DUMMY_BODY}`;
+  readonly #byAddress: FailedAttempts;
+  readonly #byUser: FailedAttempts;
+  /** The users the caches were filled for: another text forgets them. */
+  #cachedFor: Users | undefined;
 
   constructor(source: SecretText, options: BasicOptions) {
-    this.#source = source;
+    this.#users = new ParsedSecret(source, parseUsers);
     this.#realm = options.realm;
     this.#ttlMs = options.cacheTtlMs ?? 10 * 60_000;
     this.#failureTtlMs = options.failureTtlMs ?? 30_000;
@@ -102,6 +134,13 @@ export class BasicAuthenticator {
     // Separate caches, so a flood of wrong passwords cannot evict the good credentials.
     this.#verified = new LRUCache({ max: options.cacheSize ?? 1000 });
     this.#refused = new LRUCache({ max: options.cacheSize ?? 1000 });
+    this.#byAddress = new FailedAttempts(options.addressLimit ?? ADDRESS_LIMIT);
+    this.#byUser = new FailedAttempts(options.userLimit ?? USER_LIMIT);
+  }
+
+  /** Reads and parses the htpasswd text now: a missing or malformed file stops the start. */
+  async ready(): Promise<void> {
+    await this.#current();
   }
 
   async authenticate(request: AuthRequest, nowMs: number): Promise<AuthResult> {
@@ -111,21 +150,33 @@ export class BasicAuthenticator {
     const credentials = parseBasicAuthorization(header);
     if (credentials === undefined) return this.#challenge("malformed Basic credentials");
     if (!request.secure) return { kind: "denied", reason: "Basic credentials without TLS" };
-    const users = await this.#refresh();
+    const users = await this.#current();
     const { user, password } = credentials;
     const digest = createHmac("sha256", this.#key).update(`${user}\0${password}`).digest("hex");
     // The user is kept beside the digest: "a\0b" + "c" and "a" + "b\0c" share one HMAC input.
+    // A credential verified before a lockout began is known good: its client keeps uploading.
     if (fresh(this.#verified.get(digest), user, nowMs)) return ok(user);
     if (fresh(this.#refused.get(digest), user, nowMs)) return this.#challenge("wrong credentials");
+    const address = request.address === undefined ? undefined : addressKey(request.address);
+    const waitMs = Math.max(
+      address === undefined ? 0 : this.#byAddress.lockedFor(address, nowMs),
+      this.#byUser.lockedFor(user, nowMs),
+    );
+    if (waitMs > 0) {
+      const retryAfterSeconds = Math.ceil(waitMs / 1000);
+      return { kind: "throttled", retryAfterSeconds, reason: "too many refused passwords" };
+    }
 
-    const text = this.#text;
-    const hash = users.get(user);
+    const hash = users.hashes.get(user);
     // An unknown user still costs one bcrypt, so timing does not tell which users exist.
-    const good = (await this.#compare(password, hash ?? this.#dummy)) && hash !== undefined;
-    if (this.#text !== text) return this.authenticate(request, nowMs); // rotated meanwhile
+    const good = (await this.#compare(password, hash ?? users.dummy)) && hash !== undefined;
+    if (this.#cachedFor !== users) return this.authenticate(request, nowMs); // rotated meanwhile
     const cache = good ? this.#verified : this.#refused;
     cache.set(digest, { user, untilMs: nowMs + (good ? this.#ttlMs : this.#failureTtlMs) });
-    return good ? ok(user) : this.#challenge("wrong credentials");
+    if (good) return ok(user);
+    if (address !== undefined) this.#byAddress.fail(address, nowMs);
+    this.#byUser.fail(user, nowMs);
+    return this.#challenge("wrong credentials");
   }
 
   #challenge(reason: string): AuthResult {
@@ -133,22 +184,14 @@ export class BasicAuthenticator {
   }
 
   /** The users as the source says now; a changed file forgets everything verified before. */
-  async #refresh(): Promise<ReadonlyMap<string, string>> {
-    const text = await this.#source.current();
-    if (text === this.#text) return this.#users;
-    this.#verified.clear();
-    this.#refused.clear();
-    this.#text = undefined;
-    try {
-      this.#users = parseHtpasswd(text);
-    } catch (error) {
-      this.#users = new Map();
-      const message = error instanceof Error ? error.message : String(error);
-      throw new HtpasswdError(`${this.#source.source}: ${message}`);
+  async #current(): Promise<Users> {
+    const users = await this.#users.current();
+    if (users !== this.#cachedFor) {
+      this.#verified.clear();
+      this.#refused.clear();
+      this.#cachedFor = users;
     }
-    this.#text = text;
-    this.#dummy = `$2b$${commonCost(this.#users)}$${DUMMY_BODY}`;
-    return this.#users;
+    return users;
   }
 }
 

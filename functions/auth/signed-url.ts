@@ -6,8 +6,10 @@
  *
  *   bits-expires   epoch seconds, decimal without leading zeros: no upload may START after it
  *   bits-kid       the key ID, [A-Za-z0-9._-]{1,64}
- *   bits-sig       HMAC-SHA256 of the string to sign under that key, base64url without padding
- *   bits-max-size  optional: the largest file the URL allows, decimal bytes
+ *   bits-sig       HMAC-SHA256 of the string to sign under that key, base64url without padding,
+ *                  in its one canonical spelling (the last character's unused bits zero)
+ *   bits-max-size  optional: the largest file the URL allows, decimal bytes; 0 allows only an
+ *                  empty file, and the signer refuses it
  *   bits-prefix    optional: a destination prefix starting and ending with "/"; the URL then
  *                  allows any destination under it. Without it the URL allows exactly its path.
  *   bits-sub       optional: the principal name, [A-Za-z0-9._@+-]{1,128}
@@ -28,6 +30,8 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { destinationPath, isSegment } from "../bits/key.ts";
 import type { SecretText } from "../ports/secrets.ts";
+import { scopeRefusal } from "./authorization.ts";
+import { ParsedSecret } from "./parsed-secret.ts";
 import type { AuthRequest, AuthResult, Principal } from "./types.ts";
 
 const VERSION = "BITS-SIGNED-URL-1";
@@ -90,6 +94,8 @@ export function signUploadUrl(url: string | URL, options: SignOptions): string {
   };
   const problem = claimProblem(claim);
   if (problem !== undefined) throw new Error(`cannot sign: ${problem}`);
+  // Zero means zero (an empty file only), never "no limit"; a URL for that is a mistake.
+  if (options.maxBytes === 0) throw new Error("cannot sign: bits-max-size must be at least 1");
   if (options.secret.length < MIN_SECRET_BYTES) throw new Error("cannot sign: secret too short");
   const scope = prefix ?? signedPath(target.pathname);
   if (scope === undefined) throw new Error("cannot sign: the URL's path is not a destination");
@@ -121,19 +127,22 @@ export function signUploadUrl(url: string | URL, options: SignOptions): string {
  * since BITS may take days to resume (docs/security.md).
  */
 export class SignedUrlAuthenticator {
-  readonly #source: SecretText;
-  #text: string | undefined;
-  #keys: ReadonlyMap<string, Uint8Array> = new Map();
+  readonly #keys: ParsedSecret<UrlKeys>;
 
   constructor(source: SecretText) {
-    this.#source = source;
+    this.#keys = new ParsedSecret(source, parseUrlKeys);
+  }
+
+  /** Reads and parses the keys now: a missing or malformed secret stops the start. */
+  async ready(): Promise<void> {
+    await this.#keys.current();
   }
 
   /** Undefined when the request is not a signed-URL request (it has no `bits-sig`). */
   async authenticate(request: AuthRequest, _nowMs: number): Promise<AuthResult | undefined> {
     const signature = request.query.get("bits-sig");
     if (signature === undefined) return undefined;
-    const keys = await this.#refresh();
+    const keys = (await this.#keys.current()).all;
     const q = (name: string) => request.query.get(name);
     const claim = {
       expires: q("bits-expires") ?? "",
@@ -142,7 +151,7 @@ export class SignedUrlAuthenticator {
       prefix: q("bits-prefix"),
       subject: q("bits-sub"),
     };
-    const problem = SIGNATURE.test(signature) ? claimProblem(claim) : "bits-sig is malformed";
+    const problem = isCanonicalSignature(signature) ? claimProblem(claim) : "bits-sig is malformed";
     if (problem !== undefined) return denied(`malformed signed URL: ${problem}`);
     const key = keys.get(claim.keyId);
     if (key === undefined) return denied("signed URL names an unknown key");
@@ -152,38 +161,21 @@ export class SignedUrlAuthenticator {
     if (!timingSafeEqual(Buffer.from(signature, "base64url"), expected)) {
       return denied("signed URL has a bad signature");
     }
-    // Segment-aware because a prefix ends with "/": `/a/` allows `/a/x`, never `/ab/x`.
-    if (claim.prefix !== undefined && !destination.startsWith(claim.prefix)) {
-      return denied("destination outside the signed URL's prefix");
-    }
+    const scope = { path: claim.prefix ?? destination, prefix: claim.prefix !== undefined };
+    const refusal = scopeRefusal(scope, destination);
+    if (refusal !== undefined) return denied(refusal);
     const principal: Principal = {
       name: claim.subject ?? "signed-url",
       mode: "signed-url",
       identified: claim.subject !== undefined,
       grant: {
-        path: claim.prefix ?? destination,
-        prefix: claim.prefix !== undefined,
+        ...scope,
         expiresAt: Number(claim.expires),
         maxBytes: claim.maxBytes === undefined ? undefined : Number(claim.maxBytes),
         keyId: claim.keyId,
       },
     };
     return { kind: "ok", principal };
-  }
-
-  async #refresh(): Promise<ReadonlyMap<string, Uint8Array>> {
-    const text = await this.#source.current();
-    if (text === this.#text) return this.#keys;
-    this.#text = undefined;
-    try {
-      this.#keys = parseUrlKeys(text).all;
-    } catch (error) {
-      this.#keys = new Map();
-      const message = error instanceof Error ? error.message : String(error);
-      throw new Error(`${this.#source.source}: ${message}`);
-    }
-    this.#text = text;
-    return this.#keys;
   }
 }
 
@@ -212,6 +204,18 @@ function sign(secret: Uint8Array, scope: string, claim: Claim): Buffer {
   const kind = claim.prefix === undefined ? "key" : "prefix";
   const lines = [VERSION, scope, kind, claim.expires, claim.maxBytes ?? "", claim.subject ?? ""];
   return createHmac("sha256", secret).update(lines.join("\n"), "utf8").digest();
+}
+
+/**
+ * 43 base64url characters carry 258 bits for a 256-bit HMAC: the last character's two low bits
+ * are unused, so four characters decode to the same bytes. Only the spelling the signer writes
+ * (those bits zero) is accepted: a changed URL is never a valid one.
+ */
+function isCanonicalSignature(signature: string): boolean {
+  return (
+    SIGNATURE.test(signature) &&
+    Buffer.from(signature, "base64url").toString("base64url") === signature
+  );
 }
 
 function denied(reason: string): AuthResult {

@@ -57,6 +57,11 @@ export interface AuthRequest {
   /** True when the request reached the server over TLS (Basic credentials only travel then). */
   readonly secure: boolean;
   /**
+   * The client's address as the front door reports it (behind the ALB, the entry the ALB
+   * added), for counting refused passwords; undefined when it is not known.
+   */
+  readonly address?: string | undefined;
+  /**
    * The client certificate's subject as a front door that verified it reports it (ALB mutual
    * TLS in verify mode, or the local server's own TLS); undefined when there is none or when
    * the front door is not one whose report can be trusted.
@@ -71,7 +76,12 @@ export type AuthResult =
   /** 401 with `WWW-Authenticate: Basic realm="<realm>"`: never an Ack. */
   | { readonly kind: "challenge"; readonly realm: string; readonly reason: string }
   /** 403 + E_ACCESSDENIED: credentials were presented and are not good. */
-  | { readonly kind: "denied"; readonly reason: string };
+  | { readonly kind: "denied"; readonly reason: string }
+  /**
+   * 503 + `Retry-After`, a transient error to BITS: too many refused passwords from this
+   * address or for this user name; the credentials were not checked (docs/security.md).
+   */
+  | { readonly kind: "throttled"; readonly retryAfterSeconds: number; readonly reason: string };
 
 export interface Authenticator {
   /** @param nowMs epoch milliseconds */

@@ -116,6 +116,11 @@ export function challenge(realm: string): BitsResponse {
   };
 }
 
+/** An answer with `Retry-After`: when the client may try again, in seconds. */
+export function withRetryAfter(response: BitsResponse, seconds: number): BitsResponse {
+  return { ...response, headers: { ...response.headers, "Retry-After": String(seconds) } };
+}
+
 /** Methods other than BITS_POST on the upload path ([MC-BUP] 2.2.1). */
 export function methodNotAllowed(): BitsResponse {
   return { status: 405, headers: { Allow: "BITS_POST", "Content-Length": "0" } };

@@ -15,6 +15,13 @@ export const ERRORS = {
    * client tries again later ([MC-BUP] 3.2.7 lets a server shed sessions; docs/security.md).
    */
   sessionLimit: { status: 503, code: HRESULT.E_ACCESSDENIED },
+  /**
+   * Too many refused passwords from this address or for this user name: 503 with
+   * `Retry-After`, transient to BITS, which tries again after its retry delay (429 would be
+   * fatal: BITS treats 4xx but 408 and 409 as fatal). The code is what the client itself would
+   * report for a bare 503, BG_E_HTTP_ERROR_503 (docs/security.md, "Password guessing").
+   */
+  retryLater: { status: 503, code: HTTP_ERROR_BASE + 503 },
   /** Uploads are not enabled for this path (Windows answers 501, [MC-BUP] note <22>). */
   uploadsDisabled: { status: 501, code: HRESULT.E_ACCESSDENIED },
   /** Unknown, expired or ended session ([MC-BUP] 3.2.5.2.3). */

@@ -40,8 +40,11 @@ export interface SessionRecord {
   readonly slot: string;
   /** Whether completing may replace an existing object; decided at Create-Session. */
   readonly overwrite: boolean;
-  /** Largest total this session accepts (the server's limit, or a signed URL's lower one). */
-  readonly maxBytes: number;
+  /**
+   * Largest total this session accepts (the server's limit, or a signed URL's lower one);
+   * undefined only in records written before the field, which take the server's limit.
+   */
+  readonly maxBytes?: number | undefined;
   /** Fragments that wrote something; bounded relative to the file's size. */
   readonly fragments: number;
   /** How the principal authenticated: a reply is fetched with the same proof (docs/upload-reply.md). */

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { type Identity, owns } from "../auth/authorization.ts";
 import type { Principal } from "../auth/types.ts";
 import type { Peer } from "../bits/request.ts";
 import type { SessionRecord } from "../bits/session.ts";
@@ -6,6 +7,8 @@ import type { SessionRecord } from "../bits/session.ts";
 /** One request as the packet handlers see it: who sent it, and what it did for the audit log. */
 export interface Call {
   readonly principal: Principal;
+  /** The principal as sessions, caps, prefixes and the overwrite list know it. */
+  readonly identity: Identity;
   /** The counter of open sessions this client's new sessions occupy. */
   readonly slot: string;
   readonly audit: Audit;
@@ -32,8 +35,8 @@ export interface Audit {
  * certificate, a signed URL's subject) has its own; one that names no one (anonymous, a signed
  * URL without subject) is counted per client address, so one client cannot take every slot.
  */
-export function slotFor(principal: Principal, peer: Peer | undefined): string {
-  return principal.identified ? `p:${principal.name}` : `a:${peer?.address ?? "unknown"}`;
+export function slotFor(principal: Principal, identity: Identity, peer: Peer | undefined): string {
+  return principal.identified ? `p:${identity.key}` : `a:${peer?.address ?? "unknown"}`;
 }
 
 /**
@@ -42,7 +45,7 @@ export function slotFor(principal: Principal, peer: Peer | undefined): string {
  * is worth nothing to another client and says nothing about whether it exists.
  */
 export function ownedBy(record: SessionRecord, packet: { key: string }, call: Call): boolean {
-  return record.principal === call.principal.name && record.key === packet.key;
+  return owns(call.identity, record) && record.key === packet.key;
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { AuthMode } from "../auth/types.ts";
 import type { FragmentLimits } from "../bits/fragment-plan.ts";
 import type { NotificationRule } from "../bits/notification.ts";
 import type { Notifier } from "../ports/notifier.ts";
@@ -27,6 +28,11 @@ export interface ServiceSettings {
   readonly principalPrefix: string;
   /** Principals that may replace existing objects even when `allowOverwrite` is off. */
   readonly overwritePrincipals: readonly string[];
+  /**
+   * Modes whose principals are the Basic user of the same name (`BITS_JOIN_PRINCIPALS`,
+   * docs/security.md, "Principals"); none when undefined.
+   */
+  readonly joinedModes?: readonly AuthMode[] | undefined;
   /** The bucket's name, as a notified application is told where files are. */
   readonly bucket: string;
   /** Which paths are upload-reply destinations, and whom they notify (docs/upload-reply.md). */

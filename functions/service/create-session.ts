@@ -1,3 +1,4 @@
+import { mayOverwrite } from "../auth/authorization.ts";
 import { createSessionAck } from "../bits/ack.ts";
 import { BitsError } from "../bits/errors.ts";
 import type { Packet } from "../bits/packet.ts";
@@ -21,8 +22,7 @@ export async function createSession(
   call: Call,
 ): Promise<BitsResponse> {
   const { objects, sessions, runtime, settings } = context;
-  const overwrite =
-    settings.allowOverwrite || settings.overwritePrincipals.includes(call.principal.name);
+  const overwrite = mayOverwrite(settings, call.identity);
   if (!overwrite && (await objects.head(packet.key)) !== undefined) {
     throw new BitsError("accessDenied", "destination exists and overwrite is off");
   }

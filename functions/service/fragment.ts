@@ -112,8 +112,9 @@ function decide(context: ServiceContext, held: Held, packet: Fragment, call: Cal
     },
     packet.range,
     packet.body,
-    // A signed URL may allow less than the server does; records older than that field, more.
-    { ...limits, maxUploadBytes: current.maxBytes || limits.maxUploadBytes },
+    // A signed URL may allow less than the server does (0 is 0); records older than that
+    // field have none and take the server's limit.
+    { ...limits, maxUploadBytes: current.maxBytes ?? limits.maxUploadBytes },
   );
   if (decision.kind === "accept") return { kind: "accept", record: current, decision };
   // An offset the client is told must be the stored one, never a remembered one.

@@ -1,3 +1,4 @@
+import { recordedIdentity } from "../auth/authorization.ts";
 import { AUTH_MODES, type AuthMode } from "../auth/types.ts";
 import { BitsError } from "../bits/errors.ts";
 import { isEnded, isLive, type SessionRecord } from "../bits/session.ts";
@@ -112,6 +113,7 @@ function ownerCall(record: SessionRecord): Call {
   const mode = AUTH_MODES.find((known) => known === record.auth) ?? ("anonymous" as AuthMode);
   return {
     principal: { name: record.principal, mode, identified: record.slot.startsWith("p:") },
+    identity: recordedIdentity(record, record.principal),
     slot: record.slot,
     audit: { bytesStored: 0 },
     origin: "",

@@ -1,4 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
+import { identityOf, owns } from "../auth/authorization.ts";
 import type { Authenticator, AuthRequest } from "../auth/types.ts";
 import { challenge } from "../bits/ack.ts";
 import type { BitsRequest, BitsResponse } from "../bits/request.ts";
@@ -38,7 +39,13 @@ export async function serveReply(
   if (LOGIN_MODES.has(record.auth ?? "")) {
     const auth = await authenticator.authenticate(authRequest, context.runtime.now());
     if (auth.kind === "challenge") return challenge(auth.realm);
-    if (auth.kind !== "ok" || auth.principal.name !== record.principal) return empty(404);
+    if (auth.kind === "throttled") {
+      const headers = { "Content-Length": "0", "Retry-After": String(auth.retryAfterSeconds) };
+      return { status: 503, headers };
+    }
+    if (auth.kind !== "ok" || !owns(identityOf(auth.principal, settings), record)) {
+      return empty(404);
+    }
   }
   const key = replyKeyOf(context, record.id);
   const stat = (await objects.stat(key)) ?? {

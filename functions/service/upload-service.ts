@@ -1,4 +1,5 @@
-import { createAuthenticator } from "../auth/authenticator.ts";
+import { ANONYMOUS } from "../auth/authenticator.ts";
+import { identityOf, owns, writeRefusal } from "../auth/authorization.ts";
 import type { Authenticator, AuthRequest, Principal } from "../auth/types.ts";
 import {
   ack,
@@ -7,10 +8,11 @@ import {
   formatHresult,
   methodNotAllowed,
   WANT_REASON_HEADER,
+  withRetryAfter,
 } from "../bits/ack.ts";
 import { HRESULT } from "../bits/constants.ts";
 import { BitsError } from "../bits/errors.ts";
-import { confinedPrefix, destinationPath, objectKeyFor } from "../bits/key.ts";
+import { destinationPath, objectKeyFor } from "../bits/key.ts";
 import {
   isBitsPost,
   type Packet,
@@ -47,9 +49,6 @@ const HANDLERS: { [T in PacketType]: Handler<T> } = {
 export interface UploadService {
   handle(request: BitsRequest): Promise<BitsResponse>;
 }
-
-/** Lets everyone in: the default of tests and of the local server on loopback. */
-export const ANONYMOUS: Authenticator = createAuthenticator(["anonymous"], { realm: "" });
 
 /** What one request did, for its audit line. */
 interface Outcome {
@@ -103,6 +102,11 @@ async function serve(
       outcome.reason = auth.reason;
       return challenge(auth.realm);
     }
+    if (auth.kind === "throttled") {
+      outcome.reason = auth.reason;
+      const refusal = errorAck(new BitsError("retryLater", auth.reason));
+      return withRetryAfter(refusal, auth.retryAfterSeconds);
+    }
     if (auth.kind === "denied") throw new BitsError("accessDenied", auth.reason);
     outcome.principal = auth.principal;
     if (!uploadsEnabled(settings.uploadPaths, request.path)) {
@@ -115,9 +119,11 @@ async function serve(
     outcome.packet = packet;
     const origin = originOf(request);
     const search = new URLSearchParams([...(request.query ?? new Map())]).toString();
+    const identity = identityOf(auth.principal, settings);
     const call: Call = {
       principal: auth.principal,
-      slot: slotFor(auth.principal, request.peer),
+      identity,
+      slot: slotFor(auth.principal, identity, request.peer),
       audit: { bytesStored: 0 },
       origin,
       remoteUrl: `${origin}${request.path}${search === "" ? "" : `?${search}`}`,
@@ -125,7 +131,13 @@ async function serve(
       client: request.peer?.address,
     };
     outcome.call = call;
-    if (packet.type !== "ping") authorize(context, call.principal, packet);
+    if (packet.type !== "ping") {
+      const refusal = writeRefusal(settings, call.principal, identity, packet.key, {
+        creating: packet.type === "create-session",
+        nowSeconds: nowSeconds(context),
+      });
+      if (refusal !== undefined) throw new BitsError("accessDenied", refusal);
+    }
     const handler = HANDLERS[packet.type] as Handler<PacketType>;
     return await handler(context, packet, call);
   } catch (error) {
@@ -158,33 +170,9 @@ function authRequest(request: BitsRequest): AuthRequest {
     query: request.query ?? new Map(),
     headers: request.headers,
     secure: request.peer?.secure ?? false,
+    address: request.peer?.address,
     clientCertificate: request.peer?.clientCertificate,
   };
-}
-
-/**
- * May this principal write this key ([MC-BUP] 3.2.5.2.3, step 2)? Confined principals only
- * under their own prefix; a signed URL only until it expires, for a new upload: one that
- * started in time may finish, since BITS may take days to resume (docs/security.md).
- */
-function authorize(
-  context: ServiceContext,
-  principal: Principal,
-  packet: Exclude<Packet, { type: "ping" }>,
-) {
-  const { keyPrefix, principalPrefix } = context.settings;
-  if (principalPrefix !== "") {
-    const allowed = confinedPrefix(keyPrefix, principalPrefix, principal.name);
-    if (allowed === undefined || !packet.key.startsWith(allowed)) {
-      throw new BitsError("accessDenied", "outside the principal's prefix");
-    }
-  }
-  const grant = principal.grant;
-  if (packet.type === "create-session" && grant !== undefined) {
-    if (grant.expiresAt <= nowSeconds(context)) {
-      throw new BitsError("accessDenied", "the signed URL has expired");
-    }
-  }
 }
 
 /**
@@ -208,7 +196,10 @@ async function knownSessionId(
     const { keyPrefix, stagingPrefix } = context.settings;
     const key = packet?.key ?? objectKeyFor(request.path, keyPrefix, stagingPrefix);
     const record = await context.sessions.get(id);
-    const owned = record?.principal === principal.name && record.key === key;
+    const owned =
+      record !== undefined &&
+      owns(identityOf(principal, context.settings), record) &&
+      record.key === key;
     return owned && isLive(record, nowSeconds(context)) ? id : undefined;
   } catch {
     return undefined;

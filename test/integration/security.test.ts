@@ -8,7 +8,6 @@ import { MiB } from "../../functions/bits/constants.ts";
 import type { Peer } from "../../functions/bits/request.ts";
 import type { ServiceSettings } from "../../functions/service/context.ts";
 import { standInS3 } from "../../infra/stand-ins.ts";
-import { call } from "../support/calls.ts";
 import { expectOnlyResults, sha256 } from "../support/checks.ts";
 import {
   freshStorage,
@@ -17,7 +16,12 @@ import {
   tableItems,
   uploadIsGone,
 } from "../support/storage.ts";
-import { lambdaTransport, packet, type Transport } from "../support/transports.ts";
+import {
+  lambdaTransport,
+  packet,
+  serviceTransport,
+  type Transport,
+} from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
 /**
@@ -45,18 +49,7 @@ function as(
   peer: Peer,
   extra: Record<string, string> = {},
 ): Transport {
-  return async (req) => {
-    const response = await call(env.service, {
-      path: req.path,
-      headers: { ...req.headers, ...extra },
-      body: req.body,
-      peer,
-    });
-    return {
-      status: response.status,
-      headers: new Map(Object.entries(response.headers).map(([k, v]) => [k.toLowerCase(), v])),
-    };
-  };
+  return serviceTransport(env.service, peer, extra);
 }
 
 async function serviceWith(authenticator: Authenticator, settings: Partial<ServiceSettings> = {}) {

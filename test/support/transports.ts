@@ -1,6 +1,8 @@
 import { Agent, request as httpRequest } from "node:http";
 import { createLambdaHandler } from "../../functions/adapters/lambda/lambda-handler.ts";
+import type { Peer } from "../../functions/bits/request.ts";
 import type { UploadService } from "../../functions/service/upload-service.ts";
+import { call } from "./calls.ts";
 
 export interface WireRequest {
   readonly method: string;
@@ -56,6 +58,26 @@ export function httpTransport(baseUrl: string): Transport & { close(): void } {
       out.end(req.body);
     });
   return Object.assign(send, { close: () => agent.destroy() });
+}
+
+/** Straight into the service, as a client at `peer` that adds these headers to every request. */
+export function serviceTransport(
+  service: UploadService,
+  peer: Peer,
+  extra: Record<string, string> = {},
+): Transport {
+  return async (req) => {
+    const response = await call(service, {
+      path: req.path,
+      headers: { ...req.headers, ...extra },
+      body: req.body,
+      peer,
+    });
+    return {
+      status: response.status,
+      headers: new Map(Object.entries(response.headers).map(([k, v]) => [k.toLowerCase(), v])),
+    };
+  };
 }
 
 /** One BITS_POST packet through a transport. */

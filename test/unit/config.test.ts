@@ -490,3 +490,17 @@ describe("loadConfig: completion events (docs/events.md)", () => {
     ).toContain("BITS_EVENT_BUS");
   });
 });
+
+describe("BITS_JOIN_PRINCIPALS", () => {
+  it("lists the modes whose principals are the Basic user of the same name", () => {
+    const config = loadConfig({ ...REQUIRED, BITS_JOIN_PRINCIPALS: "client-cert, signed-url" });
+    expect(config.joinedModes).toEqual(["signed-url", "client-cert"]);
+  });
+
+  it("is none by default, and refuses anything but signed-url and client-cert", () => {
+    expect(loadConfig(REQUIRED).joinedModes).toBeUndefined();
+    expect(() => loadConfig({ ...REQUIRED, BITS_JOIN_PRINCIPALS: "anonymous" })).toThrow(
+      /BITS_JOIN_PRINCIPALS/,
+    );
+  });
+});

@@ -53,7 +53,6 @@ export function toItem(record: SessionRecord): Item {
     who: s(record.principal),
     slot: s(record.slot),
     ow: { BOOL: record.overwrite },
-    max: n(record.maxBytes),
     fr: n(record.fragments),
     uid: s(record.uploadId),
     off: n(record.offset),
@@ -63,6 +62,7 @@ export function toItem(record: SessionRecord): Item {
     ver: n(record.version),
     exp: n(record.expiresAt),
   };
+  if (record.maxBytes !== undefined) item.max = n(record.maxBytes);
   if (record.total !== undefined) item.tot = n(record.total);
   if (record.auth !== undefined) item.am = s(record.auth);
   if (record.requestKey !== undefined) item.rk = s(record.requestKey);
@@ -109,7 +109,7 @@ export function fromItem(item: Item): SessionRecord {
     principal: item.who?.S ?? "",
     slot: item.slot?.S ?? "",
     overwrite: item.ow?.BOOL ?? false,
-    maxBytes: num(item, "max") ?? 0,
+    maxBytes: num(item, "max"),
     fragments: num(item, "fr") ?? 0,
     auth: item.am?.S,
     requestKey: item.rk?.S,

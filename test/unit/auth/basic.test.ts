@@ -248,3 +248,9 @@ describe("BasicAuthenticator", () => {
     await expect(attempt).rejects.toThrow(/^test htpasswd: htpasswd line 1 \(user "bob"\)/);
   });
 });
+
+describe("htpasswd: the names of clients without an identity are reserved", () => {
+  it.each(["anonymous", "signed-url"])("refuses a user named %s", (user) => {
+    expect(() => parseHtpasswd(`${user}:${BOB_HASH}`)).toThrow(/reserved/);
+  });
+});

@@ -93,3 +93,16 @@ describe("npm run sign-url", () => {
     expect(run.stderr).toMatch(message);
   });
 });
+
+describe("npm run sign-url --max-size 0", () => {
+  it("is refused: a URL that allows no bytes is a mistake, and zero must never mean no limit", () => {
+    const run = spawnSync(
+      "npx",
+      ["tsx", "scripts/sign-url.ts", "https://up.example/f", "--keys", keysFile, "--max-size", "0"],
+      { encoding: "utf8" },
+    );
+    expect(run.status).toBe(1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toMatch(/--max-size|bits-max-size/);
+  });
+});

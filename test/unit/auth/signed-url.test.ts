@@ -246,3 +246,23 @@ describe("signUploadUrl refuses what it could not sign", () => {
     expect(() => sign(url, options)).toThrow(/cannot sign/);
   });
 });
+
+describe("bits-sig: only the canonical encoding verifies", () => {
+  // 43 base64url characters carry 258 bits for a 256-bit HMAC: the last character's two low
+  // bits are padding, so three other characters decode to the same bytes.
+  it("the last character changed to any of the three that decode alike is denied", async () => {
+    const url = sign("https://up.example/m.bin");
+    const sig = new URL(url).searchParams.get("bits-sig") ?? "";
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = alphabet.indexOf(sig.at(-1) ?? "");
+    const twins = [1, 2, 3].map((low) => `${sig.slice(0, -1)}${alphabet[(last & ~3) | low]}`);
+    expect(
+      twins.every((twin) => Buffer.from(twin, "base64url").equals(Buffer.from(sig, "base64url"))),
+    ).toBe(true);
+    expect((await check(requestFor(url)))?.kind).toBe("ok");
+    for (const twin of twins) {
+      const request = requestFor(url, (params) => params.set("bits-sig", twin));
+      expect(reasonOf(await check(request))).toMatch(/malformed|bad signature/);
+    }
+  });
+});
