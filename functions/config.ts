@@ -1,7 +1,7 @@
 import { AUTH_MODES, type AuthMode } from "./auth/types.ts";
 import { MiB, S3_MAX_OBJECT_SIZE, S3_MIN_PART_SIZE } from "./bits/constants.ts";
 import { normalizePrefix } from "./bits/key.ts";
-import type { NotificationRule } from "./bits/notification.ts";
+import { isRelativeTarget, type NotificationRule } from "./bits/notification.ts";
 
 export interface Config {
   readonly bucket: string;
@@ -44,6 +44,8 @@ export interface Config {
   readonly notificationTimeoutSeconds: number;
   readonly maxReplyBytes: number;
   readonly replyPath: string;
+  /** `https://host[:port]` clients reach the server at (BITS_PUBLIC_ORIGIN); undefined if unset. */
+  readonly publicOrigin: string | undefined;
   /** CloudWatch metrics in the log lines; off unless BITS_METRICS_STAGE names the stage. */
   readonly metrics: { readonly namespace: string; readonly stage: string } | undefined;
   /** Where completion events go (docs/events.md). */
@@ -220,6 +222,18 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     problems.push("BITS_REPLY_PATH must be a path like /.bits-replies");
   }
 
+  const publicOrigin = originSetting(read("BITS_PUBLIC_ORIGIN"), problems);
+  const relative = notifications.find(
+    (rule) => rule.url !== undefined && isRelativeTarget(rule.url),
+  );
+  if (relative !== undefined && publicOrigin === undefined) {
+    // Resolved against the client's Host header it would let any client choose where the
+    // server sends the upload (docs/security.md, "No request target from the request").
+    problems.push(
+      `the relative notification URL ${JSON.stringify(relative.url)} needs BITS_PUBLIC_ORIGIN`,
+    );
+  }
+
   const config: Config = {
     bucket: text("BITS_BUCKET"),
     table: text("BITS_TABLE"),
@@ -258,6 +272,7 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     notificationTimeoutSeconds: seconds("BITS_NOTIFICATION_TIMEOUT", 40),
     maxReplyBytes: bytes("BITS_MAX_REPLY_SIZE", 64 * MiB, 0, 5 * 1024 * MiB),
     replyPath: replyPath.replace(/\/$/, ""),
+    publicOrigin,
     metrics: metricsSettings(read),
     events: eventsConfig(read, problems),
   };
@@ -352,6 +367,22 @@ function validTarget(url: string): boolean {
   if (/^https?:\/\//i.test(url)) return URL.canParse(url);
   // Relative to the remote name's directory, as IIS resolves it.
   return !/^[a-z][a-z0-9+.-]*:/i.test(url) && !url.startsWith("//");
+}
+
+/**
+ * `BITS_PUBLIC_ORIGIN`: `https://uploads.example.com` (a port may follow), nothing else: no
+ * path, query, fragment or credentials.
+ */
+function originSetting(raw: string | undefined, problems: string[]): string | undefined {
+  const text = raw?.trim();
+  if (text === undefined || text === "") return undefined;
+  const url = URL.canParse(text) ? new URL(text) : undefined;
+  const bare = url !== undefined && /^https?:$/.test(url.protocol) && url.username === "";
+  if (!bare || url.password !== "" || `${url.origin}/` !== url.href.replace(/\/?$/, "/")) {
+    problems.push(`BITS_PUBLIC_ORIGIN=${JSON.stringify(text)} must be https://host[:port]`);
+    return undefined;
+  }
+  return url.origin;
 }
 
 function metricsSettings(read: (name: string) => string | undefined) {

@@ -183,6 +183,7 @@ export function buildContext(
       notificationTimeoutMs: config.notificationTimeoutSeconds * 1000,
       maxReplyBytes: config.maxReplyBytes,
       replyPath: config.replyPath,
+      publicOrigin: config.publicOrigin,
       maxResponseBody: options.maxResponseBody ?? Number.POSITIVE_INFINITY,
       metrics: config.metrics,
     },

@@ -1,5 +1,5 @@
 import { MAX_KEY_BYTES } from "./constants.ts";
-import { invalidArg } from "./errors.ts";
+import { type BitsError, invalidArg } from "./errors.ts";
 
 export interface KeyRules {
   /** Normalised by `normalizePrefix`: empty, or segments ending in `/`. */
@@ -43,6 +43,31 @@ export function destinationPath(path: string): string {
   return `/${decoded.join("/")}`;
 }
 
+/**
+ * A request path decoded once: the canonical destination (`destinationPath`), or why the path
+ * names none. Every decision about a request (upload paths, notification rules, prefixes,
+ * signed-URL scope, the key, the audit line) is made on `path` (docs/security.md, "One path").
+ */
+export type Destination =
+  | { readonly ok: true; readonly path: string }
+  | { readonly ok: false; readonly error: BitsError };
+
+export function parseDestination(path: string): Destination {
+  try {
+    return { ok: true, path: destinationPath(path) };
+  } catch (error) {
+    return { ok: false, error: error as BitsError };
+  }
+}
+
+/**
+ * The canonical destination as a URL path: each segment percent-encoded the one way
+ * `encodeURIComponent` does, so two spellings of one name give one URL.
+ */
+export function destinationUrlPath(destination: string): string {
+  return destination.split("/").map(encodeURIComponent).join("/");
+}
+
 /** True when `text` can be one segment of a destination path (see `destinationPath`). */
 export function isSegment(text: string): boolean {
   try {
@@ -63,7 +88,13 @@ function checkSegment(text: string): string {
 
 /** Maps the request path to the S3 object key under `prefix` (see `destinationPath`). */
 export function objectKeyFor(path: string, prefix: string, reserved: string): string {
-  const key = prefix + destinationPath(path).slice(1);
+  return keyOf(parseDestination(path), prefix, reserved);
+}
+
+/** The S3 object key of a decoded destination under `prefix`; throws when there is none. */
+export function keyOf(destination: Destination, prefix: string, reserved: string): string {
+  if (!destination.ok) throw destination.error;
+  const key = prefix + destination.path.slice(1);
   if (reserved !== "" && key.startsWith(reserved)) throw invalidArg("reserved key prefix");
   if (new TextEncoder().encode(key).length > MAX_KEY_BYTES) throw invalidArg("key too long");
   return key;

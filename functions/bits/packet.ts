@@ -1,6 +1,6 @@
 import { BITS_PROTOCOL_GUID, MAX_HEADER_VALUE_BYTES, MAX_SESSION_ID_LENGTH } from "./constants.ts";
 import { invalidArg } from "./errors.ts";
-import { type KeyRules, objectKeyFor } from "./key.ts";
+import { type Destination, type KeyRules, keyOf, parseDestination } from "./key.ts";
 import { type ContentRange, parseContentRange } from "./range.ts";
 import type { BitsRequest } from "./request.ts";
 
@@ -60,9 +60,14 @@ export function sessionIdOf(request: BitsRequest): string | undefined {
 
 /**
  * Common validation in [MC-BUP] 3.2.5.2.3 order (syntax, then `Content-Length`), then the
- * packet-specific syntax. Throws `BitsError` for anything malformed.
+ * packet-specific syntax. Throws `BitsError` for anything malformed. `destination` is the
+ * request path as the service decoded it, once.
  */
-export function parsePacket(request: BitsRequest, rules: KeyRules): Packet {
+export function parsePacket(
+  request: BitsRequest,
+  rules: KeyRules,
+  destination: Destination = parseDestination(request.path),
+): Packet {
   for (const value of request.headers.values()) {
     if (utf8.encode(value).length > MAX_HEADER_VALUE_BYTES) {
       throw invalidArg("header value over 4 KB");
@@ -75,7 +80,7 @@ export function parsePacket(request: BitsRequest, rules: KeyRules): Packet {
     throw invalidArg(`${type} with a body`);
   }
   if (type === "ping") return { type };
-  const key = objectKeyFor(request.path, rules.keyPrefix, rules.reservedPrefix);
+  const key = keyOf(destination, rules.keyPrefix, rules.reservedPrefix);
   switch (type) {
     case "create-session":
       checkProtocols(request.headers.get("bits-supported-protocols"));

@@ -206,3 +206,16 @@ export const FRAGMENT_ALLOWANCE_BASE = 64;
 export function fragmentAllowance(total: number, perMiB: number): number {
   return FRAGMENT_ALLOWANCE_BASE + Math.ceil((total * perMiB) / (1024 * 1024));
 }
+
+/**
+ * May a session that has written `fragments` fragments write one more, which brings the bytes
+ * it holds from byte 0 to `heldAfter`? The allowance follows the bytes received, never the total
+ * the client declares: the fixed allowance free, then one fragment per 1 MiB / `perMiB` bytes
+ * (2 KiB at the default 512). A client writing slivers is stopped within 66 requests whatever
+ * total it declares; a Windows client, whose fragments start at 5 KB and grow, never comes near
+ * (docs/security.md, Caps). As `heldAfter` never exceeds the total, this is never more than
+ * `fragmentAllowance` of the total.
+ */
+export function mayWriteFragment(fragments: number, heldAfter: number, perMiB: number): boolean {
+  return fragments < fragmentAllowance(heldAfter, perMiB);
+}

@@ -55,3 +55,21 @@ export function ownedBy(record: SessionRecord, packet: { key: string }, call: Ca
 export function sessionTag(id: string): string {
   return createHash("sha256").update(id).digest("hex").slice(0, 16);
 }
+
+/** What a log line shows in place of a secret it must not hold. */
+export const REDACTED = "[redacted]";
+
+const GUID = /\{?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\}?/gi;
+/** A reply token (128 random bits in hex) or anything else as long and as random-looking. */
+const TOKEN = /[0-9a-f]{32,}/gi;
+
+/**
+ * Text for a log line (an error's message, which may name a staged key) with every session ID,
+ * in any of its forms (`{GUID}`, the staging folder's lower-case GUID), replaced by its tag, and
+ * every token-like run of hex digits removed (docs/security.md, "What is logged").
+ */
+export function redactIds(text: string): string {
+  return text
+    .replace(GUID, (_, guid: string) => sessionTag(`{${guid.toUpperCase()}}`))
+    .replace(TOKEN, REDACTED);
+}

@@ -13,11 +13,11 @@ import {
   uploadEvent,
 } from "../bits/upload-event.ts";
 import type { EventSink } from "../ports/event-sink.ts";
-import { sessionTag } from "./call.ts";
+import { redactIds, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { deleteUploadData } from "./end-session.ts";
 import { emfFields } from "./metrics.ts";
-import { sessionDir, sessionIdOfStagingDir } from "./staging.ts";
+import { sessionIdOfStagingDir } from "./staging.ts";
 
 /**
  * Handles a batch of the session table's changes, in order (docs/events.md): a write that ended
@@ -314,11 +314,10 @@ async function isolated(
   } catch (error) {
     counts.failures += 1;
     const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
-    const tag = sessionTag(id);
     context.runtime.log("error", `sweep: cleanup of ${what} failed; going on`, {
-      session: tag,
+      session: sessionTag(id),
       // Staged keys name the session too: neither form of the ID goes into the log.
-      error: text.replaceAll(id, tag).replaceAll(sessionDir(id), tag),
+      error: redactIds(text),
       ...emfFields(
         context.settings.metrics,
         [{ name: "CleanupFailures", value: 1, unit: "Count" }],

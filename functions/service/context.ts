@@ -39,6 +39,12 @@ export interface ServiceSettings {
   readonly notifications: readonly NotificationRule[];
   readonly notificationTimeoutMs: number;
   readonly maxReplyBytes: number;
+  /**
+   * `https://host[:port]` as clients reach the server (BITS_PUBLIC_ORIGIN): relative
+   * notification URLs resolve against it, and reply URLs are built on it. Without it, a
+   * relative notification URL is refused and reply URLs use the client's Host header.
+   */
+  readonly publicOrigin?: string | undefined;
   /** URL path under which replies are served (`/.bits-replies`). */
   readonly replyPath: string;
   /**

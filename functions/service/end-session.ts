@@ -14,7 +14,7 @@ import {
   uploadKey,
 } from "../bits/session.ts";
 import type { CompleteResult } from "../ports/object-store.ts";
-import { type Call, ownedBy, sessionTag } from "./call.ts";
+import { type Call, ownedBy, redactIds, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { emfFields } from "./metrics.ts";
 import { type Attempt, again, done, untilSettled } from "./retry.ts";
@@ -200,7 +200,7 @@ export async function underKeyClaim<T>(
   await context.sessions.releaseKey(record.key, record.id).catch((error: unknown) => {
     context.runtime.log("warn", "key claim left to expire", {
       session: sessionTag(record.id),
-      error: String(error),
+      error: redactIds(String(error)),
     });
   });
   return outcome;

@@ -11,9 +11,9 @@ import { type FragmentDecision, planFragment, type Write } from "../bits/fragmen
 import type { Packet } from "../bits/packet.ts";
 import type { BitsResponse } from "../bits/request.ts";
 import {
-  fragmentAllowance,
   isComplete,
   isLive,
+  mayWriteFragment,
   PART_CHUNK,
   type PartBuilder,
   recordedParts,
@@ -21,7 +21,7 @@ import {
   uploadKey,
 } from "../bits/session.ts";
 import { type CopiedPart, ObjectMissingError, UploadGoneError } from "../ports/object-store.ts";
-import { type Call, ownedBy, sessionTag } from "./call.ts";
+import { type Call, ownedBy, redactIds, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { failSession } from "./end-session.ts";
 import { notifyAndReply } from "./reply.ts";
@@ -141,7 +141,7 @@ async function apply(
   call: Call,
 ): Promise<Attempt<BitsResponse>> {
   const { sessions, settings, cache } = context;
-  if (current.fragments >= fragmentAllowance(decision.total, settings.maxFragmentsPerMiB)) {
+  if (!mayWriteFragment(current.fragments, decision.offset, settings.maxFragmentsPerMiB)) {
     // A client that writes the file in slivers would make the operator pay a PUT and a write
     // each: the session ends here and the job fails (docs/security.md, Caps).
     await failSession(context, current, "too many fragments for the file's size");
@@ -500,7 +500,7 @@ async function deleteStagedQuietly(context: ServiceContext, sessionId: string, k
   } catch (error) {
     context.runtime.log("warn", "staged objects left for session end", {
       session: sessionTag(sessionId),
-      error: String(error),
+      error: redactIds(String(error)),
     });
   }
 }

@@ -54,6 +54,8 @@ export async function serveReply(
     etag: `"${record.notify?.token ?? "empty"}"`,
     lastModified: new Date(0),
   };
+  // Written through the presigned PUT after the application's answer was checked: not served.
+  if (stat.size > settings.maxReplyBytes) return empty(404);
   const range = parseRange(request.headers.get("range"), stat.size);
   const answer = downloadHeaders(stat, range, request.headers.get("if-range"));
   if (request.method === "HEAD" || answer.end < answer.start) {

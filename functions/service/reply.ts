@@ -3,7 +3,12 @@ import { ack } from "../bits/ack.ts";
 import { HRESULT } from "../bits/constants.ts";
 import { crc32c, crc32cCombine } from "../bits/crc32c.ts";
 import { applicationError, BitsError } from "../bits/errors.ts";
-import { MAX_REPLY_URL_LENGTH, notificationTarget, ruleFor } from "../bits/notification.ts";
+import {
+  isRelativeTarget,
+  MAX_REPLY_URL_LENGTH,
+  notificationTarget,
+  ruleFor,
+} from "../bits/notification.ts";
 import type { BitsResponse } from "../bits/request.ts";
 import type { Notify, SessionRecord } from "../bits/session.ts";
 import type { NotificationResult } from "../ports/notifier.ts";
@@ -26,6 +31,11 @@ export const replyKeyOf = (context: ServiceContext, id: string) =>
 export function notifyFor(context: ServiceContext, call: Call, path: string): Notify | undefined {
   const rule = ruleFor(context.settings.notifications, path);
   if (rule?.url === undefined || rule.type === "none") return undefined;
+  if (isRelativeTarget(rule.url) && context.settings.publicOrigin === undefined) {
+    // The configuration refuses this at start: resolved against the client's Host header, a
+    // relative URL would let the client choose where the server sends the upload.
+    throw new BitsError("internal", "a relative notification URL needs a public origin");
+  }
   return {
     type: rule.type,
     target: notificationTarget(rule.url, call.remoteUrl),
@@ -105,7 +115,7 @@ async function notifyHolding(context: ServiceContext, record: SessionRecord, cal
     const size = await completeRequest(context, record);
     const requestKey = requestKeyOf(context, record.id);
     const replyKey = replyKeyOf(context, record.id);
-    const seconds = Math.ceil(settings.notificationTimeoutMs / 1000) + 3600;
+    const seconds = Math.ceil(settings.notificationTimeoutMs / 1000);
     result = await notifierOf(context).notify({
       type: notify.type,
       target: notify.target,
@@ -116,7 +126,7 @@ async function notifyHolding(context: ServiceContext, record: SessionRecord, cal
         bucket: settings.bucket,
         key: requestKey,
         size,
-        readUrl: await objects.presign(requestKey, "GET", seconds),
+        readUrl: await objects.presign(requestKey, "GET", seconds + 3600),
         open: async () => {
           const read = await objects.readStream(requestKey);
           if (read === undefined) throw new Error("the uploaded file is gone");
@@ -126,6 +136,7 @@ async function notifyHolding(context: ServiceContext, record: SessionRecord, cal
       response: {
         bucket: settings.bucket,
         key: replyKey,
+        // Only while the application is being notified: its answer ends its turn to write.
         writeUrl: await objects.presign(replyKey, "PUT", seconds),
       },
       timeoutMs: settings.notificationTimeoutMs,
@@ -147,6 +158,7 @@ async function notifyHolding(context: ServiceContext, record: SessionRecord, cal
   }
   try {
     if (result.reply !== undefined) await storeReply(context, record, result.reply);
+    else if (result.staticUrl === undefined) await checkWrittenReply(context, record);
     let copied = false;
     if (result.copyToDestination) {
       const options = { overwrite: record.overwrite, owner: record.id };
@@ -227,6 +239,23 @@ async function storeReply(context: ServiceContext, record: SessionRecord, reply:
     await objects.abortUpload(key, uploadId).catch(() => undefined);
     throw error;
   }
+}
+
+/**
+ * A reply the application wrote through the presigned PUT URL, which cannot bound its size (S3
+ * signs no upper limit into a PUT): one over BITS_MAX_REPLY_SIZE is deleted and the
+ * notification failed, like one answered by value ([MC-BUP] 3.2.5.1.3: the client resends).
+ */
+async function checkWrittenReply(context: ServiceContext, record: SessionRecord) {
+  const { objects, settings } = context;
+  const key = replyKeyOf(context, record.id);
+  const stat = await objects.stat(key);
+  if (stat === undefined || stat.size <= settings.maxReplyBytes) return;
+  await objects.delete([key]);
+  throw failureOf({
+    kind: "unreachable",
+    message: `the application wrote a reply over ${settings.maxReplyBytes} bytes`,
+  });
 }
 
 function notifierOf(context: ServiceContext) {

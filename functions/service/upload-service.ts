@@ -12,7 +12,12 @@ import {
 } from "../bits/ack.ts";
 import { HRESULT } from "../bits/constants.ts";
 import { BitsError } from "../bits/errors.ts";
-import { destinationPath, objectKeyFor } from "../bits/key.ts";
+import {
+  type Destination,
+  destinationUrlPath,
+  keyOf,
+  parseDestination,
+} from "../bits/key.ts";
 import {
   isBitsPost,
   type Packet,
@@ -23,7 +28,7 @@ import {
 } from "../bits/packet.ts";
 import type { BitsRequest, BitsResponse } from "../bits/request.ts";
 import { isLive } from "../bits/session.ts";
-import { type Call, sessionTag, slotFor } from "./call.ts";
+import { type Call, REDACTED, redactIds, sessionTag, slotFor } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { createSession } from "./create-session.ts";
 import { endSession } from "./end-session.ts";
@@ -52,6 +57,8 @@ export interface UploadService {
 
 /** What one request did, for its audit line. */
 interface Outcome {
+  /** The request path, decoded once. */
+  destination?: Destination | undefined;
   principal?: Principal | undefined;
   packet?: Packet | undefined;
   call?: Call | undefined;
@@ -88,16 +95,26 @@ async function serve(
   const isReply = request.path.startsWith(`${settings.replyPath}/`);
   if ((request.method === "GET" || request.method === "HEAD") && isReply) {
     try {
-      return await serveReply(context, authenticator, request, authRequest(request));
+      const destination = parseDestination(request.path);
+      return await serveReply(context, authenticator, request, authRequest(request, destination));
     } catch (error) {
       logFailure(context, error, undefined);
       return { status: 500, headers: { "Content-Length": "0" } };
     }
   }
   if (!isBitsPost(request)) return methodNotAllowed();
+  // The path is decoded here and nowhere else: what is authorized, notified, audited and stored
+  // is this one canonical path (docs/security.md, "One path").
+  const destination = parseDestination(request.path);
+  outcome.destination = destination;
+  // Only a Ping may name no destination; its upload path is then judged as sent.
+  const path = destination.ok ? destination.path : request.path;
   try {
     // Authentication comes first, as in IIS: a client without credentials learns nothing else.
-    const auth = await authenticator.authenticate(authRequest(request), context.runtime.now());
+    const auth = await authenticator.authenticate(
+      authRequest(request, destination),
+      context.runtime.now(),
+    );
     if (auth.kind === "challenge") {
       outcome.reason = auth.reason;
       return challenge(auth.realm);
@@ -109,15 +126,17 @@ async function serve(
     }
     if (auth.kind === "denied") throw new BitsError("accessDenied", auth.reason);
     outcome.principal = auth.principal;
-    if (!uploadsEnabled(settings.uploadPaths, request.path)) {
+    if (!uploadsEnabled(settings.uploadPaths, path)) {
       throw new BitsError("uploadsDisabled", "uploads are not enabled for this path");
     }
-    const packet = parsePacket(request, {
-      keyPrefix: settings.keyPrefix,
-      reservedPrefix: settings.stagingPrefix,
-    });
+    const packet = parsePacket(
+      request,
+      { keyPrefix: settings.keyPrefix, reservedPrefix: settings.stagingPrefix },
+      destination,
+    );
     outcome.packet = packet;
-    const origin = originOf(request);
+    // Set by the operator, never taken from the request when configured (docs/security.md).
+    const origin = settings.publicOrigin ?? originOf(request);
     const search = new URLSearchParams([...(request.query ?? new Map())]).toString();
     const identity = identityOf(auth.principal, settings);
     const call: Call = {
@@ -126,8 +145,8 @@ async function serve(
       slot: slotFor(auth.principal, identity, request.peer),
       audit: { bytesStored: 0 },
       origin,
-      remoteUrl: `${origin}${request.path}${search === "" ? "" : `?${search}`}`,
-      path: request.path,
+      remoteUrl: `${origin}${destination.ok ? destinationUrlPath(path) : path}${search === "" ? "" : `?${search}`}`,
+      path,
       client: request.peer?.address,
     };
     outcome.call = call;
@@ -152,21 +171,19 @@ async function serve(
   }
 }
 
-/** `scheme://host` as the client reached the server (the Host header it sent). */
+/**
+ * `scheme://host` as the client reached the server (the Host header it sent): only for URLs
+ * given back to that client, and only when no public origin is configured. Never the target of
+ * a request the server makes (relative notification URLs need the configured origin).
+ */
 function originOf(request: BitsRequest): string {
   const host = request.headers.get("host") ?? "localhost";
   return `${request.peer?.scheme ?? "https"}://${host}`;
 }
 
-function authRequest(request: BitsRequest): AuthRequest {
-  let destination: string | undefined;
-  try {
-    destination = destinationPath(request.path);
-  } catch {
-    destination = undefined;
-  }
+function authRequest(request: BitsRequest, destination: Destination): AuthRequest {
   return {
-    destination,
+    destination: destination.ok ? destination.path : undefined,
     query: request.query ?? new Map(),
     headers: request.headers,
     secure: request.peer?.secure ?? false,
@@ -187,14 +204,19 @@ async function knownSessionId(
   failure: BitsError,
 ): Promise<string | undefined> {
   const id = sessionIdOf(request);
-  const { packet, principal } = outcome;
-  if (id === undefined || failure.kind === "sessionNotFound" || principal === undefined) {
+  const { packet, principal, destination } = outcome;
+  if (
+    id === undefined ||
+    failure.kind === "sessionNotFound" ||
+    principal === undefined ||
+    destination === undefined
+  ) {
     return undefined;
   }
   if (packet?.type === "ping" || packet?.type === "create-session") return undefined;
   try {
     const { keyPrefix, stagingPrefix } = context.settings;
-    const key = packet?.key ?? objectKeyFor(request.path, keyPrefix, stagingPrefix);
+    const key = packet?.key ?? keyOf(destination, keyPrefix, stagingPrefix);
     const record = await context.sessions.get(id);
     const owned =
       record !== undefined &&
@@ -217,8 +239,23 @@ export function uploadsEnabled(prefixes: readonly string[], path: string): boole
 function logFailure(context: ServiceContext, error: unknown, sessionId: string | undefined) {
   context.runtime.log("error", "request failed", {
     session: sessionId === undefined ? undefined : sessionTag(sessionId),
-    error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    error: redactIds(error instanceof Error ? `${error.name}: ${error.message}` : String(error)),
   });
+}
+
+/**
+ * The path as the audit line gives it: the canonical one, which decisions were made on; a reply
+ * URL without its session and token, which are all that guards some replies.
+ */
+function auditPath(
+  context: ServiceContext,
+  request: BitsRequest,
+  destination: Destination | undefined,
+): string {
+  const path = destination?.ok ? destination.path : request.path;
+  const { replyPath } = context.settings;
+  const isReply = [path, request.path].some((p) => p.startsWith(`${replyPath}/`));
+  return isReply ? `${replyPath}/${REDACTED}` : path.slice(0, 1100);
 }
 
 /** One JSON line per request (docs/security.md, "What is logged"). */
@@ -262,7 +299,7 @@ function audit(
     client: request.peer?.address,
     userAgent: request.headers.get("user-agent")?.slice(0, 200),
     method: request.method.slice(0, 20),
-    path: request.path.slice(0, 1100),
+    path: auditPath(context, request, outcome.destination),
     key: packet !== undefined && "key" in packet ? packet.key : undefined,
     packet: type,
     principal: principal?.name,
@@ -270,7 +307,8 @@ function audit(
     session: sessionId === undefined ? undefined : sessionTag(sessionId),
     status: response.status,
     error: response.headers["BITS-Error-Code"],
-    reason: response.status < 400 ? undefined : outcome.reason,
+    reason:
+      response.status < 400 || outcome.reason === undefined ? undefined : redactIds(outcome.reason),
     received: request.body.length,
     stored: call?.audit.bytesStored ?? 0,
     ms,

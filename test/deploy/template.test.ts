@@ -1391,6 +1391,28 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       ]);
     });
 
+    it("a relative notification URL is refused without publicOrigin, never resolved on Host", () => {
+      const relative = { NotificationType: "value", NotificationUrl: "notify.asp" };
+      expect(deploy(template, relative).dangling).toEqual([
+        "RelativeNotificationUrlNeedsPublicOrigin",
+      ]);
+      const origin = { ...relative, PublicOrigin: "https://uploads.example.com" };
+      expect(deploy(template, origin).dangling).toEqual([]);
+      expect(variables(deploy(template, origin)).BITS_PUBLIC_ORIGIN).toBe(origin.PublicOrigin);
+      for (const url of ["https://app.example/n", "http://app.example/n", "lambda:app", ""]) {
+        const absolute = { NotificationType: "reference", NotificationUrl: url };
+        expect(deploy(template, absolute).dangling, url).toEqual([]);
+      }
+      expect(deploy(template, { NotificationUrl: "notify.asp" }).dangling).toEqual([]);
+      const pattern = new RegExp(`^(?:${template.Parameters.PublicOrigin?.AllowedPattern})$`);
+      for (const good of ["", "https://uploads.example.com", "http://10.0.0.5:8080"]) {
+        expect(good).toMatch(pattern);
+      }
+      for (const bad of ["uploads.example.com", "https://u.example/bits", "https://u.example/"]) {
+        expect(bad).not.toMatch(pattern);
+      }
+    });
+
     it("neither parameter can name a wildcard function", () => {
       const url = new RegExp(`^(?:${template.Parameters.NotificationUrl?.AllowedPattern})$`);
       for (const good of [

@@ -1,4 +1,5 @@
 import type { EventSink } from "../../ports/event-sink.ts";
+import { redactIds } from "../../service/call.ts";
 import { handleSessionChanges, sweep } from "../../service/cleanup.ts";
 import type { ServiceContext } from "../../service/context.ts";
 import { emfFields } from "../../service/metrics.ts";
@@ -34,7 +35,9 @@ export function createCleanupHandler(context: ServiceContext, sink: () => Promis
     } catch (error) {
       // Counted for the cleanup alarm, then thrown so that Lambda retries (docs/monitoring.md).
       context.runtime.log("error", "cleanup failed", {
-        error: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        error: redactIds(
+          error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        ),
         ...emfFields(
           context.settings.metrics,
           [{ name: "CleanupFailures", value: 1, unit: "Count" }],
