@@ -12,12 +12,7 @@ import {
 } from "../bits/ack.ts";
 import { HRESULT } from "../bits/constants.ts";
 import { BitsError } from "../bits/errors.ts";
-import {
-  type Destination,
-  destinationUrlPath,
-  keyOf,
-  parseDestination,
-} from "../bits/key.ts";
+import { type Destination, destinationUrlPath, keyOf, parseDestination } from "../bits/key.ts";
 import {
   isBitsPost,
   type Packet,
