@@ -646,8 +646,14 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(stringsIn(grant("s3:DeleteObject")[0]?.resources)).toContain(
         `${cf("Bucket")}/${cf("StagingPrefix")}/*`,
       );
+      // The staging prefix, and destinations' keys: HEAD of a missing one answers 404, not 403.
       expect(grant("s3:ListBucket")[0]?.condition).toEqual({
-        StringLike: { "s3:prefix": { "Fn::Sub": `${cf("StagingPrefix")}/*` } },
+        StringLike: {
+          "s3:prefix": [
+            { "Fn::Sub": `${cf("StagingPrefix")}/*` },
+            { "Fn::Sub": `${cf("KeyPrefix")}/*` },
+          ],
+        },
       });
       // Releasing an expired session's slots: a Put of a once-only marker, counter updates.
       expect(grant("dynamodb:Scan")[0]?.actions.sort()).toEqual([
