@@ -1,9 +1,24 @@
-import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
 import { SWEEP_POSITION } from "../../functions/adapters/dynamodb/session-item.ts";
+import { packaged, packagedDir, packagedTemplate } from "../support/packaging.ts";
+import {
+  ALTERNATIVE_PARAMS,
+  asArray,
+  CERTIFICATE,
+  DEFAULT_PARAMS,
+  type Deployment,
+  deploy,
+  deployedStatements,
+  HARDENED_PARAMS,
+  isObject,
+  type Json,
+  type JsonObject,
+  type Resource,
+  stringsIn,
+  type Template,
+} from "../support/template.ts";
 
 /**
  * The CloudFormation template `npm run package` writes from serverless.yml and infra/*.yml,
@@ -13,91 +28,14 @@ import { SWEEP_POSITION } from "../../functions/adapters/dynamodb/session-item.t
  * functions, below), so that a choice such as the auth mode is checked for its effect.
  */
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type JsonObject = { [key: string]: Json };
-interface Resource {
-  Type: string;
-  Condition?: string;
-  DependsOn?: string | string[];
-  Metadata?: JsonObject;
-  Properties: JsonObject;
-}
-interface Parameter {
-  Type: string;
-  Default: Json;
-  AllowedValues?: string[];
-  AllowedPattern?: string;
-  MinValue?: number;
-  MaxValue?: number;
-}
-interface Template {
-  Parameters: Record<string, Parameter>;
-  Conditions: Record<string, Json>;
-  Resources: Record<string, Resource>;
-  Outputs: Record<string, { Condition?: string; Value: Json }>;
-}
-
-const ROOT = resolve(import.meta.dirname, "../..");
-const TEMPLATE = "cloudformation-template-update-stack.json";
-
-/** The environment of a packaging run: no AWS credentials, no telemetry. */
-function packagingEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    SLS_TELEMETRY_DISABLED: "1",
-    SLS_NOTIFICATIONS_MODE: "off",
-  };
-  for (const name of [
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-  ]) {
-    delete env[name];
-  }
-  return env;
-}
-
-function run(command: string, args: string[]) {
-  return execFileSync(command, args, {
-    cwd: ROOT,
-    env: packagingEnv(),
-    encoding: "utf8",
-    stdio: "pipe",
-    timeout: 180_000,
-  });
-}
-
-/** `osls package` with parameters, into its own directory. */
-function packageWith(params: Record<string, string>, outDir: string) {
-  const flags = Object.entries(params).map(([key, value]) => `--param=${key}=${value}`);
-  return run("npx", ["osls", "package", ...flags, "--package", outDir]);
-}
-
-const readTemplate = (dir: string) =>
-  JSON.parse(readFileSync(join(dir, TEMPLATE), "utf8")) as Template;
-
 /** What a failed packaging run printed (it must fail and write no template). */
-function packagingFailure(params: Record<string, string>, outDir: string) {
-  let message: string | undefined;
-  try {
-    packageWith(params, outDir);
-  } catch (error) {
-    const e = error as { stdout?: string; stderr?: string };
-    message = `${e.stdout ?? ""}${e.stderr ?? ""}`;
-  }
-  return { message, wroteTemplate: existsSync(join(outDir, TEMPLATE)) };
+function packagingFailure(params: Record<string, string>) {
+  const result = packaged(params);
+  return {
+    message: result.dir === undefined ? result.output : undefined,
+    wroteTemplate: result.dir !== undefined,
+  };
 }
-
-/** The default (`auth=basic`) template's packaging parameters. */
-const DEFAULT_PARAMS = { auth: "basic", htpasswdParameter: "/bits/htpasswd" };
-
-const asArray = (value: Json | undefined): Json[] =>
-  value === undefined ? [] : Array.isArray(value) ? value : [value];
-
-const isObject = (value: Json | undefined): value is JsonObject =>
-  typeof value === "object" && value !== null && !Array.isArray(value);
 
 /**
  * Every value a policy element can take: both branches of each Fn::If, without AWS::NoValue.
@@ -155,165 +93,8 @@ function allowed(template: Template, roleId: string) {
 const ofType = (template: Template, type: string) =>
   Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
 
-const stringsIn = (value: unknown): string => JSON.stringify(value);
-
 /** A CloudFormation Fn::Sub placeholder: cf("Bucket") is "${Bucket}". */
 const cf = (name: string) => `\${${name}}`;
-
-const PSEUDO: Record<string, string> = {
-  "AWS::Partition": "aws",
-  "AWS::Region": "us-east-1",
-  "AWS::AccountId": "123456789012",
-  "AWS::StackName": "bits-upload-server-dev",
-  "AWS::URLSuffix": "amazonaws.com",
-};
-
-/**
- * A stack as CloudFormation would make it from the template with its parameters' defaults (and
- * some overrides): which conditions hold, and each created resource's properties with Fn::If,
- * Fn::Sub, Fn::Join, Fn::Split, Fn::Select and AWS::NoValue worked out. A resource is written
- * `<Id>` where referenced, an attribute `<Id.Attr>`. `dangling` lists the resources that
- * created ones refer to but that are not created: CloudFormation refuses such a stack
- * ("Unresolved resource dependencies").
- */
-function deploy(template: Template, overrides: Record<string, string> = {}) {
-  const parameters = new Map<string, Json>();
-  for (const [name, parameter] of Object.entries(template.Parameters)) {
-    const value = overrides[name] ?? String(parameter.Default);
-    parameters.set(name, parameter.Type === "CommaDelimitedList" ? value.split(",") : value);
-  }
-  const conditions = new Map<string, boolean>();
-  const referenced = new Set<string>();
-
-  const ref = (name: string): Json | undefined => {
-    if (name === "AWS::NoValue") return undefined;
-    const pseudo = PSEUDO[name];
-    if (pseudo !== undefined) return pseudo;
-    const parameter = parameters.get(name);
-    if (parameter !== undefined) return parameter;
-    if (!(name in template.Resources)) throw new Error(`Ref to unknown ${name}`);
-    referenced.add(name);
-    return `<${name}>`;
-  };
-  const getAtt = (id: string, attribute: string) => {
-    if (!(id in template.Resources)) throw new Error(`GetAtt of unknown ${id}`);
-    referenced.add(id);
-    return `<${id}.${attribute}>`;
-  };
-  const holds = (name: string): boolean => {
-    const known = conditions.get(name);
-    if (known !== undefined) return known;
-    const definition = template.Conditions[name];
-    if (definition === undefined) throw new Error(`unknown condition ${name}`);
-    const value = truth(definition);
-    conditions.set(name, value);
-    return value;
-  };
-  const truth = (value: Json): boolean => {
-    if (!isObject(value)) throw new Error(`not a condition: ${stringsIn(value)}`);
-    const [[fn, args] = []] = Object.entries(value);
-    const list = asArray(args);
-    switch (fn) {
-      case "Condition":
-        return holds(String(args));
-      case "Fn::Equals":
-        return stringsIn(evaluate(list[0])) === stringsIn(evaluate(list[1]));
-      case "Fn::Not":
-        return !truth(list[0] ?? null);
-      case "Fn::And":
-        return list.every(truth);
-      case "Fn::Or":
-        return list.some(truth);
-      default:
-        throw new Error(`not a condition function: ${String(fn)}`);
-    }
-  };
-  const sub = (text: string, names: JsonObject) =>
-    text.replace(/\$\{([^}]+)\}/g, (_, name: string) => {
-      if (name in names) return String(evaluate(names[name]));
-      const dot = name.indexOf(".");
-      if (dot > 0 && !name.startsWith("AWS::"))
-        return getAtt(name.slice(0, dot), name.slice(dot + 1));
-      return String(ref(name));
-    });
-  function evaluate(value: Json | undefined): Json | undefined {
-    if (Array.isArray(value)) {
-      return value.map(evaluate).filter((item): item is Json => item !== undefined);
-    }
-    if (!isObject(value)) return value;
-    const keys = Object.keys(value);
-    const [fn] = keys;
-    const args = fn === undefined ? undefined : value[fn];
-    if (keys.length === 1 && (fn === "Ref" || fn?.startsWith("Fn::"))) {
-      const list = asArray(args);
-      switch (fn) {
-        case "Ref":
-          return ref(String(args));
-        case "Fn::GetAtt":
-          return getAtt(String(list[0]), String(list[1]));
-        case "Fn::If":
-          return evaluate(holds(String(list[0])) ? list[1] : list[2]);
-        case "Fn::Sub":
-          return typeof args === "string"
-            ? sub(args, {})
-            : sub(String(list[0]), isObject(list[1]) ? list[1] : {});
-        case "Fn::Join":
-          return asArray(evaluate(list[1])).join(String(list[0]));
-        case "Fn::Split":
-          return String(evaluate(list[1])).split(String(list[0]));
-        case "Fn::GetAZs":
-          return ["us-east-1a", "us-east-1b", "us-east-1c"];
-        case "Fn::Cidr":
-          return Array.from({ length: Number(evaluate(list[1])) }, (_, i) => `<cidr ${i}>`);
-        case "Fn::Select": {
-          const items = asArray(evaluate(list[1]));
-          const index = Number(evaluate(list[0]));
-          if (index >= items.length) throw new Error(`Fn::Select ${index} of ${stringsIn(items)}`);
-          return items[index];
-        }
-        default:
-          return value;
-      }
-    }
-    const out: JsonObject = {};
-    for (const [key, item] of Object.entries(value)) {
-      const evaluated = evaluate(item);
-      if (evaluated !== undefined) out[key] = evaluated;
-    }
-    return out;
-  }
-
-  const created = (id: string) => {
-    const condition = template.Resources[id]?.Condition;
-    return id in template.Resources && (condition === undefined || holds(condition));
-  };
-  const resources: Record<string, Resource> = {};
-  for (const [id, resource] of Object.entries(template.Resources)) {
-    if (!created(id)) continue;
-    for (const dependency of asArray(resource.DependsOn)) referenced.add(String(dependency));
-    resources[id] = evaluate(resource as unknown as Json) as unknown as Resource;
-  }
-  const outputs: Record<string, Json | undefined> = {};
-  for (const [name, output] of Object.entries(template.Outputs)) {
-    if (output.Condition === undefined || holds(output.Condition)) {
-      outputs[name] = evaluate(output.Value);
-    }
-  }
-  for (const name of Object.keys(template.Conditions)) holds(name);
-  const dangling = [...referenced].filter((id) => !created(id)).sort();
-  return { parameters, conditions, resources, outputs, dangling };
-}
-type Deployment = ReturnType<typeof deploy>;
-
-/** The statements of a created role's policies, as deployed. */
-function deployedStatements(stack: Deployment, roleId: string) {
-  const role = stack.resources[roleId];
-  return asArray(role?.Properties.Policies).flatMap((policy) =>
-    isObject(policy) && isObject(policy.PolicyDocument)
-      ? asArray(policy.PolicyDocument.Statement).filter(isObject)
-      : [],
-  );
-}
 
 /** The resources a deployed role may apply an action to (each statement's Resource list). */
 function deployedGrants(stack: Deployment, roleId: string, action: string) {
@@ -332,36 +113,6 @@ function iamMatches(pattern: string, value: string) {
     .join("");
   return new RegExp(`^${body}$`).test(value);
 }
-
-/** The hardened variant's packaging parameters: every mode, client certificates, WAF, logs. */
-const HARDENED_PARAMS = {
-  auth: "basic,signed-url,client-cert",
-  certificateArn:
-    "arn:aws:acm:us-east-1:123456789012:certificate/1234abcd-12ab-34cd-56ef-1234567890ab",
-  // A name without a leading "/", and a Secrets Manager secret with a "/" in its name.
-  htpasswdParameter: "bits-htpasswd",
-  urlKeysParameter: "/aws/reference/secretsmanager/bits/url-keys",
-  secretsKmsKeyArn: "arn:aws:kms:us-east-1:123456789012:key/0000aaaa-11bb-22cc-33dd-444444eeeeee",
-  trustStoreBucket: "my-ca-bucket",
-  trustStoreKey: "bits/ca-bundle.pem",
-  wafRateLimit: "2000",
-  accessLogBucket: "my-log-bucket",
-  reservedConcurrency: "none",
-  tableMaxReadUnits: "-1",
-  principalPrefix: "{principal}",
-  overwritePrincipals: "deployer,backup",
-  maxSessionsPerPrincipal: "5",
-  // Upload-reply jobs: a qualified function ARN, functions named only in the paths' JSON.
-  notificationType: "value",
-  notificationUrl: "lambda:arn:aws:lambda:us-east-1:123456789012:function:inventory-app:live",
-  notificationPaths: '[{"path":"/x/","type":"reference","url":"lambda:path-app"}]',
-  notificationFunctionArns:
-    "arn:aws:lambda:us-east-1:123456789012:function:path-app,arn:aws:lambda:us-east-1:123456789012:function:other-app:2",
-  notificationTimeoutSeconds: "50",
-  // Monitoring: the alarms notify a topic, at a tighter 5xx rate.
-  alarmTopicArn: "arn:aws:sns:us-east-1:111122223333:ops",
-  serverErrorRateThreshold: "2",
-};
 
 /** A function's environment variables. */
 const environment = (fn: Resource | undefined): JsonObject =>
@@ -441,49 +192,17 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
   let alternative: Template;
   let hardened: Template;
   let zips: Record<string, Buffer>;
-  let scratch: string;
 
   beforeAll(() => {
-    scratch = mkdtempSync(join(tmpdir(), "bits-package-"));
-    run("npm", [
-      "run",
-      "package",
-      "--",
-      ...Object.entries(DEFAULT_PARAMS).map(([key, value]) => `--param=${key}=${value}`),
-    ]);
-    const packaged = join(ROOT, ".serverless");
-    template = readTemplate(packaged);
+    template = packagedTemplate(DEFAULT_PARAMS);
+    const packagedDefault = packagedDir(DEFAULT_PARAMS);
     zips = {
-      upload: readFileSync(join(packaged, "upload.zip")),
-      cleanup: readFileSync(join(packaged, "cleanup.zip")),
+      upload: readFileSync(join(packagedDefault, "upload.zip")),
+      cleanup: readFileSync(join(packagedDefault, "cleanup.zip")),
     };
-    // osls stages every package in .serverless/ before moving it: keep the default one.
-    cpSync(packaged, join(scratch, "default"), { recursive: true });
-    packageWith(
-      {
-        auth: "anonymous",
-        frontDoor: "httpapi",
-        listenerProtocol: "HTTP",
-        existingBucket: "my-existing-bucket",
-        kmsKeyArn: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        keyPrefix: "incoming/bits",
-        metricsNamespace: "Acme/Bits",
-        eventBus: "bits-uploads-bus",
-      },
-      join(scratch, "alternative"),
-    );
-    alternative = readTemplate(join(scratch, "alternative"));
-    packageWith(HARDENED_PARAMS, join(scratch, "hardened"));
-    hardened = readTemplate(join(scratch, "hardened"));
+    alternative = packagedTemplate(ALTERNATIVE_PARAMS);
+    hardened = packagedTemplate(HARDENED_PARAMS);
   }, 240_000);
-
-  afterAll(() => {
-    const packaged = join(ROOT, ".serverless");
-    if (scratch && !existsSync(join(packaged, TEMPLATE)) && existsSync(join(scratch, "default"))) {
-      cpSync(join(scratch, "default"), packaged, { recursive: true });
-    }
-    if (scratch) rmSync(scratch, { recursive: true, force: true });
-  });
 
   describe("front door: ALB", () => {
     it("forwards BITS_POST, and POST with X-Http-Method-Override: BITS_POST, to the function", () => {
@@ -927,8 +646,14 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(stringsIn(grant("s3:DeleteObject")[0]?.resources)).toContain(
         `${cf("Bucket")}/${cf("StagingPrefix")}/*`,
       );
+      // The staging prefix, and destinations' keys: HEAD of a missing one answers 404, not 403.
       expect(grant("s3:ListBucket")[0]?.condition).toEqual({
-        StringLike: { "s3:prefix": { "Fn::Sub": `${cf("StagingPrefix")}/*` } },
+        StringLike: {
+          "s3:prefix": [
+            { "Fn::Sub": `${cf("StagingPrefix")}/*` },
+            { "Fn::Sub": `${cf("KeyPrefix")}/*` },
+          ],
+        },
       });
       // Releasing an expired session's slots: a Put of a once-only marker, counter updates.
       expect(grant("dynamodb:Scan")[0]?.actions.sort()).toEqual([
@@ -966,7 +691,7 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
 
   describe("authentication: chosen, never defaulted", () => {
     it("packaging without auth stops with a message naming the check", () => {
-      const failure = packagingFailure({}, join(scratch, "no-auth"));
+      const failure = packagingFailure({});
       expect(failure.message).toContain(
         "auth_must_be_chosen_anonymous_or_from_basic_signed-url_client-cert",
       );
@@ -989,19 +714,13 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
     });
 
     it("basic auth over an HTTP listener stops packaging", () => {
-      const failure = packagingFailure(
-        { ...DEFAULT_PARAMS, listenerProtocol: "HTTP" },
-        join(scratch, "basic-over-http"),
-      );
+      const failure = packagingFailure({ ...DEFAULT_PARAMS, listenerProtocol: "HTTP" });
       expect(failure.message).toContain("basic_auth_needs_an_HTTPS_listener");
       expect(failure.wroteTemplate).toBe(false);
     }, 60_000);
 
     it("client-cert auth without the ALB or a trust store stops packaging", () => {
-      const failure = packagingFailure(
-        { auth: "signed-url,client-cert", frontDoor: "httpapi" },
-        join(scratch, "client-cert-via-api"),
-      );
+      const failure = packagingFailure({ auth: "signed-url,client-cert", frontDoor: "httpapi" });
       for (const check of [
         "client-cert_auth_needs_frontDoor_alb",
         "client-cert_auth_needs_trustStoreBucket",
@@ -1030,12 +749,56 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(deploy(hardened, { ListenerProtocol: "HTTP" }).dangling).toEqual([
         "BasicAuthNeedsTls",
         "ClientCertAuthNeedsAlbHttpsAndTrustStore",
+        "SignedUrlAuthNeedsTlsOrAllowPlainHttp",
       ]);
       // The HTTP API is always HTTPS.
       expect(deploy(template, { FrontDoor: "httpapi", ListenerProtocol: "HTTP" }).dangling).toEqual(
         [],
       );
     });
+
+    it("signed URLs over an HTTP listener: packaging stops unless allowPlainHttp=true", () => {
+      const inClear = {
+        auth: "signed-url",
+        urlKeysParameter: "/bits/url-keys",
+        listenerProtocol: "HTTP",
+      };
+      const refused = packagingFailure(inClear);
+      expect(refused.message).toContain(
+        "signed-url_auth_over_plain_HTTP_needs_allowPlainHttp_true",
+      );
+      expect(refused.wroteTemplate).toBe(false);
+      // The opt-in, by name; still never for passwords.
+      expect(packaged({ ...inClear, allowPlainHttp: "true" }).dir).toBeDefined();
+      const basic = packagingFailure({
+        ...DEFAULT_PARAMS,
+        ...inClear,
+        auth: "basic,signed-url",
+        allowPlainHttp: "true",
+      });
+      expect(basic.message).toContain("basic_auth_needs_an_HTTPS_listener");
+      // Through the stack's parameters: the deployment fails, unless AllowPlainHttp is "true".
+      const viaParameters = {
+        Auth: "signed-url",
+        UrlKeysParameter: "/k",
+        ListenerProtocol: "HTTP",
+      };
+      expect(deploy(template, viaParameters).dangling).toEqual([
+        "SignedUrlAuthNeedsTlsOrAllowPlainHttp",
+      ]);
+      expect(deploy(template, { ...viaParameters, AllowPlainHttp: "true" }).dangling).toEqual([]);
+      expect(deploy(template, { ...viaParameters, FrontDoor: "httpapi" }).dangling).toEqual([]);
+      expect(template.Parameters.AllowPlainHttp?.Default).toBe("false");
+    }, 60_000);
+
+    it("an HTTPS listener without certificateArn stops packaging, with that one message", () => {
+      const failure = packagingFailure({ auth: "anonymous" });
+      expect(failure.message).toContain("listenerProtocol_HTTPS_needs_certificateArn");
+      expect(failure.message?.match(/Cannot resolve variable/g)).toHaveLength(1);
+      expect(failure.wroteTemplate).toBe(false);
+      // Neither the HTTP API nor an HTTP listener needs one.
+      expect(packaged({ auth: "anonymous", frontDoor: "httpapi" }).dir).toBeDefined();
+    }, 60_000);
 
     it("the functions get the auth settings and caps in their environment", () => {
       for (const id of ["UploadLambdaFunction", "CleanupLambdaFunction"]) {
@@ -1474,10 +1237,7 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
     });
 
     it("a notificationType outside none, reference, value stops packaging", () => {
-      const failure = packagingFailure(
-        { ...DEFAULT_PARAMS, notificationType: "url" },
-        join(scratch, "bogus-notification-type"),
-      );
+      const failure = packagingFailure({ ...DEFAULT_PARAMS, notificationType: "url" });
       expect(failure.message).toContain("notificationType_must_be_none_reference_or_value");
       expect(failure.wroteTemplate).toBe(false);
     }, 60_000);
@@ -1729,7 +1489,7 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       expect(defaults(template)).toMatchObject({
         FrontDoor: "alb",
         ListenerProtocol: "HTTPS",
-        CertificateArn: "",
+        CertificateArn: CERTIFICATE,
         VpcId: "",
         ExistingBucket: "",
         KmsKeyArn: "",
@@ -1849,6 +1609,19 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
       );
     });
 
+    it("the HTTP API stage throttles every route by default (httpApiRateLimit, httpApiBurstLimit)", () => {
+      const stage = deploy(alternative).resources.HttpApiDefaultStage?.Properties;
+      expect(stage?.DefaultRouteSettings).toEqual({
+        ThrottlingRateLimit: "100",
+        ThrottlingBurstLimit: "200",
+      });
+      const tuned = deploy(alternative, { HttpApiRateLimit: "20", HttpApiBurstLimit: "40" });
+      expect(tuned.resources.HttpApiDefaultStage?.Properties.DefaultRouteSettings).toEqual({
+        ThrottlingRateLimit: "20",
+        ThrottlingBurstLimit: "40",
+      });
+    });
+
     it("outputs the load balancer's DNS name or the API's URL, the bucket and the table", () => {
       expect(template.Outputs.LoadBalancerDnsName).toEqual(
         expect.objectContaining({
@@ -1869,12 +1642,19 @@ describe("the packaged CloudFormation template (serverless.yml + infra/*.yml)", 
     });
 
     it("an unknown front door stops packaging with a message naming the check", () => {
-      const failure = packagingFailure(
-        { auth: "anonymous", frontDoor: "cloudfront" },
-        join(scratch, "bogus"),
-      );
+      const failure = packagingFailure({ auth: "anonymous", frontDoor: "cloudfront" });
       expect(failure.message).toContain("frontDoor_must_be_alb_or_httpapi");
       expect(failure.wroteTemplate).toBe(false);
+      // Only that message: no check that reads the front door fails along with it.
+      const bogus = packagingFailure({
+        auth: "basic",
+        htpasswdParameter: "/bits/htpasswd",
+        frontDoor: "cloudfront",
+        wafRateLimit: "2000",
+        accessLogBucket: "my-log-bucket",
+      });
+      expect(bogus.message?.match(/Cannot resolve variable/g)).toHaveLength(1);
+      expect(bogus.message).toContain("frontDoor_must_be_alb_or_httpapi");
     }, 60_000);
   });
 });
