@@ -33,6 +33,11 @@ export interface AwsCall {
   readonly context?: Readonly<Record<string, string>>;
   /** The SDK command that made it. */
   readonly command: string;
+  /**
+   * Set where the role is denied this call on purpose: a call only a store that checks less
+   * than S3 leads to. The IAM test expects it denied, with this reason written down.
+   */
+  readonly deniedOnPurpose?: string;
 }
 
 export const CALLS_FILE = resolve(import.meta.dirname, "../deploy/aws-calls.json");

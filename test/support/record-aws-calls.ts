@@ -66,7 +66,8 @@ if (SUITES.test(testPath)) {
       });
       try {
         const all = new Map(readCalls().map((call) => [callKey(call), call]));
-        for (const call of made) all.set(callKey(call), call);
+        // A call already listed keeps its entry, with what was written about it.
+        for (const call of made) if (!all.has(callKey(call))) all.set(callKey(call), call);
         const sorted = [...all.values()].sort((a, b) => callKey(a).localeCompare(callKey(b)));
         writeFileSync(CALLS_FILE, `${JSON.stringify(sorted, null, 2)}\n`);
       } finally {
