@@ -173,7 +173,17 @@ describe("application errors, timeouts and resent final fragments", () => {
       expect(failed.headers.has("bits-reply-url")).toBe(false);
       const ok = await final();
       expect(ok.status).toBe(200);
-      expect(ok.headers.get("bits-reply-url")).toBeDefined();
+      // The reply of the second notification, kept by the server under its reply path.
+      const replyUrl = ok.headers.get("bits-reply-url") ?? "";
+      expect(replyUrl.startsWith(`${env.server.url}/.bits-replies/`)).toBe(true);
+      const reply = await env.transport({
+        method: "GET",
+        path: new URL(replyUrl).pathname,
+        headers: {},
+        body: new Uint8Array(0),
+      });
+      expect(reply.status).toBe(200);
+      expect(Buffer.from(reply.body ?? []).toString()).toBe("second time lucky");
       // A third copy after success: the same Ack, no third notification.
       const again = await final();
       expect(again.headers.get("bits-reply-url")).toBe(ok.headers.get("bits-reply-url"));
