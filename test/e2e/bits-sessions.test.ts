@@ -8,8 +8,8 @@ import { BITS_PROTOCOL_GUID, MiB } from "../../functions/bits/constants.ts";
 import { sessionDir } from "../../functions/service/staging.ts";
 import { standInS3 } from "../../infra/stand-ins.ts";
 import { sha256 } from "../support/checks.ts";
-import { download, type Started, start, stop } from "../support/npm-start.ts";
-import { httpTransport, packet, type Transport } from "../support/transports.ts";
+import { type Started, start, stop } from "../support/npm-start.ts";
+import { download, httpTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
 /**

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
 import { createSessionTable } from "../../infra/stand-ins.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
-import { download, type Started, start, stop } from "../support/npm-start.ts";
+import { type Started, start, stop } from "../support/npm-start.ts";
 import { standInClients } from "../support/storage.ts";
-import { httpTransport, packet, type Transport } from "../support/transports.ts";
+import { download, httpTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
 interface EventLine {

@@ -17,7 +17,7 @@ import {
   tableItems,
   uploadIsGone,
 } from "../support/storage.ts";
-import { lambdaTransport, packet, type Transport } from "../support/transports.ts";
+import { basic, lambdaTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
 /**
@@ -36,8 +36,6 @@ const HTPASSWD = [
 const KEY = Buffer.alloc(32, 7).toString("base64url");
 const basicAuth = () =>
   createAuthenticator(["basic"], { realm: "Test uploads", htpasswd: secret(HTPASSWD) });
-const basic = (user: string, password: string) =>
-  `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 
 /** A transport straight into the service, as a client at `peer` with these extra headers. */
 function as(

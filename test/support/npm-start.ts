@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { request } from "node:http";
 import { resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -61,19 +60,6 @@ export function refusal(
       clearTimeout(timer);
       resolvePromise({ code, errors });
     });
-  });
-}
-
-export function download(url: string): Promise<Buffer> {
-  return new Promise((resolvePromise, reject) => {
-    request(url, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () => resolvePromise(Buffer.concat(chunks)));
-      res.on("error", reject);
-    })
-      .on("error", reject)
-      .end();
   });
 }
 
