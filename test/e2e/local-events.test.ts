@@ -48,7 +48,11 @@ describe("npm start prints one JSON line per ending session (README, Events)", (
   beforeAll(async () => {
     // Sessions time out after 8 s and the sweep runs every second, so expiry shows within the
     // test; 8 s is far above any pause between the other tests' requests, even on a busy machine.
-    server = await start({ BITS_SESSION_TIMEOUT: "8", BITS_SWEEP_INTERVAL: "1" });
+    // npm start's default: stand-ins of its own with the default bucket, which the events name.
+    server = await start(
+      { BITS_SESSION_TIMEOUT: "8", BITS_SWEEP_INTERVAL: "1" },
+      { ownStandIns: true },
+    );
     transport = httpTransport(server.url);
   }, 90_000);
 
