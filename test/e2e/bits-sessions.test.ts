@@ -13,7 +13,7 @@ import { download, httpTransport, packet, type Transport } from "../support/tran
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
 /**
- * `bits-sessions` (README, "Operating it") against `npm start` and its stand-ins, while uploads
+ * `bits-sessions` (docs/client.md) against `npm start` and its stand-ins, while uploads
  * are in flight: the progress it lists is what the clients sent, and its cancel releases a
  * session as the client's own Cancel-Session would.
  */

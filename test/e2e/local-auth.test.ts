@@ -8,7 +8,7 @@ import { refusal, type Started, start, stop } from "../support/npm-start.ts";
 import { download, httpTransport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
-describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (README, Security)", () => {
+describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (docs/access.md)", () => {
   let dir: string;
   let server: Started;
 

@@ -41,7 +41,7 @@ async function openSession(transport: Transport, path: string): Promise<string> 
   return id;
 }
 
-describe("npm start prints one JSON line per ending session (README, Events)", () => {
+describe("npm start prints one JSON line per ending session (docs/events.md)", () => {
   let server: Started;
   let transport: Transport & { close(): void };
 
