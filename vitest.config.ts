@@ -1,9 +1,12 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 
+/**
+ * One `vitest run` (npm test) over two projects: the unit and deployment tests, which touch no
+ * storage and so start no stand-ins, and everything else, which shares one set of real stand-ins
+ * started by the global setup.
+ */
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts"],
-    globalSetup: ["test/support/global-setup.ts"],
     // Records the AWS calls of the integration and end-to-end suites (test/deploy/iam.test.ts).
     setupFiles: ["test/support/record-aws-calls.ts"],
     testTimeout: 120_000,
@@ -11,5 +14,20 @@ export default defineConfig({
     pool: "forks",
     maxWorkers: 2,
     env: { BITS_LOG_LEVEL: "silent" },
+    projects: [
+      {
+        extends: true,
+        test: { name: "unit", include: ["test/unit/**/*.test.ts", "test/deploy/**/*.test.ts"] },
+      },
+      {
+        extends: true,
+        test: {
+          name: "stand-ins",
+          include: ["test/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, "test/unit/**", "test/deploy/**"],
+          globalSetup: ["test/support/global-setup.ts"],
+        },
+      },
+    ],
   },
 });

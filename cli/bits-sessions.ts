@@ -1,6 +1,6 @@
 /**
  * `bits-sessions` (`npm run sessions -- ...`): the operator's view of upload sessions, on the
- * local server's stand-ins or a deployed table (README, "Operating it").
+ * local server's stand-ins or a deployed table (docs/client.md, bits-sessions).
  */
 import { parseArgs } from "node:util";
 import type { Runtime } from "../functions/ports/runtime.ts";

@@ -1,7 +1,7 @@
 /**
  * `bits-upload FILE URL`: uploads one file over the BITS upload protocol ([MC-BUP]) from any
  * machine with Node.js 20, as a Windows BITS client does (docs/protocol.md). `--help` lists the
- * options; the README's "Point a client at it" shows a run.
+ * options; docs/client.md shows a run.
  */
 import { existsSync, statSync } from "node:fs";
 import { formatHresult } from "../functions/bits/ack.ts";

@@ -126,7 +126,7 @@ async function main() {
     port,
     host,
   );
-  // Where the operator's tools find this server's table and bucket (README, "Operating it"),
+  // Where the operator's tools find this server's table and bucket (docs/client.md, bits-sessions),
   // written before the line that says the server is up.
   const targetPath = localTargetPath(env);
   if (targetPath !== undefined) {

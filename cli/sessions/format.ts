@@ -1,7 +1,7 @@
 import { isOpenState, type SessionView } from "./view.ts";
 
 /**
- * What `bits-sessions` prints for people (README, "Operating it"): a table that fits 100
+ * What `bits-sessions` prints for people (docs/client.md, bits-sessions): a table that fits 100
  * columns and a detail view. Pure: the same views and width give the same text.
  *
  * Written here rather than taken from a table or formatting package: the sizes, durations and

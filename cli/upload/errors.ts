@@ -2,7 +2,7 @@ import { STATUS_CODES } from "node:http";
 import { formatHresult } from "../../functions/bits/ack.ts";
 import { CONTEXT_APPLICATION, HRESULT, HTTP_ERROR_BASE } from "../../functions/bits/constants.ts";
 
-/** What `bits-upload` exits with; the README's "Point a client at it" lists them. */
+/** What `bits-upload` exits with; docs/client.md lists them. */
 export const EXIT = {
   ok: 0,
   /** The server refused the upload for good: a BITS error code, or an HTTP status. */

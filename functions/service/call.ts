@@ -20,7 +20,7 @@ export interface Call {
   readonly path: string;
   /** The client's address as the audit line gives it; undefined when the front door hides it. */
   readonly client?: string | undefined;
-  /** Set when an operator, not the client, sent the packet (README, "Operating it"). */
+  /** Set when an operator, not the client, sent the packet (docs/client.md, bits-sessions). */
   readonly byOperator?: boolean | undefined;
 }
 

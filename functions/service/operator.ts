@@ -8,7 +8,7 @@ import { endSession } from "./end-session.ts";
 
 /**
  * What an operator may do with sessions, beside the protocol: read them all and cancel one
- * (README, "Operating it"). Reading goes through the session store's paged scan, as the cleanup
+ * (docs/client.md, bits-sessions). Reading goes through the session store's paged scan, as the cleanup
  * sweep does (docs/cleanup.md); cancelling goes through Cancel-Session itself.
  */
 

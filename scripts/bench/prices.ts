@@ -15,7 +15,7 @@ const GB = 1e9;
 /**
  * Dollars per GB uploaded: the S3 and DynamoDB requests counted for one upload, plus Lambda
  * requests and GB-seconds (handler time at the configured memory), scaled from the file's size
- * to 1 GB. The front door (ALB LCUs) is not included: see the README's cost section.
+ * to 1 GB. The front door (ALB LCUs) is not included: see docs/costs.md.
  */
 export function usdPerGB(
   counts: Counts,

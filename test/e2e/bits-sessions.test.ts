@@ -8,12 +8,12 @@ import { BITS_PROTOCOL_GUID, MiB } from "../../functions/bits/constants.ts";
 import { sessionDir } from "../../functions/service/staging.ts";
 import { standInS3 } from "../../infra/stand-ins.ts";
 import { sha256 } from "../support/checks.ts";
-import { download, type Started, start, stop } from "../support/npm-start.ts";
-import { httpTransport, packet, type Transport } from "../support/transports.ts";
+import { type Started, start, stop } from "../support/npm-start.ts";
+import { download, httpTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
 /**
- * `bits-sessions` (README, "Operating it") against `npm start` and its stand-ins, while uploads
+ * `bits-sessions` (docs/client.md) against `npm start` and its stand-ins, while uploads
  * are in flight: the progress it lists is what the clients sent, and its cancel releases a
  * session as the client's own Cancel-Session would.
  */

@@ -21,8 +21,9 @@ import { signUploadUrl } from "../../functions/auth/signed-url.ts";
 import { makeCertificates } from "../support/certificates.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { listenLocally } from "../support/listen.ts";
-import { download, type Started, start, stop } from "../support/npm-start.ts";
+import { type Started, start, stop } from "../support/npm-start.ts";
 import { startReplyApp } from "../support/reply-app.ts";
+import { download } from "../support/transports.ts";
 import { randomBytes } from "../support/windows-client.ts";
 
 /**

@@ -4,11 +4,11 @@ import { join } from "node:path";
 import bcrypt from "bcryptjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256 } from "../support/checks.ts";
-import { download, refusal, type Started, start, stop } from "../support/npm-start.ts";
-import { httpTransport } from "../support/transports.ts";
+import { refusal, type Started, start, stop } from "../support/npm-start.ts";
+import { download, httpTransport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
-describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (README, Security)", () => {
+describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (docs/access.md)", () => {
   let dir: string;
   let server: Started;
 
@@ -33,7 +33,7 @@ describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (README, Security)
     } finally {
       transport.close();
     }
-    expect((await download(`${server.url}/no-creds.bin`)).length).toBe(0);
+    expect((await download(`${server.url}/no-creds.bin`, 404)).length).toBe(0);
   });
 
   it("a client with the job's credentials answers the challenge and uploads byte for byte", async () => {

@@ -2,9 +2,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
 import { createSessionTable } from "../../infra/stand-ins.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
-import { download, type Started, start, stop } from "../support/npm-start.ts";
+import { type Started, start, stop } from "../support/npm-start.ts";
 import { standInClients } from "../support/storage.ts";
-import { httpTransport, packet, type Transport } from "../support/transports.ts";
+import { download, httpTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
 interface EventLine {
@@ -41,14 +41,18 @@ async function openSession(transport: Transport, path: string): Promise<string> 
   return id;
 }
 
-describe("npm start prints one JSON line per ending session (README, Events)", () => {
+describe("npm start prints one JSON line per ending session (docs/events.md)", () => {
   let server: Started;
   let transport: Transport & { close(): void };
 
   beforeAll(async () => {
     // Sessions time out after 8 s and the sweep runs every second, so expiry shows within the
     // test; 8 s is far above any pause between the other tests' requests, even on a busy machine.
-    server = await start({ BITS_SESSION_TIMEOUT: "8", BITS_SWEEP_INTERVAL: "1" });
+    // npm start's default: stand-ins of its own with the default bucket, which the events name.
+    server = await start(
+      { BITS_SESSION_TIMEOUT: "8", BITS_SWEEP_INTERVAL: "1" },
+      { ownStandIns: true },
+    );
     transport = httpTransport(server.url);
   }, 90_000);
 

@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MemoryEventSink } from "../../functions/adapters/memory/memory-event-sink.ts";
 import { HttpNotifier } from "../../functions/adapters/notify/http-notifier.ts";
@@ -20,7 +19,6 @@ import { bitsUpload, randomBytes } from "../support/windows-client.ts";
  * a stand-in of the Lambda Invoke API reached by the real SDK client.
  */
 
-const digest = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const rules = (type: "value" | "reference", url: string): NotificationRule[] => [
   { path: "/", type, url },
 ];
@@ -81,7 +79,7 @@ describe("by value: the file is POSTed to the application, its answer is the rep
   it("a Windows-like client uploads, downloads the reply with ranged GETs, then closes", async () => {
     const env = await server("value", `${app.url}/inventory?site=lab`);
     app.answer((n, res) => {
-      res.end(`policy for ${digest(n.body)}`);
+      res.end(`policy for ${sha256(n.body)}`);
     });
     const before = app.received.length;
     try {
@@ -98,8 +96,8 @@ describe("by value: the file is POSTed to the application, its answer is the rep
       expect(notification?.headers["bits-original-request-url"]).toBe(
         `${env.server.url}/in/host-1.json?job=7`,
       );
-      expect(digest(notification?.body ?? Buffer.alloc(0))).toBe(digest(data));
-      expect(Buffer.from(outcome.reply ?? []).toString()).toBe(`policy for ${digest(data)}`);
+      expect(sha256(notification?.body ?? Buffer.alloc(0))).toBe(sha256(data));
+      expect(Buffer.from(outcome.reply ?? []).toString()).toBe(`policy for ${sha256(data)}`);
       expect(outcome.replyUrl?.startsWith(`${env.server.url}/.bits-replies/`)).toBe(true);
       // Without BITS-Copy-File-To-Destination nothing is kept at the destination, and Close
       // removed the request and the reply.
@@ -173,7 +171,17 @@ describe("application errors, timeouts and resent final fragments", () => {
       expect(failed.headers.has("bits-reply-url")).toBe(false);
       const ok = await final();
       expect(ok.status).toBe(200);
-      expect(ok.headers.get("bits-reply-url")).toBeDefined();
+      // The reply of the second notification, kept by the server under its reply path.
+      const replyUrl = ok.headers.get("bits-reply-url") ?? "";
+      expect(replyUrl.startsWith(`${env.server.url}/.bits-replies/`)).toBe(true);
+      const reply = await env.transport({
+        method: "GET",
+        path: new URL(replyUrl).pathname,
+        headers: {},
+        body: new Uint8Array(0),
+      });
+      expect(reply.status).toBe(200);
+      expect(Buffer.from(reply.body ?? []).toString()).toBe("second time lucky");
       // A third copy after success: the same Ack, no third notification.
       const again = await final();
       expect(again.headers.get("bits-reply-url")).toBe(ok.headers.get("bits-reply-url"));
@@ -250,7 +258,7 @@ describe("by reference: the application reads the upload and writes the reply in
       const body = new Uint8Array(await read.arrayBuffer());
       await fetch(String(n.headers["bits-response-datafile-url"]), {
         method: "PUT",
-        body: `ticket ${digest(body)}`,
+        body: `ticket ${sha256(body)}`,
       });
       res.end("ignored in this mode");
     });
@@ -266,7 +274,7 @@ describe("by reference: the application reads the upload and writes the reply in
         new RegExp(`^s3://${env.bucket}/\\.bits-staging/.+/request$`),
       );
       expect(notification?.headers["bits-response-datafile-name"]).toMatch(/\/reply$/);
-      expect(Buffer.from(outcome.reply ?? []).toString()).toBe(`ticket ${digest(data)}`);
+      expect(Buffer.from(outcome.reply ?? []).toString()).toBe(`ticket ${sha256(data)}`);
     } finally {
       await env.close();
     }

@@ -3,7 +3,12 @@ import { MiB } from "../../functions/bits/constants.ts";
 import { expectOnlyResults, sha256 } from "../support/checks.ts";
 import { localServer } from "../support/local.ts";
 import { realService } from "../support/storage.ts";
-import { type EventShape, httpTransport, lambdaTransport } from "../support/transports.ts";
+import {
+  download,
+  type EventShape,
+  httpTransport,
+  lambdaTransport,
+} from "../support/transports.ts";
 import { bitsUpload, type ClientOptions, randomBytes, seeded } from "../support/windows-client.ts";
 
 /** Random sizes, retransmissions below the offset, overlaps, gaps and lost answers. */
@@ -20,12 +25,6 @@ const messy = (seed: number, maxFragment: number): ClientOptions => ({
     return { start: offset, length };
   },
 });
-
-async function download(url: string): Promise<Uint8Array> {
-  const res = await fetch(url);
-  expect(res.status).toBe(200);
-  return new Uint8Array(await res.arrayBuffer());
-}
 
 describe("a Windows-like client uploads over HTTP to the local server (DynamoDB Local, fauxqs)", () => {
   let env: Awaited<ReturnType<typeof localServer>>;

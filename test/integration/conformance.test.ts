@@ -1,12 +1,10 @@
-import { createHash } from "node:crypto";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
 import { call, createSession, endSession, fragment } from "../support/calls.ts";
-import { sdkCrc32c } from "../support/checks.ts";
+import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { realService, uploadIsGone } from "../support/storage.ts";
 import { randomBytes } from "../support/windows-client.ts";
 
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const ACK = { "BITS-Packet-Type": "Ack", "Content-Length": "0" };
 const errorHeaders = (code: string) => ({
   ...ACK,

@@ -10,6 +10,7 @@ import type { UploadService } from "../../functions/service/upload-service.ts";
 import { createSession, endSession, fragment } from "../support/calls.ts";
 import { sha256 } from "../support/checks.ts";
 import { bucketKeys, freshStorage, serviceOver } from "../support/storage.ts";
+import { fileOf } from "../support/windows-client.ts";
 
 /**
  * docs/large-files.md: for any file size and any fragment size, no request reads back or
@@ -84,7 +85,7 @@ function meteredStores(objects: ObjectStore, sessions: SessionStore) {
   };
 }
 
-/** Deterministic bytes and fragment sizes. */
+/** Deterministic fragment sizes. */
 function xorshift(seed: number) {
   let x = seed >>> 0 || 1;
   return () => {
@@ -93,13 +94,6 @@ function xorshift(seed: number) {
     x ^= x << 5;
     return (x >>> 0) / 2 ** 32;
   };
-}
-
-function fileOf(length: number, seed: number): Uint8Array {
-  const random = xorshift(seed);
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = Math.floor(random() * 256);
-  return bytes;
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   uploadIsGone,
 } from "../support/storage.ts";
 import {
+  basic,
   lambdaTransport,
   packet,
   serviceTransport,
@@ -40,8 +41,6 @@ const HTPASSWD = [
 const KEY = Buffer.alloc(32, 7).toString("base64url");
 const basicAuth = () =>
   createAuthenticator(["basic"], { realm: "Test uploads", htpasswd: secret(HTPASSWD) });
-const basic = (user: string, password: string) =>
-  `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 
 /** A transport straight into the service, as a client at `peer` with these extra headers. */
 function as(

@@ -472,7 +472,7 @@ async function explore(
   return entry;
 }
 
-describe("every interleaving of handlers of one session keeps the guarantee stated in the README", () => {
+describe("every interleaving of handlers of one session keeps the guarantee stated in docs/guarantee.md", () => {
   afterAll(() => {
     for (const [key, t] of stats) {
       if (t.bounded + t.random === 0) continue; // a replay

@@ -1,8 +1,8 @@
-import { Crc32cJs } from "@aws-sdk/checksums/crc";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { inject } from "vitest";
 import { sameEtag } from "../../functions/adapters/s3/etag.ts";
 import { standInS3 } from "../../infra/stand-ins.ts";
+import { sdkCrc32c } from "./checks.ts";
 
 /**
  * An S3 client over fauxqs that checks checksums as S3 does, which fauxqs 1.9 does not (it
@@ -175,12 +175,6 @@ function bytesOf(body: unknown): Uint8Array {
   if (typeof body === "string") return Buffer.from(body);
   if (body === undefined) return new Uint8Array(0);
   throw new Error("checksummingS3: a streamed body; the server sends bytes");
-}
-
-async function sdkCrc32c(bytes: Uint8Array): Promise<string> {
-  const hash = new Crc32cJs();
-  hash.update(bytes);
-  return Buffer.from(await hash.digest()).toString("base64");
 }
 
 /** An error shaped as the SDK gives S3's refusals. */

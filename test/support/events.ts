@@ -20,6 +20,7 @@ export async function streamFunction(
   sink: EventSink = new MemoryEventSink(),
 ) {
   const { dynamodb } = standInClients();
+  const loopErrors: unknown[] = [];
   const poller = await startStreamPoller({
     table,
     dynamodb,
@@ -35,10 +36,12 @@ export async function streamFunction(
       await handleSessionChanges(context, sessionChanges(records), sink);
     },
     // The loop's own reads may fail like a drain's; the next drain reads the batch again and
-    // reports its failure to the test.
-    onError: () => {},
+    // reports its failure to the test. Tests that make batches fail read them in `loopErrors`.
+    onError: (error) => loopErrors.push(error),
   });
   return {
+    /** What failed in the poller's own loop (its first read runs at once, before any drain). */
+    loopErrors,
     /** Handles every record written so far; a failing batch stays for the next drain. */
     async drain(): Promise<void> {
       await poller.drain();

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { request } from "node:http";
 import { resolve } from "node:path";
+import { inject } from "vitest";
+import { freshStorage } from "./storage.ts";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -10,11 +11,43 @@ export interface Started {
   readonly lines: string[];
 }
 
-/** `npm start` as a user runs it (`tsx functions/local.ts`), with its own stand-ins. */
-export function start(env: Record<string, string>): Promise<Started> {
+/**
+ * Where a server started by a test keeps its data: unless `env` names its storage, the run's
+ * stand-ins (BITS_STAND_INS=external) with a bucket and table of its own, so one set of stand-ins
+ * serves every server instead of each starting DynamoDB Local. `ownStandIns` keeps `npm start`'s
+ * default: it starts its own stand-ins and makes the default bucket and table in them.
+ */
+async function storageOf(env: Record<string, string>, ownStandIns: boolean) {
+  const named = ["BITS_STAND_INS", "BITS_S3_ENDPOINT", "BITS_DYNAMODB_ENDPOINT"].some(
+    (name) => name in env,
+  );
+  if (ownStandIns || named) return {};
+  const { bucket, table } = await freshStorage();
+  return {
+    BITS_STAND_INS: "external",
+    BITS_S3_ENDPOINT: inject("s3Endpoint"),
+    BITS_DYNAMODB_ENDPOINT: inject("dynamodbEndpoint"),
+    BITS_BUCKET: bucket,
+    BITS_TABLE: table,
+  };
+}
+
+/** `npm start` as a user runs it (`tsx functions/local.ts`). */
+export async function start(
+  env: Record<string, string>,
+  { ownStandIns = false }: { ownStandIns?: boolean } = {},
+): Promise<Started> {
+  const storage = await storageOf(env, ownStandIns);
   const child = spawn(process.execPath, ["--import", "tsx", "functions/local.ts"], {
     cwd: ROOT,
-    env: { ...process.env, PORT: "0", BITS_LOG_LEVEL: "info", NODE_NO_WARNINGS: "1", ...env },
+    env: {
+      ...process.env,
+      PORT: "0",
+      BITS_LOG_LEVEL: "info",
+      NODE_NO_WARNINGS: "1",
+      ...storage,
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const lines: string[] = [];
@@ -61,19 +94,6 @@ export function refusal(
       clearTimeout(timer);
       resolvePromise({ code, errors });
     });
-  });
-}
-
-export function download(url: string): Promise<Buffer> {
-  return new Promise((resolvePromise, reject) => {
-    request(url, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () => resolvePromise(Buffer.concat(chunks)));
-      res.on("error", reject);
-    })
-      .on("error", reject)
-      .end();
   });
 }
 

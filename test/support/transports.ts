@@ -19,6 +19,18 @@ export interface WireResponse {
   readonly body?: Uint8Array;
 }
 
+/** An `Authorization` header's value for HTTP Basic (RFC 7617). */
+export const basic = (user: string, password: string) =>
+  `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+
+/** GETs `url` and answers the body; throws unless the status is `status`. */
+export async function download(url: string, status = 200): Promise<Uint8Array> {
+  const res = await fetch(url);
+  const body = new Uint8Array(await res.arrayBuffer());
+  if (res.status !== status) throw new Error(`GET ${url}: ${res.status}, expected ${status}`);
+  return body;
+}
+
 /** Sends one request; throws when the connection drops. */
 export type Transport = (request: WireRequest) => Promise<WireResponse>;
 

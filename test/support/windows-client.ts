@@ -288,6 +288,22 @@ export function seeded(seed: number): () => number {
   };
 }
 
+let pool: { seed: number; bytes: Uint8Array } | undefined;
+
+/**
+ * Deterministic file bytes from a xorshift stream (`randomBytes`): no short period, so a part
+ * put at the wrong place (even one moved by a multiple of 256 or of a MiB) cannot compare equal
+ * by accident. Every file of one seed is a prefix of the same stream; the last stream made (64
+ * MiB at least) is kept, so many files of one seed cost one.
+ */
+export function fileOf(length: number, seed = 0x2545f491): Uint8Array {
+  if (pool === undefined || pool.seed !== seed || pool.bytes.length < length) {
+    const words = Math.ceil(Math.max(length, 64 * 1024 * 1024) / 4);
+    pool = { seed, bytes: randomBytes(words * 4, seed) };
+  }
+  return pool.bytes.subarray(0, length);
+}
+
 /** Random bytes from a seed, quick enough for hundreds of MiB. */
 export function randomBytes(length: number, seed = 1): Uint8Array {
   const out = new Uint8Array(length);

@@ -3,8 +3,8 @@ import { storageError } from "../storage-failure.ts";
 
 /**
  * The environment variables of a deployed function: what a tool on the operator's machine
- * needs to act on the stack's table and bucket exactly as the function does (README,
- * "Operating it"). Credentials come from the AWS SDK's default chain. Failures are
+ * needs to act on the stack's table and bucket exactly as the function does (docs/client.md,
+ * bits-sessions). Credentials come from the AWS SDK's default chain. Failures are
  * StorageErrors naming the call.
  */
 export async function functionEnvironment(

@@ -4,7 +4,7 @@ import type { Config } from "../../config.ts";
 
 /**
  * Where the local server's bucket and table are, for the operator's tools on the same machine
- * (`bits-sessions`, README "Operating it"): `npm start` picks free ports for its stand-ins, so
+ * (`bits-sessions`, docs/client.md): `npm start` picks free ports for its stand-ins, so
  * it writes them down while it runs and removes the file when it stops.
  */
 export interface LocalTarget {
@@ -16,7 +16,7 @@ export interface LocalTarget {
   readonly standIns: boolean;
   /**
    * The settings a tool needs to act on the server's sessions as the server would, spelled as
-   * the server's environment variables (README, "Configuration").
+   * the server's environment variables (docs/configuration.md).
    */
   readonly env: Readonly<Record<string, string>>;
 }

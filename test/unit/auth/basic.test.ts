@@ -8,6 +8,7 @@ import {
 } from "../../../functions/auth/basic.ts";
 import type { AuthRequest } from "../../../functions/auth/types.ts";
 import type { SecretText } from "../../../functions/ports/secrets.ts";
+import { basic } from "../../support/transports.ts";
 
 /** Made with `htpasswd -nbB -C 4 alice 's3cret'` (apache2-utils 2.4.68): Apache writes `$2y$`. */
 const APACHE_LINE = "alice:$2y$04$r0i3eBLipZWFIwKTk2eZde8OCA5jJtZHnMLElrj9kflsVHbqlFeu6";
@@ -29,9 +30,6 @@ function request(authorization: string | undefined, secure = true): AuthRequest 
   if (authorization !== undefined) headers.set("authorization", authorization);
   return { destination: "/a/b.zip", query: new Map(), headers, secure };
 }
-
-const basic = (user: string, password: string) =>
-  `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 
 /** bcryptjs' compare, counted. */
 function countingCompare() {

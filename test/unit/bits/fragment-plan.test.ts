@@ -16,6 +16,7 @@ import {
   type Write,
 } from "../../../functions/bits/fragment-plan.ts";
 import type { ContentRange } from "../../../functions/bits/range.ts";
+import { fileOf } from "../../support/windows-client.ts";
 import { bitsErrorFrom, thrownKind } from "./throws.ts";
 
 /** What the planner reads: the session record's byte bookkeeping and the recorded part count. */
@@ -45,28 +46,6 @@ const LIMITS: FragmentLimits = {
   maxUploadBytes: 1024 * GiB,
   partSize: 8 * MiB,
 };
-
-let pool: Uint8Array | undefined;
-
-/**
- * Deterministic file bytes from a xorshift stream: no short period, so a part put at the wrong
- * place (even one moved by a multiple of 256 or of a MiB) cannot compare equal by accident.
- * Every file is a prefix of the same stream.
- */
-function fileOf(length: number): Uint8Array {
-  if (pool === undefined || pool.length < length) {
-    const words = new Uint32Array(Math.ceil(Math.max(length, 64 * MiB) / 4));
-    let x = 0x2545f491;
-    for (let i = 0; i < words.length; i++) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      words[i] = x >>> 0;
-    }
-    pool = new Uint8Array(words.buffer);
-  }
-  return pool.subarray(0, length);
-}
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(a, b) === 0;

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { type AddressInfo, connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
@@ -8,9 +8,9 @@ import {
   heldBody,
   ORIGINAL_METHOD_HEADER,
 } from "../../../../functions/adapters/node/bits-front.ts";
+import { sha256 } from "../../../support/checks.ts";
 
 const LIMIT = 1024 * 1024;
-const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const stops: (() => Promise<void>)[] = [];
 
 afterEach(async () => {

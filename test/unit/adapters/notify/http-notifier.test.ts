@@ -9,6 +9,7 @@ import {
 } from "../../../../functions/adapters/notify/http-notifier.ts";
 import { parseHresult, RoutingNotifier } from "../../../../functions/adapters/notify/notifier.ts";
 import type { NotificationRequest, Notifier } from "../../../../functions/ports/notifier.ts";
+import { sha256 } from "../../../support/checks.ts";
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => unknown;
 const servers: Server[] = [];
@@ -40,8 +41,6 @@ async function received(req: IncomingMessage) {
   }
   return { bytes, sha256: hash.digest("hex") };
 }
-
-const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex");
 
 /** A lazy file stream in 64 KiB chunks; `gate(offset)` may hold a chunk back. */
 function file(data: Uint8Array, gate?: (offset: number) => Promise<void>) {
