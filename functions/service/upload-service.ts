@@ -118,7 +118,9 @@ async function serve(
       client: request.peer?.address,
     };
     outcome.call = call;
-    if (packet.type !== "ping") authorize(context, call.principal, packet);
+    if (packet.type !== "ping") {
+      authorize(context, call.principal, packet.key, packet.type === "create-session");
+    }
     const handler = HANDLERS[packet.type] as Handler<PacketType>;
     return await handler(context, packet, call);
   } catch (error) {
@@ -155,27 +157,72 @@ function authRequest(request: BitsRequest): AuthRequest {
 
 /**
  * May this principal write this key ([MC-BUP] 3.2.5.2.3, step 2)? Confined principals only
- * under their own prefix; a signed URL only until it expires, for a new upload: one that
- * started in time may finish, since BITS may take days to resume (docs/security.md).
+ * under their own prefix; a signed URL only until it expires, for a new upload (`starting`): one
+ * that started in time may finish, since BITS may take days to resume (docs/security.md).
  */
-function authorize(
-  context: ServiceContext,
-  principal: Principal,
-  packet: Exclude<Packet, { type: "ping" }>,
-) {
+function authorize(context: ServiceContext, principal: Principal, key: string, starting: boolean) {
   const { keyPrefix, principalPrefix } = context.settings;
   if (principalPrefix !== "") {
     const allowed = confinedPrefix(keyPrefix, principalPrefix, principal.name);
-    if (allowed === undefined || !packet.key.startsWith(allowed)) {
+    if (allowed === undefined || !key.startsWith(allowed)) {
       throw new BitsError("accessDenied", "outside the principal's prefix");
     }
   }
   const grant = principal.grant;
-  if (packet.type === "create-session" && grant !== undefined) {
+  if (starting && grant !== undefined) {
     if (grant.expiresAt <= nowSeconds(context)) {
       throw new BitsError("accessDenied", "the signed URL has expired");
     }
   }
+}
+
+/** What a read of a stored object may do: the key to read, or the answer that refuses it. */
+export type ReadAccess =
+  | { readonly kind: "allowed"; readonly key: string }
+  | { readonly kind: "refused"; readonly response: BitsResponse; readonly reason: string };
+
+/**
+ * May this request read the object at its path (the local server's GET and HEAD, docs/security.md
+ * "The local server")? Only with the authentication an upload needs, and only a key this
+ * principal may write now: an enabled path, inside its prefix, and with a signed URL only while
+ * it could start an upload there. Refusals are answered before the object is looked up, so they
+ * say nothing about whether it exists.
+ */
+export async function authorizeRead(
+  context: ServiceContext,
+  authenticator: Authenticator,
+  request: BitsRequest,
+): Promise<ReadAccess> {
+  const auth = await authenticator.authenticate(authRequest(request), context.runtime.now());
+  if (auth.kind === "challenge") {
+    return { kind: "refused", response: challenge(auth.realm), reason: auth.reason };
+  }
+  const refused = (reason: string): ReadAccess => ({
+    kind: "refused",
+    response: { status: 403, headers: { "Content-Length": "0" } },
+    reason,
+  });
+  if (auth.kind === "denied") return refused(auth.reason);
+  const { settings } = context;
+  if (!uploadsEnabled(settings.uploadPaths, request.path)) {
+    return refused("uploads are not enabled for this path");
+  }
+  let key: string;
+  try {
+    key = objectKeyFor(request.path, settings.keyPrefix, settings.stagingPrefix);
+    authorize(context, auth.principal, key, true);
+  } catch (error) {
+    if (error instanceof BitsError) {
+      const status = error.kind === "accessDenied" ? 403 : 400;
+      return {
+        kind: "refused",
+        response: { status, headers: { "Content-Length": "0" } },
+        reason: error.message,
+      };
+    }
+    throw error;
+  }
+  return { kind: "allowed", key };
 }
 
 /**
