@@ -180,6 +180,18 @@ class Owned {
   }
 }
 
+/**
+ * Stops when the process that started this one is gone. `npm start` passes a SIGTERM to the
+ * shell that runs the script, and the shell dies of it without passing it on: this process is
+ * then handed to another parent, which `process.ppid` shows within a second.
+ */
+function stopWhenOrphaned(owned: Owned) {
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) void owned.exit(0);
+  }, 1000).unref();
+}
+
 /** How long stopping may take before the process exits anyway. */
 const STOP_DEADLINE_MS = 10_000;
 
@@ -282,6 +294,7 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
   // must not end the process before what it owns is stopped.
   process.on(signal, () => void owned.exit(0));
 }
+stopWhenOrphaned(owned);
 main(owned).catch((error: unknown) => {
   console.error(
     error instanceof Error && !(error as { $metadata?: unknown }).$metadata ? error.message : error,

@@ -14,13 +14,18 @@ import software.amazon.dynamodb.services.local.server.DynamoDBProxyServer;
  * the host of its Jetty connectors to 127.0.0.1 before it starts, and then starts it. It sends no
  * telemetry (ServerRunner.main's telemetry set-up is not called).
  *
- * It also stops when its standard input ends: the Node process that started it holds the other
+ * It ignores SIGINT and SIGHUP, and stops when its standard input ends: the Node process that started it holds the other
  * end of that pipe, so DynamoDB Local never outlives it, however it ends (even SIGKILL).
  *
  * Run with Java 17's single-file source launcher: `java -cp <jar and its libs> this-file args`.
  */
 public class LoopbackDynamoDbLocal {
   public static void main(String[] args) throws Exception {
+    // Ctrl+C and a closed terminal reach the whole process group: the Node process that started
+    // this one stops it after what uses it, so it does not die of them first.
+    for (String name : new String[] {"INT", "HUP"}) {
+      sun.misc.Signal.handle(new sun.misc.Signal(name), sun.misc.SignalHandler.SIG_IGN);
+    }
     DynamoDBProxyServer proxy = ServerRunner.createServerFromCommandLineArgs(args);
     Server jetty = null;
     for (Field field : DynamoDBProxyServer.class.getDeclaredFields()) {

@@ -23,7 +23,7 @@ export function start(env: Record<string, string>): Promise<Started> {
     errors += chunk.toString();
   });
   return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start within 60 s: ${errors}`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`no start within 120 s: ${errors}`)), 120_000);
     child.stdout?.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) {
         if (line === "") continue;
@@ -64,9 +64,21 @@ export function refusal(
   });
 }
 
-export function download(url: string): Promise<Buffer> {
+/**
+ * A GET of a stored object; with `credentials`, as that Basic user (the local server serves
+ * stored objects only to those who may upload them).
+ */
+export function download(
+  url: string,
+  credentials?: { user: string; password: string },
+): Promise<Buffer> {
+  const headers: Record<string, string> = credentials
+    ? {
+        Authorization: `Basic ${Buffer.from(`${credentials.user}:${credentials.password}`).toString("base64")}`,
+      }
+    : {};
   return new Promise((resolvePromise, reject) => {
-    request(url, (res) => {
+    request(url, { headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (chunk: Buffer) => chunks.push(chunk));
       res.on("end", () => resolvePromise(Buffer.concat(chunks)));
