@@ -203,7 +203,7 @@ const STOP_DEADLINE_MS = 10_000;
 function connectionLimits(env: NodeJS.ProcessEnv): ConnectionLimits {
   const read = (name: string, fallback: number, scale: number) => {
     const raw = env[name]?.trim();
-    if (!raw) return fallback;
+    if (!raw) return fallback * scale;
     const value = Number(raw);
     if (!Number.isSafeInteger(value) || value <= 0) {
       throw new ConfigError(`${name}=${JSON.stringify(raw)} must be a whole number above 0`);

@@ -303,7 +303,7 @@ class RewritingSocket extends Duplex {
 
   /** Refuses the connection with 408 unless `stopTimer` comes first. */
   private startTimer(ms: number) {
-    clearTimeout(this.timer);
+    this.stopTimer();
     if (ms <= 0) return;
     this.timer = setTimeout(() => this.refuse("408 Request Timeout"), ms);
     this.timer.unref();
