@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import type { TlsOptions } from "node:tls";
 import {
   createBucket,
@@ -45,7 +46,8 @@ function tlsOptions(env: NodeJS.ProcessEnv): TlsOptions | undefined {
  * those are stand-ins run separately), BITS_STAND_INS=none at AWS.
  *
  * The process owns what it starts (docs/local-server.md, "Starting and stopping"): everything
- * it starts is stopped on SIGINT, SIGTERM and SIGHUP, and when the start fails; DynamoDB Local
+ * it starts is stopped on SIGINT and SIGTERM, when its parent is gone, and when the start fails
+ * (a port already taken fails before anything starts); DynamoDB Local
  * also ends by itself when this process is gone (infra/stand-ins.ts).
  */
 async function main(owned: Owned) {
@@ -83,6 +85,7 @@ async function main(owned: Owned) {
       "BITS_AUTH=client-cert needs BITS_TLS_CA (and BITS_TLS_CERT, BITS_TLS_KEY)",
     );
   }
+  await portAvailable(port, host);
   const runtime = jsonRuntime(config.logLevel);
   const authenticator = await buildAuthenticator(config, config.auth, runtime);
 
@@ -153,6 +156,19 @@ async function main(owned: Owned) {
 }
 
 const noop = () => {};
+
+/**
+ * Fails with the listen error (EADDRINUSE) when the port is taken, before the stand-ins take
+ * their time to start; the server's own listen later is what holds the port.
+ */
+async function portAvailable(port: number, host: string) {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
+}
 
 /** What this process started, stopped in the reverse order, once. */
 class Owned {
@@ -289,9 +305,11 @@ async function startStreamFunction(
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
 const owned = new Owned();
-for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-  // `on`, not `once`: a signal repeated while stopping (tsx relays one it thinks was missed)
-  // must not end the process before what it owns is stopped.
+// Not SIGHUP: `nohup npm start` must survive its terminal. Without nohup, a closed terminal's
+// SIGHUP ends this process, and DynamoDB Local follows (docs/local-server.md, "Stopping").
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  // `on`, not `once`: a signal repeated while stopping (npm passes one on, the terminal sent
+  // one) must not end the process before what it owns is stopped.
   process.on(signal, () => void owned.exit(0));
 }
 stopWhenOrphaned(owned);

@@ -115,7 +115,8 @@ describe.skipIf(process.platform !== "linux")("npm start owns its processes", ()
       const { port } = taken.address() as { port: number };
       const run = npmStart(port);
       leftovers.push(run.child);
-      // The tree while it starts: Java comes up before the server finds its port taken.
+      // Every process of the tree while it starts, whatever had started when the port was found
+      // taken.
       const seen = new Set<number>();
       while (run.child.exitCode === null) {
         for (const pid of processTree(run.child.pid as number)) seen.add(pid);
