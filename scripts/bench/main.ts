@@ -15,8 +15,10 @@
 import { writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { startLocalServer } from "../../functions/adapters/node/local-server.ts";
+import { ANONYMOUS } from "../../functions/auth/authenticator.ts";
 import { MiB } from "../../functions/bits/constants.ts";
 import { loadConfig } from "../../functions/config.ts";
+import { authorizeRead } from "../../functions/service/upload-service.ts";
 import { buildContext, jsonRuntime } from "../../functions/wiring.ts";
 import { provision, standInS3, startStandIns } from "../../infra/stand-ins.ts";
 import { httpTransport } from "../../test/support/transports.ts";
@@ -95,7 +97,7 @@ async function main() {
       {
         service: handler,
         objects: context.objects,
-        keyRules: { keyPrefix: "", reservedPrefix: config.stagingPrefix },
+        authorizeRead: (request) => authorizeRead(context, ANONYMOUS, request),
         maxBodyBytes: maxFragment,
       },
       0,

@@ -551,10 +551,13 @@ describe("bits-upload with credentials over HTTPS: Basic, signed URLs, client ce
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** A GET of the stored object over HTTPS, trusting the test CA. */
+  /** A GET of the stored object over HTTPS as alice, trusting the test CA. */
   const fetchStored = (url: string) =>
     new Promise<Buffer>((done, fail) => {
-      httpsGet(url, { ca: certificates.ca }, (res) => {
+      const headers = {
+        Authorization: `Basic ${Buffer.from("alice:correct horse").toString("base64")}`,
+      };
+      httpsGet(url, { ca: certificates.ca, headers }, (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));
         res.on("end", () => done(Buffer.concat(chunks)));

@@ -8,6 +8,8 @@ import { refusal, type Started, start, stop } from "../support/npm-start.ts";
 import { download, httpTransport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
+const alice = { user: "alice", password: "correct horse" };
+
 describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (docs/access.md)", () => {
   let dir: string;
   let server: Started;
@@ -49,7 +51,9 @@ describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (docs/access.md)",
     } finally {
       transport.close();
     }
-    expect(sha256(await download(`${server.url}/reports/with-creds.bin`))).toBe(sha256(data));
+    expect(sha256(await download(`${server.url}/reports/with-creds.bin`, alice))).toBe(
+      sha256(data),
+    );
   });
 
   it("every request leaves one JSON audit line, refused ones too", () => {

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startLocalServer } from "../../functions/adapters/node/local-server.ts";
 import { createAuthenticator } from "../../functions/auth/authenticator.ts";
+import { authorizeRead } from "../../functions/service/upload-service.ts";
 import { makeCertificates } from "../support/certificates.ts";
 import { sha256 } from "../support/checks.ts";
 import { realService } from "../support/storage.ts";
@@ -46,15 +47,13 @@ describe("the local server over TLS with client certificates (BITS_TLS_*, client
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "bits-tls-"));
     certificates = makeCertificates(dir);
-    env = await realService(
-      {},
-      { authenticator: createAuthenticator(["client-cert"], { realm: "x" }) },
-    );
+    const authenticator = createAuthenticator(["client-cert"], { realm: "x" });
+    env = await realService({}, { authenticator });
     server = await startLocalServer(
       {
         service: env.service,
         objects: env.objects,
-        keyRules: { keyPrefix: "", reservedPrefix: env.context.settings.stagingPrefix },
+        authorizeRead: (request) => authorizeRead(env.context, authenticator, request),
         maxBodyBytes: 1024 * 1024,
         tls: {
           ...certificates.server,

@@ -1,5 +1,7 @@
 import { startLocalServer } from "../../functions/adapters/node/local-server.ts";
+import { ANONYMOUS } from "../../functions/auth/authenticator.ts";
 import type { ServiceSettings } from "../../functions/service/context.ts";
+import { authorizeRead } from "../../functions/service/upload-service.ts";
 import { realService } from "./storage.ts";
 
 /** The local HTTP server over the real stand-ins, with its own bucket and table. */
@@ -12,10 +14,8 @@ export async function localServer(
     {
       service: env.service,
       objects: env.objects,
-      keyRules: {
-        keyPrefix: env.context.settings.keyPrefix,
-        reservedPrefix: env.context.settings.stagingPrefix,
-      },
+      authorizeRead: (request) =>
+        authorizeRead(env.context, options.authenticator ?? ANONYMOUS, request),
       maxBodyBytes: env.context.settings.limits.maxFragmentBytes,
       replyPath: env.context.settings.replyPath,
     },

@@ -56,7 +56,7 @@ export async function start(
     errors += chunk.toString();
   });
   return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no start within 60 s: ${errors}`)), 60_000);
+    const timer = setTimeout(() => reject(new Error(`no start within 120 s: ${errors}`)), 120_000);
     child.stdout?.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n")) {
         if (line === "") continue;

@@ -24,8 +24,15 @@ export const basic = (user: string, password: string) =>
   `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 
 /** GETs `url` and answers the body; throws unless the status is `status`. */
-export async function download(url: string, status = 200): Promise<Uint8Array> {
-  const res = await fetch(url);
+export async function download(
+  url: string,
+  /** The status expected (200), or the Basic user to read as (the local server serves stored objects only to those who may upload them). */
+  expected: number | { user: string; password: string } = 200,
+): Promise<Uint8Array> {
+  const status = typeof expected === "number" ? expected : 200;
+  const headers: Record<string, string> =
+    typeof expected === "number" ? {} : { Authorization: basic(expected.user, expected.password) };
+  const res = await fetch(url, { headers });
   const body = new Uint8Array(await res.arrayBuffer());
   if (res.status !== status) throw new Error(`GET ${url}: ${res.status}, expected ${status}`);
   return body;

@@ -4,8 +4,6 @@ import type { AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import type { PeerCertificate, TlsOptions } from "node:tls";
 import { ack } from "../../bits/ack.ts";
-import { BitsError } from "../../bits/errors.ts";
-import { type KeyRules, objectKeyFor } from "../../bits/key.ts";
 import {
   type BitsRequest,
   type BitsResponse,
@@ -14,9 +12,11 @@ import {
   reasonPhrase,
 } from "../../bits/request.ts";
 import type { ObjectStore } from "../../ports/object-store.ts";
-import type { UploadService } from "../../service/upload-service.ts";
+import type { ReadAccess, UploadService } from "../../service/upload-service.ts";
 import {
+  type ConnectionLimits,
   createBitsFront,
+  DEFAULT_LIMITS,
   HELD_BODY_HEADER,
   heldBody,
   ORIGINAL_METHOD_HEADER,
@@ -24,9 +24,13 @@ import {
 
 export interface LocalServerOptions {
   readonly service: UploadService;
-  /** Serves `GET <path>` with the completed object, so people and tests can check it. */
+  /**
+   * Serves `GET <path>` with the completed object, so people and tests can check it, to those
+   * `authorizeRead` lets read it.
+   */
   readonly objects: ObjectStore;
-  readonly keyRules: KeyRules;
+  /** Who may read which stored object: the upload service's `authorizeRead`. */
+  readonly authorizeRead: (request: BitsRequest) => Promise<ReadAccess>;
   /** Larger bodies get 413 before they are read, as an ALB answers above 1 MB. */
   readonly maxBodyBytes: number;
   /** Reply downloads of upload-reply sessions, served by the service under this path. */
@@ -36,6 +40,8 @@ export interface LocalServerOptions {
    * CAs; a verified one is reported to the service as the ALB's mutual TLS would report it.
    */
   readonly tls?: TlsOptions | undefined;
+  /** Limits on connections before authentication; DEFAULT_LIMITS unless given. */
+  readonly limits?: Partial<ConnectionLimits> | undefined;
 }
 
 export interface RunningServer {
@@ -52,7 +58,9 @@ export async function startLocalServer(
   port: number,
   host = "127.0.0.1",
 ): Promise<RunningServer> {
-  const http = createServer({ maxHeaderSize: 64 * 1024, keepAliveTimeout: 65_000 }, (req, res) => {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const keepAliveTimeout = limits.idleTimeoutMs;
+  const http = createServer({ maxHeaderSize: 64 * 1024, keepAliveTimeout }, (req, res) => {
     serve(options, req, res).catch((error: unknown) => {
       if (!res.headersSent) {
         send(res, { status: 500, headers: { "Content-Length": "0" } });
@@ -64,6 +72,7 @@ export async function startLocalServer(
   const front = createBitsFront(http, {
     tls: options.tls,
     maxHeldBodyBytes: options.maxBodyBytes,
+    limits,
   });
   await new Promise<void>((resolve, reject) => {
     front.once("error", reject);
@@ -89,18 +98,21 @@ async function serve(options: LocalServerOptions, req: IncomingMessage, res: Ser
       : (req.method ?? "GET");
   const [path = "/", search = ""] = (req.url ?? "/").split("?");
   const reply = options.replyPath !== undefined && path.startsWith(`${options.replyPath}/`);
-  if ((method === "GET" || method === "HEAD") && !reply)
-    return download(options, path, method, res);
   const declared = Number(req.headers["content-length"] ?? 0);
   if (declared > options.maxBodyBytes) {
     // Refused before reading, like the ALB; the client shrinks its fragments ([MC-BUP] 3.1.5.2.4).
     res.shouldKeepAlive = false;
     return send(res, ack(413));
   }
-  // The front holds the bodies of BITS_POST and POST (bits-front.ts); other methods' come
-  // through Node's parser.
+  // The front holds the bodies of BITS_POST and POST (bits-front.ts). Other methods' come
+  // through Node's parser; the service uses none of them, so they are read and dropped, never
+  // kept in memory before authentication.
   const held = heldBody(req);
-  const body = held ? await held.bytes : await readBody(req, options.maxBodyBytes);
+  const body = held
+    ? await held.bytes
+    : method === "POST"
+      ? await readBody(req, options.maxBodyBytes)
+      : await drain(req);
   const headers = headerMap(
     Object.entries(req.headers)
       .filter(([name]) => name !== ORIGINAL_METHOD_HEADER && name !== HELD_BODY_HEADER)
@@ -119,7 +131,16 @@ async function serve(options: LocalServerOptions, req: IncomingMessage, res: Ser
     query: new Map(new URLSearchParams(search)),
     peer: peerOf(req),
   };
+  if ((method === "GET" || method === "HEAD") && !reply) return download(options, request, res);
   send(res, await options.service.handle(request));
+}
+
+/** Reads a body to its end and keeps none of it. */
+async function drain(req: IncomingMessage): Promise<Uint8Array> {
+  for await (const _ of req as AsyncIterable<Buffer>) {
+    // Dropped.
+  }
+  return new Uint8Array(0);
 }
 
 const LOOPBACK = /^(127\.|::1$|::ffff:127\.)/;
@@ -171,27 +192,17 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Uint8Array
   return chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks);
 }
 
-async function download(
-  options: LocalServerOptions,
-  path: string,
-  method: string,
-  res: ServerResponse,
-) {
-  let key: string;
-  try {
-    key = objectKeyFor(path, options.keyRules.keyPrefix, options.keyRules.reservedPrefix);
-  } catch (error) {
-    if (error instanceof BitsError)
-      return send(res, { status: 400, headers: { "Content-Length": "0" } });
-    throw error;
-  }
-  const object = await options.objects.readStream(key);
+/** The stored object, to a client that may read it (`authorizeRead`); nothing to others. */
+async function download(options: LocalServerOptions, request: BitsRequest, res: ServerResponse) {
+  const access = await options.authorizeRead(request);
+  if (access.kind === "refused") return send(res, access.response);
+  const object = await options.objects.readStream(access.key);
   if (object === undefined) return send(res, { status: 404, headers: { "Content-Length": "0" } });
   res.writeHead(200, {
     "Content-Length": String(object.size),
     "Content-Type": "application/octet-stream",
   });
-  if (method === "HEAD") {
+  if (request.method === "HEAD") {
     await object.stream.cancel();
     res.end();
     return;

@@ -1,5 +1,5 @@
-import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import type { Config } from "../../config.ts";
 
 /**
@@ -48,18 +48,83 @@ export function localTarget(config: Config, url: string, standIns: boolean): Loc
 /**
  * Writes the file whole (another process never reads half of it) and answers how to remove it:
  * only while it is still this process's own, since a server started later may have replaced it.
+ * With `port`, the server also writes a file of its own beside it (`serverFilePath`), so that
+ * two servers in one directory are both found (`findLiveTarget`) whichever wrote last.
  */
-export function writeLocalTarget(path: string, target: LocalTarget): () => void {
-  const partial = `${path}.${process.pid}.tmp`;
-  writeFileSync(partial, `${JSON.stringify(target, null, 2)}\n`);
-  renameSync(partial, path);
+export function writeLocalTarget(path: string, target: LocalTarget, port?: number): () => void {
+  const paths = port === undefined ? [path] : [serverFilePath(path, port), path];
+  for (const each of paths) {
+    const partial = `${each}.${process.pid}.tmp`;
+    writeFileSync(partial, `${JSON.stringify(target, null, 2)}\n`);
+    renameSync(partial, each);
+  }
   return () => {
-    try {
-      if (readLocalTarget(path)?.pid === target.pid) rmSync(path, { force: true });
-    } catch {
-      // Unreadable or gone: not ours to remove.
+    for (const each of paths) {
+      try {
+        if (readLocalTarget(each)?.pid === target.pid) rmSync(each, { force: true });
+      } catch {
+        // Unreadable or gone: not ours to remove.
+      }
     }
   };
+}
+
+/** The file of the server on `port`: `.bits-local.json` becomes `.bits-local.8080.json`. */
+export function serverFilePath(path: string, port: number): string {
+  const extension = extname(path);
+  return `${path.slice(0, path.length - extension.length)}.${port}${extension}`;
+}
+
+/**
+ * The running server `path` names, or, when the one that wrote it has stopped (or it is gone),
+ * a running one among the servers' own files beside it, the newest first. `others` lists the
+ * files of further running servers; `stale` is the pid of a server that wrote `path` and is
+ * gone. Undefined `target` when no server runs.
+ */
+export function findLiveTarget(path: string): {
+  readonly target?: LocalTarget | undefined;
+  readonly file?: string | undefined;
+  readonly others: readonly string[];
+  readonly stale?: number | undefined;
+} {
+  const named = readLocalTarget(path);
+  const extension = extname(path);
+  const stem = basename(path, extension);
+  const pattern = new RegExp(`^${escapeRegExp(stem)}\\.\\d+${escapeRegExp(extension)}$`);
+  let siblings: string[] = [];
+  try {
+    siblings = readdirSync(dirname(path)).filter((name) => pattern.test(name));
+  } catch {
+    siblings = [];
+  }
+  const live = siblings
+    .map((name) => join(dirname(path), name))
+    .flatMap((file) => {
+      try {
+        const target = readLocalTarget(file);
+        return target && isRunning(target.pid)
+          ? [{ file, target, at: statSync(file).mtimeMs }]
+          : [];
+      } catch {
+        return [];
+      }
+    })
+    .sort((a, b) => b.at - a.at);
+  if (named !== undefined && isRunning(named.pid)) {
+    const others = live.filter((each) => each.target.pid !== named.pid).map((each) => each.file);
+    return { target: named, file: path, others };
+  }
+  const [first, ...rest] = live;
+  return {
+    target: first?.target,
+    file: first?.file,
+    others: rest.map((each) => each.file),
+    stale: named?.pid,
+  };
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /** The file as written; undefined when there is none. Throws when it is not one of ours. */
