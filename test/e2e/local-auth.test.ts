@@ -35,7 +35,10 @@ describe("npm start with BITS_AUTH=basic BITS_HTPASSWD=<file> (docs/access.md)",
     } finally {
       transport.close();
     }
-    expect((await download(`${server.url}/no-creds.bin`, 404)).length).toBe(0);
+    // Read as alice: the local server serves stored objects only to those who may upload them.
+    expect((await download(`${server.url}/no-creds.bin`, { ...alice, status: 404 })).length).toBe(
+      0,
+    );
   });
 
   it("a client with the job's credentials answers the challenge and uploads byte for byte", async () => {

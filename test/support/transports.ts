@@ -27,9 +27,9 @@ export const basic = (user: string, password: string) =>
 export async function download(
   url: string,
   /** The status expected (200), or the Basic user to read as (the local server serves stored objects only to those who may upload them). */
-  expected: number | { user: string; password: string } = 200,
+  expected: number | { user: string; password: string; status?: number } = 200,
 ): Promise<Uint8Array> {
-  const status = typeof expected === "number" ? expected : 200;
+  const status = typeof expected === "number" ? expected : (expected.status ?? 200);
   const headers: Record<string, string> =
     typeof expected === "number" ? {} : { Authorization: basic(expected.user, expected.password) };
   const res = await fetch(url, { headers });
