@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { v4 as uuidv4 } from "uuid";
@@ -33,6 +34,7 @@ export function jsonRuntime(level: LogLevel): Runtime {
   return {
     now: () => Date.now(),
     newSessionId,
+    sleep: async (ms) => sleep(ms),
     log(eventLevel, message, fields = {}) {
       if (RANK[eventLevel] < RANK[level]) return;
       console.log(JSON.stringify({ level: eventLevel, message, ...fields }));
