@@ -2,6 +2,7 @@
  * `bits-sessions` (`npm run sessions -- ...`): the operator's view of upload sessions, on the
  * local server's stand-ins or a deployed table (docs/client.md, bits-sessions).
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
 import type { Runtime } from "../functions/ports/runtime.ts";
 import { StorageError } from "../functions/ports/storage-error.ts";
@@ -47,6 +48,7 @@ function width(): number {
 const quietRuntime: Runtime = {
   now: () => Date.now(),
   newSessionId,
+  sleep: async (ms) => sleep(ms),
   log(level, message, fields = {}) {
     if (level !== "info") console.error(JSON.stringify({ level, message, ...fields }));
   },

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { S3Client } from "@aws-sdk/client-s3";
 import { v4 as uuidv4 } from "uuid";
@@ -17,6 +18,7 @@ import type { Notifier } from "./ports/notifier.ts";
 import type { Runtime } from "./ports/runtime.ts";
 import type { SecretText } from "./ports/secrets.ts";
 import type { ServiceContext } from "./service/context.ts";
+import { currentRequest } from "./service/request-scope.ts";
 import { createUploadService } from "./service/upload-service.ts";
 import { WarmCache } from "./service/warm-cache.ts";
 
@@ -28,14 +30,22 @@ const RANK: Record<LogLevel, number> = { info: 0, warn: 1, error: 2, silent: 3 }
  */
 export const newSessionId = () => `{${uuidv4().toUpperCase()}}`;
 
-/** Structured JSON lines, one per event, to stdout (CloudWatch picks them up on Lambda). */
-export function jsonRuntime(level: LogLevel): Runtime {
+/**
+ * Structured JSON lines, one per event, to stdout (CloudWatch picks them up on Lambda). A line
+ * written while a request is served carries that request's IDs, the audit line's `requestId` and
+ * `invocation` (docs/security.md, "What is logged").
+ */
+export function jsonRuntime(
+  level: LogLevel,
+  write: (line: string) => void = (line) => console.log(line),
+): Runtime {
   return {
     now: () => Date.now(),
     newSessionId,
+    sleep: async (ms) => sleep(ms),
     log(eventLevel, message, fields = {}) {
       if (RANK[eventLevel] < RANK[level]) return;
-      console.log(JSON.stringify({ level: eventLevel, message, ...fields }));
+      write(JSON.stringify({ level: eventLevel, message, ...currentRequest(), ...fields }));
     },
   };
 }

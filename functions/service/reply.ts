@@ -87,7 +87,8 @@ export async function notifyAndReply(
     const now = context.runtime.now();
     if ((record.notifyingUntil ?? 0) > now) {
       if (now > deadline) break;
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      // The same clock as the deadline: tests that move time move both (ports/runtime.ts).
+      await context.runtime.sleep(POLL_MS);
       record = await sessions.get(record.id);
       continue;
     }
@@ -103,20 +104,20 @@ export async function notifyAndReply(
   throw new BitsError("internal", "the application's answer is still awaited");
 }
 
+/**
+ * Notifies the application while holding the lease. The lease is given back on every way out
+ * but the one that records the answer, whose write clears it.
+ */
 async function notifyHolding(context: ServiceContext, record: SessionRecord, call: Call) {
   const { objects, sessions, settings, runtime } = context;
   const notify = record.notify as Notify;
-  const release = async () => {
-    const cleared = { ...record, notifyingUntil: undefined, version: record.version + 1 };
-    await sessions.replace(cleared, record.version).catch(() => undefined);
-  };
-  let result: NotificationResult;
+  let answered = false;
   try {
     const size = await completeRequest(context, record);
     const requestKey = requestKeyOf(context, record.id);
     const replyKey = replyKeyOf(context, record.id);
     const seconds = Math.ceil(settings.notificationTimeoutMs / 1000);
-    result = await notifierOf(context).notify({
+    const result = await notifierOf(context).notify({
       type: notify.type,
       target: notify.target,
       originalUrl: notify.originalUrl,
@@ -142,21 +143,13 @@ async function notifyHolding(context: ServiceContext, record: SessionRecord, cal
       timeoutMs: settings.notificationTimeoutMs,
       maxReplyBytes: settings.maxReplyBytes,
     });
-  } catch (error) {
-    await release();
-    throw error;
-  }
-  runtime.log(result.kind === "ok" ? "info" : "warn", "application notified", {
-    session: sessionTag(record.id),
-    target: notify.target.startsWith("lambda:") ? notify.target : new URL(notify.target).origin,
-    outcome: result.kind,
-    status: result.kind === "app-error" ? result.status : undefined,
-  });
-  if (result.kind !== "ok") {
-    await release();
-    throw failureOf(result);
-  }
-  try {
+    runtime.log(result.kind === "ok" ? "info" : "warn", "application notified", {
+      session: sessionTag(record.id),
+      target: notify.target.startsWith("lambda:") ? notify.target : new URL(notify.target).origin,
+      outcome: result.kind,
+      status: result.kind === "app-error" ? result.status : undefined,
+    });
+    if (result.kind !== "ok") throw failureOf(result);
     if (result.reply !== undefined) await storeReply(context, record, result.reply);
     else if (result.staticUrl === undefined) await checkWrittenReply(context, record);
     let copied = false;
@@ -182,11 +175,14 @@ async function notifyHolding(context: ServiceContext, record: SessionRecord, cal
     };
     const written = await sessions.replace(done, record.version);
     if (!written.ok) throw new BitsError("internal", "session changed while notifying");
+    answered = true;
     context.cache?.rememberRecord(done);
     return replyAck(done);
-  } catch (error) {
-    await release();
-    throw error;
+  } finally {
+    if (!answered) {
+      const cleared = { ...record, notifyingUntil: undefined, version: record.version + 1 };
+      await sessions.replace(cleared, record.version).catch(() => undefined);
+    }
   }
 }
 

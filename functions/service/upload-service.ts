@@ -30,6 +30,7 @@ import { endSession } from "./end-session.ts";
 import { fragment } from "./fragment.ts";
 import { emfFields, type Metric } from "./metrics.ts";
 import { serveReply } from "./reply-download.ts";
+import { inRequest } from "./request-scope.ts";
 
 type Handler<T extends PacketType> = (
   context: ServiceContext,
@@ -70,12 +71,15 @@ export function createUploadService(
   authenticator: Authenticator = ANONYMOUS,
 ): UploadService {
   return {
-    async handle(request) {
-      const started = context.runtime.now();
-      const outcome: Outcome = {};
-      const response = await serve(context, authenticator, request, outcome);
-      audit(context, request, response, outcome, started);
-      return response;
+    handle(request) {
+      const ids = { requestId: request.peer?.requestId, invocation: request.peer?.invocationId };
+      return inRequest(ids, async () => {
+        const started = context.runtime.now();
+        const outcome: Outcome = {};
+        const response = await serve(context, authenticator, request, outcome);
+        audit(context, request, response, outcome, started);
+        return response;
+      });
     },
   };
 }

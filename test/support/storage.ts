@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { ScanCommand } from "@aws-sdk/client-dynamodb";
 import { ListObjectsV2Command, UploadPartCommand } from "@aws-sdk/client-s3";
 import { inject } from "vitest";
@@ -92,6 +93,10 @@ export function testRuntime(start = Date.now()) {
   const runtime: Runtime & { advance(ms: number): void } = {
     now: () => now,
     newSessionId,
+    // Real time, as before the clock was injected here: a waiting copy of a request must not
+    // see a lease expire while the one holding it is still at work. Tests that drive time
+    // replace it.
+    sleep: async (ms) => sleep(ms),
     log: () => {},
     advance(ms) {
       now += ms;

@@ -1,4 +1,5 @@
 import { Agent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { createLambdaHandler } from "../../functions/adapters/lambda/lambda-handler.ts";
 import type { Peer } from "../../functions/bits/request.ts";
 import type { UploadService } from "../../functions/service/upload-service.ts";
@@ -41,13 +42,22 @@ export async function download(
 /** Sends one request; throws when the connection drops. */
 export type Transport = (request: WireRequest) => Promise<WireResponse>;
 
-/** Real HTTP/1.1 with keep-alive, as the Windows client speaks it. */
-export function httpTransport(baseUrl: string): Transport & { close(): void } {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+/**
+ * Real HTTP/1.1 with keep-alive, as the Windows client speaks it; over TLS for an `https:` base
+ * URL, trusting `ca`.
+ */
+export function httpTransport(
+  baseUrl: string,
+  { ca }: { ca?: Buffer } = {},
+): Transport & { close(): void } {
+  const tls = baseUrl.startsWith("https:");
+  const options = { keepAlive: true, maxSockets: 1 };
+  const agent = tls ? new HttpsAgent({ ...options, ...(ca ? { ca } : {}) }) : new Agent(options);
+  const request = tls ? httpsRequest : httpRequest;
   const send: Transport = (req) =>
     new Promise((resolve, reject) => {
       const url = new URL(req.path, baseUrl);
-      const out = httpRequest(
+      const out = request(
         url,
         {
           method: req.method,

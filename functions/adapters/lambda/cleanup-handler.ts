@@ -3,6 +3,7 @@ import { redactIds } from "../../service/call.ts";
 import { handleSessionChanges, sweep } from "../../service/cleanup.ts";
 import type { ServiceContext } from "../../service/context.ts";
 import { emfFields } from "../../service/metrics.ts";
+import { inRequest } from "../../service/request-scope.ts";
 import { changesOf, isStreamEvent } from "./stream.ts";
 
 /**
@@ -14,6 +15,8 @@ export const SWEEP_MARGIN_MS = 30_000;
 /** What the handler uses of Lambda's context object. */
 export interface LambdaTime {
   getRemainingTimeInMillis(): number;
+  /** The invocation's ID, which every line it logs carries. */
+  readonly awsRequestId?: string;
 }
 
 /**
@@ -29,22 +32,23 @@ export function createCleanupHandler(context: ServiceContext, sink: () => Promis
     const remainingMs = lambda && (() => lambda.getRemainingTimeInMillis() - SWEEP_MARGIN_MS);
     return sweep(context, { remainingMs });
   };
-  return async (event: unknown, lambda?: LambdaTime) => {
-    try {
-      return await handle(event, lambda);
-    } catch (error) {
-      // Counted for the cleanup alarm, then thrown so that Lambda retries (docs/monitoring.md).
-      context.runtime.log("error", "cleanup failed", {
-        error: redactIds(
-          error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-        ),
-        ...emfFields(
-          context.settings.metrics,
-          [{ name: "CleanupFailures", value: 1, unit: "Count" }],
-          context.runtime.now(),
-        ),
-      });
-      throw error;
-    }
-  };
+  return (event: unknown, lambda?: LambdaTime) =>
+    inRequest({ invocation: lambda?.awsRequestId }, async () => {
+      try {
+        return await handle(event, lambda);
+      } catch (error) {
+        // Counted for the cleanup alarm, then thrown so that Lambda retries (docs/monitoring.md).
+        context.runtime.log("error", "cleanup failed", {
+          error: redactIds(
+            error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+          ),
+          ...emfFields(
+            context.settings.metrics,
+            [{ name: "CleanupFailures", value: 1, unit: "Count" }],
+            context.runtime.now(),
+          ),
+        });
+        throw error;
+      }
+    });
 }
