@@ -21,19 +21,43 @@ import { newSessionId } from "../../functions/wiring.ts";
 import {
   createBucket,
   createSessionTable,
+  motoS3,
+  type StandInKind,
   standInDynamoDb,
   standInS3,
 } from "../../infra/stand-ins.ts";
 
-let shared: { s3: ReturnType<typeof standInS3>; dynamodb: ReturnType<typeof standInDynamoDb> };
+export type { StandInKind };
 
-/** SDK clients for the stand-ins started by the global setup, one pair per test worker. */
-export function standInClients() {
-  shared ??= {
-    s3: standInS3(inject("s3Endpoint")),
-    dynamodb: standInDynamoDb(inject("dynamodbEndpoint")),
-  };
-  return shared;
+/**
+ * The emulations every storage suite runs on: fauxqs with DynamoDB Local, and moto
+ * (docs/platform.md, "Two emulations"). For `describe.each`.
+ */
+export const STAND_INS: readonly StandInKind[] = ["fauxqs", "moto"];
+
+type Clients = { s3: ReturnType<typeof standInS3>; dynamodb: ReturnType<typeof standInDynamoDb> };
+const shared = new Map<StandInKind, Clients>();
+
+/**
+ * SDK clients for the stand-ins started by the global setup, one pair per kind and test
+ * worker: fauxqs and DynamoDB Local (the default), or moto for both.
+ */
+export function standInClients(kind: StandInKind = "fauxqs"): Clients {
+  let clients = shared.get(kind);
+  if (clients === undefined) {
+    clients =
+      kind === "moto"
+        ? {
+            s3: motoS3(inject("motoEndpoint")),
+            dynamodb: standInDynamoDb(inject("motoEndpoint")),
+          }
+        : {
+            s3: standInS3(inject("s3Endpoint")),
+            dynamodb: standInDynamoDb(inject("dynamodbEndpoint")),
+          };
+    shared.set(kind, clients);
+  }
+  return clients;
 }
 
 export interface RealStorage {
@@ -41,18 +65,24 @@ export interface RealStorage {
   readonly table: string;
   readonly objects: S3ObjectStore;
   readonly sessions: DynamoDbSessionStore;
+  readonly standIn: StandInKind;
 }
 
-/** A new bucket and table on the real stand-ins, so test files never see each other's data. */
-export async function freshStorage(): Promise<RealStorage> {
-  const { s3, dynamodb } = standInClients();
+/**
+ * A new bucket and table on the real stand-ins, so test files never see each other's data.
+ * The store is built as the local server builds it for that stand-in (functions/wiring.ts):
+ * fauxqs's checksum workaround on fauxqs only.
+ */
+export async function freshStorage(standIn: StandInKind = "fauxqs"): Promise<RealStorage> {
+  const { s3, dynamodb } = standInClients(standIn);
   const name = `t-${randomUUID().slice(0, 8)}`;
   await Promise.all([createBucket(s3, name), createSessionTable(dynamodb, name)]);
   return {
     bucket: name,
     table: name,
-    objects: new S3ObjectStore(s3, name),
+    objects: new S3ObjectStore(s3, name, { fauxqsChecksums: standIn === "fauxqs" }),
     sessions: new DynamoDbSessionStore(dynamodb, name),
+    standIn,
   };
 }
 
@@ -135,9 +165,9 @@ export function serviceOver(
 
 export async function realService(
   settings: Partial<ServiceSettings> = {},
-  options: Parameters<typeof serviceOver>[3] = {},
+  { standIn, ...options }: Parameters<typeof serviceOver>[3] & { standIn?: StandInKind } = {},
 ) {
-  const storage = await freshStorage();
+  const storage = await freshStorage(standIn);
   const all = { bucket: storage.bucket, ...settings };
   return { ...storage, ...serviceOver(storage.sessions, storage.objects, all, options) };
 }
@@ -149,8 +179,8 @@ export function memoryService(settings: Partial<ServiceSettings> = {}) {
 }
 
 /** Every key in a bucket. */
-export async function bucketKeys(bucket: string): Promise<string[]> {
-  const { s3 } = standInClients();
+export async function bucketKeys(bucket: string, standIn?: StandInKind): Promise<string[]> {
+  const { s3 } = standInClients(standIn);
   const keys: string[] = [];
   let token: string | undefined;
   do {
@@ -164,8 +194,8 @@ export async function bucketKeys(bucket: string): Promise<string[]> {
 }
 
 /** Every item in a table: session records (and anything else, as raw primary keys). */
-export async function tableItems(table: string) {
-  const { dynamodb } = standInClients();
+export async function tableItems(table: string, standIn?: StandInKind) {
+  const { dynamodb } = standInClients(standIn);
   const out = await dynamodb.send(new ScanCommand({ TableName: table, ConsistentRead: true }));
   const records: SessionRecord[] = [];
   const others: string[] = [];
@@ -181,8 +211,13 @@ export async function tableItems(table: string) {
 }
 
 /** True when S3 no longer knows the multipart upload (completed or aborted). */
-export async function uploadIsGone(bucket: string, key: string, uploadId: string) {
-  const { s3 } = standInClients();
+export async function uploadIsGone(
+  bucket: string,
+  key: string,
+  uploadId: string,
+  standIn?: StandInKind,
+) {
+  const { s3 } = standInClients(standIn);
   try {
     await s3.send(
       new UploadPartCommand({
