@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ScanCommand } from "@aws-sdk/client-dynamodb";
-import { ListObjectsV2Command, UploadPartCommand } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, ListPartsCommand, UploadPartCommand } from "@aws-sdk/client-s3";
 import { inject } from "vitest";
 import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb-session-store.ts";
 import { fromItem } from "../../functions/adapters/dynamodb/session-item.ts";
@@ -210,7 +210,11 @@ export async function tableItems(table: string, standIn?: StandInKind) {
   return { records, others, counters };
 }
 
-/** True when S3 no longer knows the multipart upload (completed or aborted). */
+/**
+ * True when S3 no longer knows the multipart upload (completed or aborted). Asked with
+ * ListParts where the stand-in has it (moto, which answers an UploadPart to a gone upload with
+ * 500 rather than NoSuchUpload), with an UploadPart on fauxqs, which has no ListParts.
+ */
 export async function uploadIsGone(
   bucket: string,
   key: string,
@@ -218,16 +222,10 @@ export async function uploadIsGone(
   standIn?: StandInKind,
 ) {
   const { s3 } = standInClients(standIn);
+  const input = { Bucket: bucket, Key: key, UploadId: uploadId };
   try {
-    await s3.send(
-      new UploadPartCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId: uploadId,
-        PartNumber: 1,
-        Body: new Uint8Array(1),
-      }),
-    );
+    if (standIn === "moto") await s3.send(new ListPartsCommand(input));
+    else await s3.send(new UploadPartCommand({ ...input, PartNumber: 1, Body: new Uint8Array(1) }));
     return false;
   } catch (error) {
     return (error as { name?: string }).name === "NoSuchUpload";
