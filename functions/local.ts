@@ -4,9 +4,11 @@ import type { TlsOptions } from "node:tls";
 import {
   createBucket,
   createSessionTable,
+  motoS3,
   standInDynamoDb,
   standInS3,
   startDynamoDbStandIn,
+  startMoto,
   startS3StandIn,
 } from "../infra/stand-ins.ts";
 import { startStreamPoller } from "./adapters/dynamodb/stream-poller.ts";
@@ -43,7 +45,8 @@ function tlsOptions(env: NodeJS.ProcessEnv): TlsOptions | undefined {
  * `npm start`: the upload server on 127.0.0.1:$PORT. Unless told otherwise it starts its own
  * stand-ins (fauxqs for S3, DynamoDB Local for DynamoDB) and creates the bucket and table;
  * BITS_S3_ENDPOINT / BITS_DYNAMODB_ENDPOINT point it elsewhere (BITS_STAND_INS=external when
- * those are stand-ins run separately), BITS_STAND_INS=none at AWS.
+ * those are stand-ins run separately), BITS_STAND_INS=moto on one moto_server (its own, or the
+ * one both endpoints name), BITS_STAND_INS=none at AWS.
  *
  * The process owns what it starts (docs/local-server.md, "Starting and stopping"): everything
  * it starts is stopped on SIGINT and SIGTERM, when its parent is gone, and when the start fails
@@ -54,8 +57,8 @@ async function main(owned: Owned) {
   const env = process.env;
   const config = loadConfig(env, { BITS_BUCKET: "bits-uploads", BITS_TABLE: "bits-sessions" });
   const standIns = (env.BITS_STAND_INS ?? "auto").toLowerCase();
-  if (standIns !== "auto" && standIns !== "none" && standIns !== "external") {
-    throw new ConfigError("BITS_STAND_INS must be auto, external or none");
+  if (!["auto", "none", "external", "moto"].includes(standIns)) {
+    throw new ConfigError("BITS_STAND_INS must be auto, external, moto or none");
   }
   if (standIns === "external" && (!config.s3Endpoint || !config.dynamodbEndpoint)) {
     throw new ConfigError(
@@ -91,13 +94,33 @@ async function main(owned: Owned) {
 
   let clients: ReturnType<typeof buildContext>["clients"] | undefined;
   let effective = config;
-  if (standIns === "auto" && (!config.s3Endpoint || !config.dynamodbEndpoint)) {
+  let standIn: "fauxqs" | "moto" | undefined = "fauxqs";
+  if (standIns === "moto") {
+    // One moto_server for S3 and DynamoDB (docs/platform.md, "Two emulations").
+    const own = !config.s3Endpoint || !config.dynamodbEndpoint ? await startMoto() : undefined;
+    if (own) owned.add(own.stop);
+    const endpoint = own?.endpoint;
+    effective = {
+      ...config,
+      s3Endpoint: endpoint ?? config.s3Endpoint,
+      dynamodbEndpoint: endpoint ?? config.dynamodbEndpoint,
+    };
+    clients = {
+      s3: motoS3(effective.s3Endpoint as string),
+      dynamodb: standInDynamoDb(effective.dynamodbEndpoint as string),
+    };
+    standIn = "moto";
+    if (own) {
+      await createBucket(clients.s3, config.bucket);
+      await createSessionTable(clients.dynamodb, config.table);
+    }
+  } else if (standIns === "auto" && (!config.s3Endpoint || !config.dynamodbEndpoint)) {
     const starting = [
       config.s3Endpoint ? undefined : startS3StandIn(),
       config.dynamodbEndpoint ? undefined : startDynamoDbStandIn(),
     ];
     // Each one is owned as soon as it runs, even when the other fails to start.
-    for (const started of starting) started?.then((standIn) => owned.add(standIn.stop), noop);
+    for (const started of starting) started?.then((running) => owned.add(running.stop), noop);
     const [s3, dynamodb] = await Promise.all(starting);
     effective = {
       ...config,
@@ -118,10 +141,11 @@ async function main(owned: Owned) {
       dynamodb: standInDynamoDb(config.dynamodbEndpoint as string),
     };
   }
-  const built = buildContext(effective, runtime, clients, authenticator);
+  if (clients === undefined) standIn = undefined;
+  const built = buildContext(effective, runtime, clients, authenticator, { standIn });
   const { service, context } = built;
   const streamFunction = await startStreamFunction(effective, context, built.clients, runtime, {
-    ownTable: clients !== undefined && !config.dynamodbEndpoint,
+    ownTable: clients !== undefined && effective.dynamodbEndpoint !== config.dynamodbEndpoint,
   });
   owned.add(streamFunction.stop);
   const server = await startLocalServer(

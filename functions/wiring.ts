@@ -157,17 +157,24 @@ export function eventSinkFor(config: Config): () => Promise<EventSink> {
   };
 }
 
-/** Builds the service from configuration: the only place adapters meet the core. */
+/**
+ * Builds the service from configuration: the only place adapters meet the core. `standIn`
+ * names the local emulation the clients talk to, set only by the local server
+ * (functions/local.ts, BITS_STAND_INS); without it the server is written for AWS, and fauxqs's
+ * workarounds are never taken (docs/platform.md, "Two emulations").
+ */
 export function buildContext(
   config: Config,
   runtime: Runtime = jsonRuntime(config.logLevel),
   clients: AwsClients = awsClients(config),
   authenticator: Authenticator = ANONYMOUS,
-  options: { maxResponseBody?: number } = {},
+  options: { maxResponseBody?: number; standIn?: "fauxqs" | "moto" | undefined } = {},
 ) {
   const context: ServiceContext = {
     sessions: new DynamoDbSessionStore(clients.dynamodb, config.table),
-    objects: new S3ObjectStore(clients.s3, config.bucket),
+    objects: new S3ObjectStore(clients.s3, config.bucket, {
+      fauxqsChecksums: options.standIn === "fauxqs",
+    }),
     runtime,
     cache: config.warmCacheBytes > 0 ? new WarmCache(config.warmCacheBytes) : undefined,
     settings: {

@@ -84,46 +84,48 @@ export async function startDynamoDbStandIn(): Promise<{ endpoint: string; stop()
     { cwd: launcher.lib, stdio: ["pipe", "ignore", "ignore"] },
   );
   const endpoint = `http://127.0.0.1:${port}`;
-  const exited = new Promise<never>((_, reject) => {
-    child.once("error", (error) =>
-      reject(new Error(`DynamoDB Local: ${error.message} (is Java 17 installed?)`)),
-    );
-    child.once("exit", (code) => reject(new Error(`DynamoDB Local exited with ${code}`)));
-  });
   // Its end of the pipe must not fail this process when it is gone first.
   child.stdin?.on("error", () => {});
   const client = standInDynamoDb(endpoint);
+  try {
+    await whenAnswering(child, "DynamoDB Local", "is Java 17 installed?", async () => {
+      await client.send(new ListTablesCommand({}));
+      return true;
+    });
+  } finally {
+    client.destroy();
+  }
+  return { endpoint, stop: () => stopChild(child) };
+}
+
+/**
+ * Resolves once `answers` does (tried every 100 ms for 60 s); rejects, killing the child, when
+ * it does not or the child exits first.
+ */
+async function whenAnswering(
+  child: ChildProcess,
+  name: string,
+  hint: string,
+  answers: () => Promise<boolean>,
+): Promise<void> {
+  const exited = new Promise<never>((_, reject) => {
+    child.once("error", (error) => reject(new Error(`${name}: ${error.message} (${hint})`)));
+    child.once("exit", (code) => reject(new Error(`${name} exited with ${code}`)));
+  });
   const ready = (async () => {
     for (let attempt = 0; attempt < 600; attempt++) {
-      try {
-        await client.send(new ListTablesCommand({}));
-        return;
-      } catch {
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      if (await answers().catch(() => false)) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    throw new Error("DynamoDB Local did not answer within 60 s");
+    throw new Error(`${name} did not answer within 60 s`);
   })();
   try {
     await Promise.race([ready, exited]);
   } catch (error) {
     child.kill("SIGKILL");
     throw error;
-  } finally {
-    client.destroy();
   }
   exited.catch(() => {});
-  return {
-    endpoint,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        child.once("exit", () => resolve());
-        child.stdin?.end();
-        child.kill("SIGTERM");
-        setTimeout(() => child.kill("SIGKILL"), 3000).unref();
-      }),
-  };
 }
 
 const LAUNCHER_CLASS = "LoopbackDynamoDbLocal";
@@ -184,8 +186,12 @@ function run(command: string, args: readonly string[]): Promise<void> {
   });
 }
 
-export function standInS3(endpoint: string): S3Client {
-  const client = new S3Client({
+/** Which emulation of S3 and DynamoDB a local server or a test runs on (docs/platform.md). */
+export type StandInKind = "fauxqs" | "moto";
+
+/** An S3 client for a local endpoint, configured as the server's own (functions/wiring.ts). */
+function localS3(endpoint: string): S3Client {
+  return new S3Client({
     endpoint,
     region: STAND_IN_REGION,
     forcePathStyle: true,
@@ -193,6 +199,14 @@ export function standInS3(endpoint: string): S3Client {
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
   });
+}
+
+/**
+ * The S3 client for fauxqs: it answers what fauxqs lacks, as S3 does (fauxqs-only; a server on
+ * moto or AWS never goes through it).
+ */
+export function standInS3(endpoint: string): S3Client {
+  const client = localS3(endpoint);
   // fauxqs 1.9 reads the parts of a CompleteMultipartUpload with a pattern that allows nothing
   // but PartNumber and ETag in a Part (dist/s3/actions/completeMultipartUpload.js): a part
   // listed with its ChecksumCRC32C, as S3 requires for an upload created with a checksum
@@ -214,7 +228,7 @@ export function standInS3(endpoint: string): S3Client {
       }
       return next(args);
     },
-    { step: "finalizeRequest", priority: "high", name: "standInWithoutPartChecksums" },
+    { step: "finalizeRequest", priority: "high", name: "fauxqsWithoutPartChecksums" },
   );
   // fauxqs 1.9 has no UploadPartCopy: it takes the request for an UploadPart and ignores
   // x-amz-copy-source (dist/s3/actions/uploadPart.js), storing an empty part. The stand-in's
@@ -248,9 +262,84 @@ export function standInS3(endpoint: string): S3Client {
       );
       return { output: { CopyPartResult: { ETag: part.ETag }, $metadata: {} }, response: {} };
     },
-    { step: "initialize", priority: "high", name: "standInUploadPartCopy" },
+    { step: "initialize", priority: "high", name: "fauxqsUploadPartCopy" },
   );
   return client;
+}
+
+/**
+ * moto 5.2 computes CRC32C with zlib's CRC32 when the Python `crc32c` module is missing
+ * (moto/s3/utils.py, `compute_checksum`), which it is on this project's machines: every CRC32C
+ * moto works out itself is wrong. The client for moto drops those (a multipart object's, a
+ * completion's, a copied part's), so the server sees a store that reported no checksum rather
+ * than a wrong one; the CRC32C a PutObject sent, which moto keeps as given, comes back as it is.
+ * Nothing else is changed: moto enforces `If-None-Match`, implements UploadPartCopy and ListParts
+ * itself (docs/platform.md, "Two emulations").
+ */
+export function motoS3(endpoint: string): S3Client {
+  const client = localS3(endpoint);
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      const result = await next(args);
+      const output = result.output as {
+        ChecksumCRC32C?: string;
+        ChecksumType?: string;
+        CopyPartResult?: { ChecksumCRC32C?: string };
+        CopyObjectResult?: { ChecksumCRC32C?: string };
+      };
+      switch (context.commandName) {
+        case "CompleteMultipartUploadCommand":
+          delete output.ChecksumCRC32C;
+          break;
+        case "UploadPartCopyCommand":
+          delete output.CopyPartResult?.ChecksumCRC32C;
+          break;
+        case "CopyObjectCommand":
+          delete output.CopyObjectResult?.ChecksumCRC32C;
+          break;
+        case "HeadObjectCommand":
+        case "GetObjectCommand":
+          // Objects moto assembled from parts: it sets a checksum type only for those.
+          if (output.ChecksumType !== undefined) delete output.ChecksumCRC32C;
+          break;
+      }
+      return result;
+    },
+    { step: "initialize", priority: "high", name: "motoWithoutItsCrc32c" },
+  );
+  return client;
+}
+
+/** The S3 client for a stand-in of this kind. */
+export function standInS3Of(kind: StandInKind, endpoint: string): S3Client {
+  return kind === "moto" ? motoS3(endpoint) : standInS3(endpoint);
+}
+
+/**
+ * moto_server, one process for S3 and DynamoDB (and DynamoDB Streams), on 127.0.0.1 and a free
+ * port, in memory. Python, from the PATH (`moto_server`, moto 5.2). Resolves once it answers.
+ */
+export async function startMoto(): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const endpoint = `http://127.0.0.1:${port}`;
+  const child = spawn("moto_server", ["-H", "127.0.0.1", "-p", String(port)], {
+    stdio: "ignore",
+  });
+  await whenAnswering(child, "moto_server", "is moto on the PATH?", async () => {
+    return (await fetch(`${endpoint}/moto-api/`)).ok;
+  });
+  return { endpoint, stop: () => stopChild(child) };
+}
+
+/** Stops a child this process started: its standard input closed first (DynamoDB Local's launcher ends on that), then SIGTERM, then SIGKILL after 3 s. */
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.stdin?.end();
+    child.kill("SIGTERM");
+    setTimeout(() => child.kill("SIGKILL"), 3000).unref();
+  });
 }
 
 export function standInDynamoDb(endpoint: string): DynamoDBClient {

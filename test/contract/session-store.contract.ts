@@ -41,7 +41,20 @@ function openRecord(overrides: Partial<SessionRecord> = {}): SessionRecord {
  * The SessionStore port's contract, run against every implementation (the fake and the DynamoDB
  * adapter), with DynamoDB as the truth.
  */
-export function sessionStoreContract(name: string, makeStore: () => Promise<SessionStore>) {
+/**
+ * Cases an implementation is known to get wrong: they run as `it.fails`, so a fix shows up.
+ * "transaction-isolation": concurrent TransactWriteItems are not isolated from each other, and
+ * a cancelled one puts back the whole table as it was when it began, undoing the writes that
+ * succeeded meanwhile (moto 5.2, docs/platform.md, "TransactWriteItems under concurrency").
+ */
+export type SessionStoreGap = "transaction-isolation";
+
+export function sessionStoreContract(
+  name: string,
+  makeStore: () => Promise<SessionStore>,
+  gaps: readonly SessionStoreGap[] = [],
+) {
+  const known = (gap: SessionStoreGap) => (gaps.includes(gap) ? it.fails : it);
   describe(`SessionStore contract: ${name}`, () => {
     let store: SessionStore;
 
@@ -325,16 +338,69 @@ export function sessionStoreContract(name: string, makeStore: () => Promise<Sess
         expect(await store.openSessions()).toBe(1);
       });
 
-      it("concurrent creates never pass the cap", async () => {
-        const caps = { perSlot: 3, total: 100 };
-        const slot = "p:crowd";
-        const results = await Promise.all(
-          Array.from({ length: 8 }, () => store.create(openRecord({ slot }), caps)),
-        );
-        expect(results.filter((result) => result === "created")).toHaveLength(3);
-        expect(results.filter((result) => result === "slot-full")).toHaveLength(5);
-        expect(await store.openSessions(slot)).toBe(3);
-      });
+      // A race whose outcome on a store without isolation is chance: skipped there, where the
+      // rounds below show the gap every time.
+      (gaps.includes("transaction-isolation") ? it.skip : it)(
+        "concurrent creates never pass the cap",
+        async () => {
+          const caps = { perSlot: 3, total: 100 };
+          const slot = "p:crowd";
+          const results = await Promise.all(
+            Array.from({ length: 8 }, () => store.create(openRecord({ slot }), caps)),
+          );
+          expect(results.filter((result) => result === "created")).toHaveLength(3);
+          expect(results.filter((result) => result === "slot-full")).toHaveLength(5);
+          expect(await store.openSessions(slot)).toBe(3);
+        },
+      );
+    });
+
+    describe("transactions under concurrency (docs/platform.md, DynamoDB)", () => {
+      /**
+       * 48 sessions created at once in one slot whose cap refuses some of them, while others
+       * end: DynamoDB isolates each transaction and applies it all or not at all, so every
+       * session answered "created" is there, and the counters are exactly the sessions open.
+       * Three rounds in fresh slots (a race may go right by chance once), stopping at the first miss.
+       */
+      known("transaction-isolation")(
+        "concurrent creates, refusals and releases lose no write and miscount nothing",
+        async () => {
+          const caps = { perSlot: 24, total: 1_000_000 };
+          let open = 0;
+          for (let round = 0; round < 3; round++) {
+            const slot = `p:48-${round}`;
+            const early = Array.from({ length: 8 }, () => openRecord({ slot }));
+            for (const record of early) expect(await store.create(record, caps)).toBe("created");
+            const records = Array.from({ length: 48 }, () => openRecord({ slot }));
+            const [results] = await Promise.all([
+              Promise.all(records.map((record) => store.create(record, caps))),
+              Promise.all(
+                early.map((record) =>
+                  store.replace({ ...record, status: "committing", version: 2 }, 1, {
+                    release: true,
+                  }),
+                ),
+              ),
+            ]);
+            const created = records.filter((_, i) => results[i] === "created");
+            open += created.length;
+            expect(created.length).toBeLessThanOrEqual(24);
+            expect(results.filter((result) => result === "slot-full")).toHaveLength(
+              48 - created.length,
+            );
+            const missing: string[] = [];
+            for (const record of created) {
+              if ((await store.get(record.id)) === undefined) missing.push(record.id);
+            }
+            expect(missing).toEqual([]);
+            for (const record of early) {
+              expect((await store.get(record.id))?.status).toBe("committing");
+            }
+            expect(await store.openSessions(slot)).toBe(created.length);
+            expect(await store.openSessions()).toBe(open);
+          }
+        },
+      );
     });
 
     describe("destination key claims (overwrite off: one committer per key)", () => {

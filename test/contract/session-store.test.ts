@@ -8,3 +8,11 @@ sessionStoreContract(
   "DynamoDbSessionStore over DynamoDB Local",
   async () => (await freshStorage()).sessions,
 );
+
+// moto's TransactWriteItems is neither isolated nor atomic under concurrent requests
+// (docs/platform.md, "TransactWriteItems under concurrency").
+sessionStoreContract(
+  "DynamoDbSessionStore over moto",
+  async () => (await freshStorage("moto")).sessions,
+  ["transaction-isolation"],
+);

@@ -2,34 +2,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
 import { createSessionTable } from "../../infra/stand-ins.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
-import { type Started, start, stop } from "../support/npm-start.ts";
+import { awaitEvents, type Started, start, stop } from "../support/npm-start.ts";
 import { standInClients } from "../support/storage.ts";
 import { download, httpTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
-
-interface EventLine {
-  readonly "detail-type": string;
-  readonly source: string;
-  readonly time: string;
-  readonly resources: string[];
-  readonly detail: Record<string, unknown>;
-}
-
-/** The event lines `npm start` printed for one key. */
-function eventsFor(server: Started, key: string): EventLine[] {
-  return server.lines
-    .filter((line) => line.startsWith('{"detail-type"'))
-    .map((line) => JSON.parse(line) as EventLine)
-    .filter((event) => event.detail.key === key);
-}
-
-/** Waits, boundedly (40 s), until `count` events for `key` were printed. */
-async function awaitEvents(server: Started, key: string, count = 1): Promise<EventLine[]> {
-  for (let i = 0; i < 400 && eventsFor(server, key).length < count; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return eventsFor(server, key);
-}
 
 async function openSession(transport: Transport, path: string): Promise<string> {
   const created = await packet(transport, path, {

@@ -9,7 +9,7 @@ import { sha256 } from "../support/checks.ts";
 import { standInLambda, startLambdaStandIn } from "../support/lambda-stand-in.ts";
 import { localServer } from "../support/local.ts";
 import { startReplyApp } from "../support/reply-app.ts";
-import { bucketKeys, realService } from "../support/storage.ts";
+import { bucketKeys, realService, type StandInKind } from "../support/storage.ts";
 import { httpTransport, lambdaTransport, packet, type Transport } from "../support/transports.ts";
 import { bitsUpload, randomBytes } from "../support/windows-client.ts";
 
@@ -37,14 +37,19 @@ afterAll(async () => {
   await lambda.close();
 });
 
-async function server(type: "value" | "reference", url: string, timeoutMs = 10_000) {
+async function server(
+  type: "value" | "reference",
+  url: string,
+  timeoutMs = 10_000,
+  standIn: StandInKind = "fauxqs",
+) {
   const notifier = new RoutingNotifier({
     http: new HttpNotifier(),
     lambda: async () => new LambdaNotifier(standInLambda(lambda.endpoint)),
   });
   const env = await localServer(
     { notifications: rules(type, url), notificationTimeoutMs: timeoutMs },
-    { notifier },
+    { notifier, standIn },
   );
   const transport = httpTransport(env.server.url);
   return {
@@ -75,44 +80,50 @@ async function uploadAllButClose(transport: Transport, path: string, data: Uint8
   };
 }
 
-describe("by value: the file is POSTed to the application, its answer is the reply", () => {
-  it("a Windows-like client uploads, downloads the reply with ranged GETs, then closes", async () => {
-    const env = await server("value", `${app.url}/inventory?site=lab`);
-    app.answer((n, res) => {
-      res.end(`policy for ${sha256(n.body)}`);
-    });
-    const before = app.received.length;
-    try {
-      const data = randomBytes(3 * MiB + 11, 40);
-      const outcome = await bitsUpload(env.transport, "/in/host-1.json?job=7", data, {
-        initialFragment: 256 * 1024,
-        maxFragment: MiB,
-        replyRangeBytes: 16,
-      });
-      const notification = app.received[before];
-      expect(app.received.length - before).toBe(1);
-      expect(notification?.method).toBe("POST");
-      expect(notification?.url).toBe("/inventory?site=lab&job=7");
-      expect(notification?.headers["bits-original-request-url"]).toBe(
-        `${env.server.url}/in/host-1.json?job=7`,
-      );
-      expect(sha256(notification?.body ?? Buffer.alloc(0))).toBe(sha256(data));
-      expect(Buffer.from(outcome.reply ?? []).toString()).toBe(`policy for ${sha256(data)}`);
-      expect(outcome.replyUrl?.startsWith(`${env.server.url}/.bits-replies/`)).toBe(true);
-      // Without BITS-Copy-File-To-Destination nothing is kept at the destination, and Close
-      // removed the request and the reply.
-      expect(await bucketKeys(env.bucket)).toEqual([]);
-      const gone = await env.transport({
-        method: "GET",
-        path: new URL(outcome.replyUrl ?? "").pathname,
-        headers: {},
-        body: new Uint8Array(0),
-      });
-      expect(gone.status).toBe(404);
-    } finally {
-      await env.close();
-    }
+/** A Windows-like reply job, start to close, on the stand-in named. */
+async function windowsLikeReplyJob(standIn: StandInKind) {
+  const env = await server("value", `${app.url}/inventory?site=lab`, 10_000, standIn);
+  app.answer((n, res) => {
+    res.end(`policy for ${sha256(n.body)}`);
   });
+  const before = app.received.length;
+  try {
+    const data = randomBytes(3 * MiB + 11, 40);
+    const outcome = await bitsUpload(env.transport, "/in/host-1.json?job=7", data, {
+      initialFragment: 256 * 1024,
+      maxFragment: MiB,
+      replyRangeBytes: 16,
+    });
+    const notification = app.received[before];
+    expect(app.received.length - before).toBe(1);
+    expect(notification?.method).toBe("POST");
+    expect(notification?.url).toBe("/inventory?site=lab&job=7");
+    expect(notification?.headers["bits-original-request-url"]).toBe(
+      `${env.server.url}/in/host-1.json?job=7`,
+    );
+    expect(sha256(notification?.body ?? Buffer.alloc(0))).toBe(sha256(data));
+    expect(Buffer.from(outcome.reply ?? []).toString()).toBe(`policy for ${sha256(data)}`);
+    expect(outcome.replyUrl?.startsWith(`${env.server.url}/.bits-replies/`)).toBe(true);
+    // Without BITS-Copy-File-To-Destination nothing is kept at the destination, and Close
+    // removed the request and the reply.
+    expect(await bucketKeys(env.bucket, standIn)).toEqual([]);
+    const gone = await env.transport({
+      method: "GET",
+      path: new URL(outcome.replyUrl ?? "").pathname,
+      headers: {},
+      body: new Uint8Array(0),
+    });
+    expect(gone.status).toBe(404);
+  } finally {
+    await env.close();
+  }
+}
+
+describe("by value: the file is POSTed to the application, its answer is the reply", () => {
+  it("a Windows-like client uploads, downloads the reply with ranged GETs, then closes", () =>
+    windowsLikeReplyJob("fauxqs"));
+
+  it("the same on moto", () => windowsLikeReplyJob("moto"));
 
   it("BITS-Copy-File-To-Destination keeps the upload at its destination key", async () => {
     const env = await server("value", `${app.url}/keep`);

@@ -434,7 +434,7 @@ describe("overwrite off: two sessions completing one key never both succeed", ()
 
   it("two racing Close-Sessions on one key: exactly one 200, one 403, one object (on fauxqs, which ignores If-None-Match)", async () => {
     const storage = await freshStorage();
-    const objects = new S3ObjectStore(barrierClient(), storage.bucket);
+    const objects = new S3ObjectStore(barrierClient(), storage.bucket, { fauxqsChecksums: true });
     const env = {
       ...storage,
       ...serviceOver(storage.sessions, objects, { allowOverwrite: false }),

@@ -79,7 +79,7 @@ async function upload(warm: boolean, plan?: FaultPlan): Promise<Run> {
   try {
     const { service } = serviceOver(
       new DynamoDbSessionStore(clients.dynamodb, storage.table),
-      new S3ObjectStore(clients.s3, storage.bucket),
+      new S3ObjectStore(clients.s3, storage.bucket, { fauxqsChecksums: true }),
       SETTINGS,
       { warm },
     );

@@ -21,7 +21,13 @@ import {
   replay,
   type Schedule,
 } from "../support/interleave.ts";
-import { freshStorage, STAGING_PREFIX, serviceOver, uploadIsGone } from "../support/storage.ts";
+import {
+  freshStorage,
+  STAGING_PREFIX,
+  type StandInKind,
+  serviceOver,
+  uploadIsGone,
+} from "../support/storage.ts";
 import { randomBytes } from "../support/windows-client.ts";
 
 /**
@@ -189,11 +195,11 @@ function memoryStores(
   };
 }
 
-async function standInStores(): Promise<Stores> {
-  const storage = await freshStorage();
+async function standInStores(kind: StandInKind = "fauxqs"): Promise<Stores> {
+  const storage = await freshStorage(kind);
   return {
     ...storage,
-    uploadGone: (key, uploadId) => uploadIsGone(storage.bucket, key, uploadId),
+    uploadGone: (key, uploadId) => uploadIsGone(storage.bucket, key, uploadId, kind),
   };
 }
 
@@ -449,6 +455,8 @@ function expectClean(scenario: Scenario, backend: string, exploration: Explorati
 
 const MEMORY = { maxPreemptions: 2, random: 10 };
 const STAND_INS = { maxPreemptions: 1, maxSchedules: 16, random: 2 };
+/** moto is Python and slower: fewer schedules, the same checks. */
+const MOTO = { maxPreemptions: 1, maxSchedules: 3, random: 0 };
 
 async function explore(
   scenario: Scenario,
@@ -499,6 +507,13 @@ describe("every interleaving of handlers of one session keeps the guarantee stat
     });
   });
 
+  describe(`on moto: up to ${MOTO.maxSchedules} schedules with at most ${MOTO.maxPreemptions} preemption, and ${MOTO.random} random`, () => {
+    it.each(SCENARIOS)("$name", async (scenario) => {
+      const prepare = onStandIns(scenario, await standInStores("moto"));
+      await explore(scenario, "moto", prepare, MOTO);
+    });
+  });
+
   const wanted = process.env.RACE_REPLAY;
   it.skipIf(wanted === undefined)("replay RACE_REPLAY", async () => {
     const {
@@ -513,7 +528,9 @@ describe("every interleaving of handlers of one session keeps the guarantee stat
     const scenario = SCENARIOS.find((s) => s.name === name);
     if (scenario === undefined) throw new Error(`no scenario named "${name}"`);
     const prepare =
-      backend === "memory" ? onMemory(scenario) : onStandIns(scenario, await standInStores());
+      backend === "memory"
+        ? onMemory(scenario)
+        : onStandIns(scenario, await standInStores(backend === "moto" ? "moto" : "fauxqs"));
     await execution(scenario, backend, prepare)(replay(choices));
   });
 });

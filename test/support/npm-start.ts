@@ -104,3 +104,27 @@ export async function stop(server: Started | undefined): Promise<void> {
   server.child.kill("SIGTERM");
   await exited;
 }
+
+export interface EventLine {
+  readonly "detail-type": string;
+  readonly source: string;
+  readonly time: string;
+  readonly resources: string[];
+  readonly detail: Record<string, unknown>;
+}
+
+/** The event lines `npm start` printed for one key. */
+export function eventsFor(server: Started, key: string): EventLine[] {
+  return server.lines
+    .filter((line) => line.startsWith('{"detail-type"'))
+    .map((line) => JSON.parse(line) as EventLine)
+    .filter((event) => event.detail.key === key);
+}
+
+/** Waits, boundedly (40 s), until `count` events for `key` were printed. */
+export async function awaitEvents(server: Started, key: string, count = 1): Promise<EventLine[]> {
+  for (let i = 0; i < 400 && eventsFor(server, key).length < count; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return eventsFor(server, key);
+}

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ScanCommand } from "@aws-sdk/client-dynamodb";
-import { ListObjectsV2Command, UploadPartCommand } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, ListPartsCommand, UploadPartCommand } from "@aws-sdk/client-s3";
 import { inject } from "vitest";
 import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb-session-store.ts";
 import { fromItem } from "../../functions/adapters/dynamodb/session-item.ts";
@@ -22,19 +22,43 @@ import { newSessionId } from "../../functions/wiring.ts";
 import {
   createBucket,
   createSessionTable,
+  motoS3,
+  type StandInKind,
   standInDynamoDb,
   standInS3,
 } from "../../infra/stand-ins.ts";
 
-let shared: { s3: ReturnType<typeof standInS3>; dynamodb: ReturnType<typeof standInDynamoDb> };
+export type { StandInKind };
 
-/** SDK clients for the stand-ins started by the global setup, one pair per test worker. */
-export function standInClients() {
-  shared ??= {
-    s3: standInS3(inject("s3Endpoint")),
-    dynamodb: standInDynamoDb(inject("dynamodbEndpoint")),
-  };
-  return shared;
+/**
+ * The emulations every storage suite runs on: fauxqs with DynamoDB Local, and moto
+ * (docs/platform.md, "Two emulations"). For `describe.each`.
+ */
+export const STAND_INS: readonly StandInKind[] = ["fauxqs", "moto"];
+
+type Clients = { s3: ReturnType<typeof standInS3>; dynamodb: ReturnType<typeof standInDynamoDb> };
+const shared = new Map<StandInKind, Clients>();
+
+/**
+ * SDK clients for the stand-ins started by the global setup, one pair per kind and test
+ * worker: fauxqs and DynamoDB Local (the default), or moto for both.
+ */
+export function standInClients(kind: StandInKind = "fauxqs"): Clients {
+  let clients = shared.get(kind);
+  if (clients === undefined) {
+    clients =
+      kind === "moto"
+        ? {
+            s3: motoS3(inject("motoEndpoint")),
+            dynamodb: standInDynamoDb(inject("motoEndpoint")),
+          }
+        : {
+            s3: standInS3(inject("s3Endpoint")),
+            dynamodb: standInDynamoDb(inject("dynamodbEndpoint")),
+          };
+    shared.set(kind, clients);
+  }
+  return clients;
 }
 
 export interface RealStorage {
@@ -42,18 +66,24 @@ export interface RealStorage {
   readonly table: string;
   readonly objects: S3ObjectStore;
   readonly sessions: DynamoDbSessionStore;
+  readonly standIn: StandInKind;
 }
 
-/** A new bucket and table on the real stand-ins, so test files never see each other's data. */
-export async function freshStorage(): Promise<RealStorage> {
-  const { s3, dynamodb } = standInClients();
+/**
+ * A new bucket and table on the real stand-ins, so test files never see each other's data.
+ * The store is built as the local server builds it for that stand-in (functions/wiring.ts):
+ * fauxqs's checksum workaround on fauxqs only.
+ */
+export async function freshStorage(standIn: StandInKind = "fauxqs"): Promise<RealStorage> {
+  const { s3, dynamodb } = standInClients(standIn);
   const name = `t-${randomUUID().slice(0, 8)}`;
   await Promise.all([createBucket(s3, name), createSessionTable(dynamodb, name)]);
   return {
     bucket: name,
     table: name,
-    objects: new S3ObjectStore(s3, name),
+    objects: new S3ObjectStore(s3, name, { fauxqsChecksums: standIn === "fauxqs" }),
     sessions: new DynamoDbSessionStore(dynamodb, name),
+    standIn,
   };
 }
 
@@ -140,9 +170,9 @@ export function serviceOver(
 
 export async function realService(
   settings: Partial<ServiceSettings> = {},
-  options: Parameters<typeof serviceOver>[3] = {},
+  { standIn, ...options }: Parameters<typeof serviceOver>[3] & { standIn?: StandInKind } = {},
 ) {
-  const storage = await freshStorage();
+  const storage = await freshStorage(standIn);
   const all = { bucket: storage.bucket, ...settings };
   return { ...storage, ...serviceOver(storage.sessions, storage.objects, all, options) };
 }
@@ -154,8 +184,8 @@ export function memoryService(settings: Partial<ServiceSettings> = {}) {
 }
 
 /** Every key in a bucket. */
-export async function bucketKeys(bucket: string): Promise<string[]> {
-  const { s3 } = standInClients();
+export async function bucketKeys(bucket: string, standIn?: StandInKind): Promise<string[]> {
+  const { s3 } = standInClients(standIn);
   const keys: string[] = [];
   let token: string | undefined;
   do {
@@ -169,8 +199,8 @@ export async function bucketKeys(bucket: string): Promise<string[]> {
 }
 
 /** Every item in a table: session records (and anything else, as raw primary keys). */
-export async function tableItems(table: string) {
-  const { dynamodb } = standInClients();
+export async function tableItems(table: string, standIn?: StandInKind) {
+  const { dynamodb } = standInClients(standIn);
   const out = await dynamodb.send(new ScanCommand({ TableName: table, ConsistentRead: true }));
   const records: SessionRecord[] = [];
   const others: string[] = [];
@@ -185,19 +215,22 @@ export async function tableItems(table: string) {
   return { records, others, counters };
 }
 
-/** True when S3 no longer knows the multipart upload (completed or aborted). */
-export async function uploadIsGone(bucket: string, key: string, uploadId: string) {
-  const { s3 } = standInClients();
+/**
+ * True when S3 no longer knows the multipart upload (completed or aborted). Asked with
+ * ListParts where the stand-in has it (moto, which answers an UploadPart to a gone upload with
+ * 500 rather than NoSuchUpload), with an UploadPart on fauxqs, which has no ListParts.
+ */
+export async function uploadIsGone(
+  bucket: string,
+  key: string,
+  uploadId: string,
+  standIn?: StandInKind,
+) {
+  const { s3 } = standInClients(standIn);
+  const input = { Bucket: bucket, Key: key, UploadId: uploadId };
   try {
-    await s3.send(
-      new UploadPartCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId: uploadId,
-        PartNumber: 1,
-        Body: new Uint8Array(1),
-      }),
-    );
+    if (standIn === "moto") await s3.send(new ListPartsCommand(input));
+    else await s3.send(new UploadPartCommand({ ...input, PartNumber: 1, Body: new Uint8Array(1) }));
     return false;
   } catch (error) {
     return (error as { name?: string }).name === "NoSuchUpload";

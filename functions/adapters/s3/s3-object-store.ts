@@ -115,14 +115,24 @@ function isNotFound(error: unknown): boolean {
  */
 export class S3ObjectStore implements ObjectStore {
   private readonly tuning: CopyTuning;
+  private readonly fauxqsChecksums: boolean;
 
-  /** `tuning` is for tests: a small `singleCopyLimit` and `copyPartBytes` force multipart copies. */
+  /**
+   * The copy tuning is for tests: a small `singleCopyLimit` and `copyPartBytes` force multipart
+   * copies. `fauxqsChecksums` is the workaround for fauxqs, which keeps no checksums: the
+   * CRC32C is recorded in the object's metadata instead (docs/checksums.md). Only the local
+   * server running on fauxqs turns it on (functions/wiring.ts); against S3 it is never taken.
+   */
   constructor(
     private readonly client: S3Client,
     private readonly bucket: string,
-    tuning: Partial<CopyTuning> = {},
+    {
+      fauxqsChecksums = false,
+      ...tuning
+    }: Partial<CopyTuning> & { fauxqsChecksums?: boolean } = {},
   ) {
     this.tuning = { ...S3_COPY_LIMITS, ...tuning };
+    this.fauxqsChecksums = fauxqsChecksums;
   }
 
   /** Every public method runs through this: S3's errors do not cross the port. */
@@ -233,7 +243,7 @@ export class S3ObjectStore implements ObjectStore {
           }),
         );
         const reported = fullObjectCrc(out.ChecksumCRC32C);
-        if (reported !== undefined || expected === undefined) {
+        if (reported !== undefined || expected === undefined || !this.fauxqsChecksums) {
           return { result: "completed", versionId: out.VersionId, crc32c: reported };
         }
         const recorded = await this.recordChecksum(key, out.ETag, owner, expected, size);
@@ -274,7 +284,7 @@ export class S3ObjectStore implements ObjectStore {
     if (reported !== undefined) {
       return { result: "completed", versionId: head.VersionId, crc32c: reported };
     }
-    if (expected !== undefined && head.Metadata?.[CRC32C] === undefined) {
+    if (this.fauxqsChecksums && expected !== undefined && head.Metadata?.[CRC32C] === undefined) {
       const recorded = await this.recordChecksum(key, head.ETag, owner, expected, size);
       if (recorded !== undefined) return recorded;
     }
@@ -282,8 +292,8 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /**
-   * Where the store keeps no checksum (S3 stand-ins, some S3-compatible stores), records the
-   * expected CRC32C in the completed object's metadata. Metadata is only written with the
+   * fauxqs only (`fauxqsChecksums`): where the store keeps no checksum, records the expected
+   * CRC32C in the completed object's metadata. Metadata is only written with the
    * object, so this is an in-place copy (MetadataDirective REPLACE, owner kept), conditional on
    * the completed object's ETag: an object that has meanwhile replaced ours is left alone.
    * Real S3 reports the checksum and never gets here (docs/checksums.md).
@@ -374,8 +384,11 @@ export class S3ObjectStore implements ObjectStore {
       }
       try {
         await this.send(key, body, {
-          // Recorded for stores that keep no checksum; S3 keeps its own (docs/checksums.md).
-          Metadata: { [OWNER]: owner, [CRC32C]: crc32cBase64(crc32c(body)) },
+          // Recorded for fauxqs, which keeps no checksum; S3 keeps its own (docs/checksums.md).
+          Metadata: {
+            [OWNER]: owner,
+            ...(this.fauxqsChecksums ? { [CRC32C]: crc32cBase64(crc32c(body)) } : {}),
+          },
           ...(overwrite ? {} : { IfNoneMatch: "*" }),
         });
         return "stored";
