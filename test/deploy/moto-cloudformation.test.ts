@@ -1,5 +1,9 @@
-import { readFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
+import { promisify } from "node:util";
 import {
   CloudFormationClient,
   CreateStackCommand,
@@ -7,8 +11,10 @@ import {
   DescribeStacksCommand,
   UpdateStackCommand,
 } from "@aws-sdk/client-cloudformation";
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetFunctionConfigurationCommand, LambdaClient } from "@aws-sdk/client-lambda";
+import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterEach, describe, expect, it } from "vitest";
+import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
 import { MOTO_CLIENT, type Moto, motoAvailable, startMoto, stopMoto } from "../support/moto.ts";
 import { CREATE_TEMPLATE, packagedDir, UPDATE_TEMPLATE } from "../support/packaging.ts";
 import { ALTERNATIVE_PARAMS, DEFAULT_PARAMS } from "../support/template.ts";
@@ -19,8 +25,33 @@ import { ALTERNATIVE_PARAMS, DEFAULT_PARAMS } from "../support/template.ts";
  * template. moto 5.2.1 cannot take the update template of either front door (docs/platform.md,
  * "moto's CloudFormation"); this test records exactly where it stops, and fails when a newer
  * moto gets further, so that the function can then be run against what moto created. The
- * template is never bent to moto.
+ * template is never bent to moto. What moto created before it stopped (its updates are not
+ * atomic) is enough to run the packaged upload function, with the configuration moto gave it,
+ * through ALB events against the bucket and table moto created from the template.
  */
+
+const execFileAsync = promisify(execFile);
+
+/** Hands the bundle's handler each event in turn, in a fresh Node process; prints the answers. */
+const PROBE = `
+import { readFileSync } from "node:fs";
+const { handler } = await import(process.argv[2]);
+const answers = [];
+for (const event of JSON.parse(readFileSync(process.argv[3], "utf8"))) {
+  answers.push(await handler(event));
+}
+console.log(JSON.stringify(answers));
+`;
+
+const albEvent = (path: string, headers: Record<string, string>, body = Buffer.alloc(0)) => ({
+  requestContext: { elb: { targetGroupArn: "arn:aws:elasticloadbalancing:tg" } },
+  httpMethod: "BITS_POST",
+  path,
+  queryStringParameters: {},
+  headers: { host: "uploads.example.com", "content-length": String(body.length), ...headers },
+  body: body.toString("base64"),
+  isBase64Encoded: true,
+});
 
 interface Template {
   Resources: Record<string, { Type: string; Properties?: { Code?: { S3Key?: string } } }>;
@@ -75,6 +106,7 @@ async function deployLikeOsls(moto: Moto, params: Record<string, string>) {
       }),
     );
   return {
+    dir,
     createStatus: created.Stacks?.[0]?.StackStatus,
     bucket,
     artifacts: artifacts.length,
@@ -129,5 +161,103 @@ describe.skipIf(!motoAvailable())("the packaged stack on moto's CloudFormation",
     );
     expect(moto.log()).toMatch(/No Moto CloudFormation support for AWS::CloudWatch::Alarm/);
     expect(moto.log()).toMatch(/No Moto CloudFormation support for AWS::ApiGatewayV2::Api/);
+  }, 120_000);
+
+  it("what moto created before the crash runs the packaged upload function through ALB events", async () => {
+    const motoHere = await startMoto();
+    moto = motoHere;
+    const result = await deployLikeOsls(motoHere, { auth: "anonymous", listenerProtocol: "HTTP" });
+    expect(result.updated.error).toMatch(/^HTTP 500 /);
+    // The function's configuration, as moto resolved it from the template.
+    const lambda = new LambdaClient({ ...MOTO_CLIENT, endpoint: motoHere.endpoint });
+    const config = await lambda.send(
+      new GetFunctionConfigurationCommand({ FunctionName: "bits-upload-server-dev-upload" }),
+    );
+    const variables = config.Environment?.Variables ?? {};
+    expect(variables.BITS_BUCKET).toMatch(/^bits-upload-server-dev-uploadbucket-/);
+    expect(variables.BITS_TABLE).toBe("bits-upload-server-dev-sessions");
+    expect(variables.BITS_AUTH).toBe("anonymous");
+
+    const work = mkdtempSync(join(tmpdir(), "bits-moto-"));
+    try {
+      execFileSync("unzip", ["-q", join(result.dir, "upload.zip"), "-d", work]);
+      writeFileSync(join(work, "probe.mjs"), PROBE);
+      const data = randomBytes(100_000);
+      const path = `/smoke/moto-${randomBytes(4).toString("hex")}.bin`;
+      const run = async (events: unknown[]) => {
+        writeFileSync(join(work, "events.json"), JSON.stringify(events));
+        const { stdout } = await execFileAsync(
+          process.execPath,
+          [
+            join(work, "probe.mjs"),
+            join(work, config.Handler?.replace(/\.handler$/, ".mjs") ?? ""),
+            join(work, "events.json"),
+          ],
+          {
+            env: {
+              PATH: process.env.PATH ?? "",
+              ...variables,
+              // What the Lambda runtime would give it, and moto's endpoints.
+              AWS_REGION: MOTO_CLIENT.region,
+              AWS_ACCESS_KEY_ID: "testing",
+              AWS_SECRET_ACCESS_KEY: "testing",
+              BITS_S3_ENDPOINT: motoHere.endpoint,
+              BITS_DYNAMODB_ENDPOINT: motoHere.endpoint,
+              BITS_LOG_LEVEL: "silent",
+              NODE_NO_WARNINGS: "1",
+            },
+            encoding: "utf8",
+            timeout: 60_000,
+          },
+        );
+        return JSON.parse(stdout.trim().split("\n").at(-1) ?? "[]") as {
+          statusCode: number;
+          headers: Record<string, string>;
+        }[];
+      };
+      const [created] = await run([
+        albEvent(path, {
+          "bits-packet-type": "Create-Session",
+          "bits-supported-protocols": BITS_PROTOCOL_GUID,
+        }),
+      ]);
+      const id = created?.headers["BITS-Session-Id"] ?? "";
+      expect(created?.statusCode, JSON.stringify(created)).toBe(200);
+      const answers = await run([
+        albEvent(
+          path,
+          {
+            "bits-packet-type": "Fragment",
+            "bits-session-id": id,
+            "content-range": `bytes 0-${data.length - 1}/${data.length}`,
+          },
+          data,
+        ),
+        albEvent(path, { "bits-packet-type": "Close-Session", "bits-session-id": id }),
+      ]);
+      expect(
+        answers.map((a) => a.statusCode),
+        JSON.stringify(answers),
+      ).toEqual([200, 200]);
+      const s3 = new S3Client({
+        ...MOTO_CLIENT,
+        endpoint: motoHere.endpoint,
+        forcePathStyle: true,
+        // moto computes CRC32C wrongly without Python's crc32c module (docs/platform.md): the
+        // bytes are compared by SHA-256 instead.
+        responseChecksumValidation: "WHEN_REQUIRED",
+      });
+      // The object under the key prefix the template gave the function.
+      const key = `${variables.BITS_KEY_PREFIX}${path}`;
+      const stored = await s3.send(
+        new GetObjectCommand({ Bucket: variables.BITS_BUCKET, Key: key }),
+      );
+      const bytes = Buffer.from((await stored.Body?.transformToByteArray()) ?? []);
+      expect(createHash("sha256").update(bytes).digest("hex")).toBe(
+        createHash("sha256").update(data).digest("hex"),
+      );
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   }, 120_000);
 });
