@@ -11,6 +11,11 @@ import {
   DescribeStacksCommand,
   UpdateStackCommand,
 } from "@aws-sdk/client-cloudformation";
+import {
+  EventBridgeClient,
+  ListRulesCommand,
+  ListTargetsByRuleCommand,
+} from "@aws-sdk/client-eventbridge";
 import { GetFunctionConfigurationCommand, LambdaClient } from "@aws-sdk/client-lambda";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterEach, describe, expect, it } from "vitest";
@@ -163,28 +168,31 @@ describe.skipIf(!motoAvailable())("the packaged stack on moto's CloudFormation",
     expect(moto.log()).toMatch(/No Moto CloudFormation support for AWS::ApiGatewayV2::Api/);
   }, 120_000);
 
-  it("what moto created before the crash runs the packaged upload function through ALB events", async () => {
+  it("what moto created before the crash runs the packaged functions: an upload through ALB events, a scheduled sweep", async () => {
     const motoHere = await startMoto();
     moto = motoHere;
     const result = await deployLikeOsls(motoHere, { auth: "anonymous", listenerProtocol: "HTTP" });
     expect(result.updated.error).toMatch(/^HTTP 500 /);
-    // The function's configuration, as moto resolved it from the template.
+    // The functions' configuration, as moto resolved it from the template.
     const lambda = new LambdaClient({ ...MOTO_CLIENT, endpoint: motoHere.endpoint });
-    const config = await lambda.send(
-      new GetFunctionConfigurationCommand({ FunctionName: "bits-upload-server-dev-upload" }),
-    );
-    const variables = config.Environment?.Variables ?? {};
+    const configOf = (name: "upload" | "cleanup") =>
+      lambda.send(
+        new GetFunctionConfigurationCommand({ FunctionName: `bits-upload-server-dev-${name}` }),
+      );
+    const variables = (await configOf("upload")).Environment?.Variables ?? {};
     expect(variables.BITS_BUCKET).toMatch(/^bits-upload-server-dev-uploadbucket-/);
     expect(variables.BITS_TABLE).toBe("bits-upload-server-dev-sessions");
     expect(variables.BITS_AUTH).toBe("anonymous");
 
     const work = mkdtempSync(join(tmpdir(), "bits-moto-"));
     try {
-      execFileSync("unzip", ["-q", join(result.dir, "upload.zip"), "-d", work]);
       writeFileSync(join(work, "probe.mjs"), PROBE);
       const data = randomBytes(100_000);
       const path = `/smoke/moto-${randomBytes(4).toString("hex")}.bin`;
-      const run = async (events: unknown[]) => {
+      /** The packaged bundle of `name`, run with its configuration on moto's endpoints. */
+      const run = async (events: unknown[], name: "upload" | "cleanup" = "upload") => {
+        const config = await configOf(name);
+        execFileSync("unzip", ["-qo", join(result.dir, `${name}.zip`), "-d", work]);
         writeFileSync(join(work, "events.json"), JSON.stringify(events));
         const { stdout } = await execFileAsync(
           process.execPath,
@@ -196,13 +204,14 @@ describe.skipIf(!motoAvailable())("the packaged stack on moto's CloudFormation",
           {
             env: {
               PATH: process.env.PATH ?? "",
-              ...variables,
+              ...config.Environment?.Variables,
               // What the Lambda runtime would give it, and moto's endpoints.
               AWS_REGION: MOTO_CLIENT.region,
               AWS_ACCESS_KEY_ID: "testing",
               AWS_SECRET_ACCESS_KEY: "testing",
               BITS_S3_ENDPOINT: motoHere.endpoint,
               BITS_DYNAMODB_ENDPOINT: motoHere.endpoint,
+              AWS_ENDPOINT_URL_EVENTBRIDGE: motoHere.endpoint,
               BITS_LOG_LEVEL: "silent",
               NODE_NO_WARNINGS: "1",
             },
@@ -256,6 +265,21 @@ describe.skipIf(!motoAvailable())("the packaged stack on moto's CloudFormation",
       expect(createHash("sha256").update(bytes).digest("hex")).toBe(
         createHash("sha256").update(data).digest("hex"),
       );
+
+      // The sweep's schedule rule moto created targets the cleanup function; its scheduled
+      // event runs the packaged cleanup bundle against the same table and bucket.
+      const events = new EventBridgeClient({ ...MOTO_CLIENT, endpoint: motoHere.endpoint });
+      const rules = await events.send(new ListRulesCommand({}));
+      const schedule = rules.Rules?.find((r) => r.ScheduleExpression !== undefined);
+      const targets = await events.send(new ListTargetsByRuleCommand({ Rule: schedule?.Name }));
+      expect(targets.Targets?.map((t) => t.Arn)).toEqual([(await configOf("cleanup")).FunctionArn]);
+      const [report] = (await run(
+        [{ source: "aws.events", "detail-type": "Scheduled Event", detail: {} }],
+        "cleanup",
+      )) as unknown as { failures: number; pages: number; complete: boolean }[];
+      // A whole pass over the table and the staging prefix, nothing that failed.
+      expect(report).toMatchObject({ failures: 0, complete: true });
+      expect(report?.pages).toBeGreaterThanOrEqual(2);
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
