@@ -4,6 +4,14 @@ import { request as httpsRequest } from "node:https";
 import { parseArgs } from "node:util";
 import { BITS_PROTOCOL_GUID, HRESULT } from "../functions/bits/constants.ts";
 import { crc32c, crc32cBase64 } from "../functions/bits/crc32c.ts";
+import {
+  alarmsExist,
+  type EventWatch,
+  type StackClients,
+  stackClients,
+  stackResources,
+  watchEvents,
+} from "./smoke-stack.ts";
 
 /**
  * The first-deploy check (docs/smoke.md): `npm run smoke -- <URL> [user:password]` talks BITS to
@@ -11,6 +19,8 @@ import { crc32c, crc32cBase64 } from "../functions/bits/crc32c.ts";
  * with what it saw; it exits 1 when a check fails. `--json` prints the same as JSON.
  * `--override` sends POST with X-Http-Method-Override (the HTTP API's clients) instead of the
  * verb BITS_POST. The URL is a directory uploads may go to; its query (a signed URL's) is kept.
+ * With `--stack NAME [--region R]` it also checks, with the operator's AWS credentials, that the
+ * upload's completion event arrives and that the stack's alarms exist (scripts/smoke-stack.ts).
  */
 
 export interface Check {
@@ -91,8 +101,16 @@ async function createSession(target: Target, path: string) {
   return { answer, id: answer.headers["bits-session-id"] };
 }
 
+/** The stack behind the URL, for the checks that need AWS's APIs. */
+interface StackTarget {
+  readonly name: string;
+  readonly clients: StackClients;
+  /** How long to wait for the completion event. */
+  readonly eventSeconds: number;
+}
+
 /** Runs every check; never throws for a failed one. */
-export async function smoke(target: Target): Promise<Check[]> {
+export async function smoke(target: Target, stack?: StackTarget): Promise<Check[]> {
   const checks: Check[] = [];
   const run = async (name: string, body: () => Promise<Omit<Check, "name">>) => {
     try {
@@ -103,6 +121,17 @@ export async function smoke(target: Target): Promise<Check[]> {
   };
   const tag = randomBytes(6).toString("hex");
   const file = `smoke-${tag}.bin`;
+  // The stack's resources, and the watch of its bus, before the upload whose event it awaits.
+  let resources: Awaited<ReturnType<typeof stackResources>> | Error = [];
+  let watch: EventWatch | Error | undefined;
+  if (stack) {
+    resources = await stackResources(stack.clients, stack.name).catch((e: Error) => e);
+    watch =
+      resources instanceof Error
+        ? resources
+        : await watchEvents(stack.clients, resources, tag).catch((e: Error) => e);
+  }
+  let uploaded: string | undefined;
 
   // Answers docs/platform.md's open question: does the front door pass the verb BITS_POST (or
   // POST + X-Http-Method-Override) to the function? A Ping is answered by the function only.
@@ -134,6 +163,7 @@ export async function smoke(target: Target): Promise<Check[]> {
     );
     const expected = crc32cBase64(crc32c(data));
     const stored = close.headers["x-object-crc32c"];
+    if (close.status === 200) uploaded = created.id;
     return {
       ok: close.status === 200 && stored === expected,
       saw: `Close ${seen(close)}, CRC32C ${stored ?? "none"} (sent ${expected})`,
@@ -198,6 +228,34 @@ export async function smoke(target: Target): Promise<Check[]> {
       saw: `Cancel ${seen(cancel)}; then Fragment ${seen(after)}`,
     };
   });
+
+  if (stack) {
+    await run("completion_event_arrived", async () => {
+      if (watch instanceof Error || watch === undefined) {
+        return { ok: false, saw: `cannot watch the bus: ${watch?.message}` };
+      }
+      const result =
+        uploaded === undefined
+          ? { ok: false, saw: "no upload completed" }
+          : await watch.completion(uploaded, stack.eventSeconds).catch((e: Error) => ({
+              ok: false,
+              saw: e.message,
+            }));
+      // The temporary rule and queue go, whatever was seen.
+      const left = await watch.remove();
+      return {
+        ok: result.ok === true && left.length === 0,
+        saw: [`${result.saw} (${watch.where})`, ...left.map((l) => `could not delete: ${l}`)].join(
+          "; ",
+        ),
+      };
+    });
+    await run("alarms_exist", async () =>
+      resources instanceof Error
+        ? { ok: false, saw: resources.message }
+        : alarmsExist(stack.clients.cloudwatch, resources),
+    );
+  }
   return checks;
 }
 
@@ -218,12 +276,15 @@ async function main() {
       json: { type: "boolean", default: false },
       override: { type: "boolean", default: false },
       "max-body": { type: "string", default: "1048576" },
+      stack: { type: "string" },
+      region: { type: "string" },
+      "event-timeout": { type: "string", default: "60" },
     },
   });
   const [url, credentials] = positionals;
   if (url === undefined) {
     console.error(
-      "usage: npm run smoke -- <URL> [user:password] [--json] [--override] [--max-body BYTES]",
+      "usage: npm run smoke -- <URL> [user:password] [--json] [--override] [--max-body BYTES] [--stack NAME [--region R] [--event-timeout SECONDS]]",
     );
     process.exit(2);
   }
@@ -236,7 +297,14 @@ async function main() {
       ? { authorization: `Basic ${Buffer.from(credentials).toString("base64")}` }
       : {}),
   };
-  const checks = await smoke(target);
+  const stack = values.stack
+    ? {
+        name: values.stack,
+        clients: stackClients(values.region),
+        eventSeconds: Number(values["event-timeout"]),
+      }
+    : undefined;
+  const checks = await smoke(target, stack);
   console.log(values.json ? JSON.stringify({ url, checks }, null, 2) : table(checks));
   process.exit(checks.some((c) => c.ok === false) ? 1 : 0);
 }
