@@ -2,7 +2,8 @@
  * npm run simulate -- --clients 100000 --window 10m --file-size 20MiB [--preset today|sized]
  *   [--front-door alb|http-api] [--reservedConcurrency N|none] [--maxSessions N]
  *   [--maxSessionsPerPrincipal N] [--sessionCounterShards N] [--tableMaxWriteUnits N]
- *   [--tableMaxReadUnits N] [--partSize 8MiB] [--principals N] [--retry-delay 600s]
+ *   [--tableMaxReadUnits N]
+ *   [--tableWarmWriteUnits N] [--tableWarmReadUnits N] [--partSize 8MiB] [--principals N] [--retry-delay 600s]
  *   [--bandwidth 2.5MB] [--destination-prefixes N] [--horizon 24h] [--seed N]
  *   [--json] [--svg FILE] [--table]
  *
@@ -32,6 +33,8 @@ const { values } = parseArgs({
     sessionCounterShards: { type: "string" },
     tableMaxWriteUnits: { type: "string" },
     tableMaxReadUnits: { type: "string" },
+    tableWarmWriteUnits: { type: "string" },
+    tableWarmReadUnits: { type: "string" },
     partSize: { type: "string" },
     principals: { type: "string" },
     "retry-delay": { type: "string" },
@@ -85,6 +88,8 @@ function scenarioFor(clients: number, windowSeconds: number, fileBytes: number):
     sessionCounterShards: count(values.sessionCounterShards) ?? scenario.sessionCounterShards,
     tableMaxWriteUnits: count(values.tableMaxWriteUnits) ?? scenario.tableMaxWriteUnits,
     tableMaxReadUnits: count(values.tableMaxReadUnits) ?? scenario.tableMaxReadUnits,
+    tableWarmWriteUnits: count(values.tableWarmWriteUnits) ?? scenario.tableWarmWriteUnits,
+    tableWarmReadUnits: count(values.tableWarmReadUnits) ?? scenario.tableWarmReadUnits,
     partSize: values.partSize ? bytes(values.partSize) : scenario.partSize,
     principals: count(values.principals) ?? scenario.principals,
     retryDelaySeconds: values["retry-delay"]

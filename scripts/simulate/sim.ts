@@ -40,6 +40,9 @@ export interface Scenario {
   /** -1 for no cap. */
   readonly tableMaxWriteUnits: number;
   readonly tableMaxReadUnits: number;
+  /** Units per second the table is warmed to (tableWarmWriteUnits); 0 for a new table's. */
+  readonly tableWarmWriteUnits: number;
+  readonly tableWarmReadUnits: number;
   readonly partSize: number;
   readonly memorySize: number;
   /** Prefixes the destination keys are spread over (one when the fleet writes to one folder). */
@@ -111,6 +114,13 @@ export interface Result {
   readonly costUsd: number;
   readonly samples: SampleRow[];
 }
+
+/**
+ * How long a transaction holds the items it writes, and the store's mean backoff after a
+ * conflict: assumptions, not documented figures (docs/capacity.md, "Transaction conflicts").
+ */
+const TX_HOLD_MS = 5;
+const CONFLICT_BACKOFF_MS = 30;
 
 /** A binary min-heap of events keyed by time; ties keep insertion order. */
 class Queue {
@@ -307,14 +317,27 @@ export function simulate(scenario: Scenario, profile: Profile): Result {
   let nextSample = 0;
   const horizon = scenario.horizonSeconds * 1000;
 
-  /** On-demand capacity: the initial level, or double the peak of the previous 30 minutes. */
-  const onDemand = (rate: Rate, second: number, initial: number, cap: number) => {
-    let peak = 0;
-    const from = Math.max(0, second - AWS.onDemandPeakWindowSeconds);
-    for (let s = from; s < second; s += 1) peak = Math.max(peak, rate.history[s] ?? 0);
-    const level = Math.max(initial, 2 * peak);
+  /**
+   * On-demand capacity: what the table is warmed to (a new table: 4,000 WCU / 12,000 RCU), or
+   * double a peak at least 30 minutes old, whichever is more; never above the table's maximum.
+   */
+  const onDemand = (
+    rate: Rate,
+    second: number,
+    warm: number,
+    cap: number,
+    old: { peak: number; upTo: number },
+  ) => {
+    for (; old.upTo <= second - AWS.onDemandPeakWindowSeconds; old.upTo += 1) {
+      old.peak = Math.max(old.peak, rate.history[old.upTo] ?? 0);
+    }
+    const level = Math.max(warm, 2 * old.peak);
     return cap < 0 ? level : Math.min(cap, level);
   };
+  const oldWrites = { peak: 0, upTo: 0 };
+  const oldReads = { peak: 0, upTo: 0 };
+  const warmWrites = Math.max(AWS.onDemandInitialWcu, scenario.tableWarmWriteUnits);
+  const warmReads = Math.max(AWS.onDemandInitialRcu, scenario.tableWarmReadUnits);
   let demandSecond = -1;
   let writeLimit = 0;
   let readLimit = 0;
@@ -397,15 +420,11 @@ export function simulate(scenario: Scenario, profile: Profile): Result {
         writeLimit = onDemand(
           tableWrites,
           second,
-          AWS.onDemandInitialWcu,
+          warmWrites,
           scenario.tableMaxWriteUnits,
+          oldWrites,
         );
-        readLimit = onDemand(
-          tableReads,
-          second,
-          AWS.onDemandInitialRcu,
-          scenario.tableMaxReadUnits,
-        );
+        readLimit = onDemand(tableReads, second, warmReads, scenario.tableMaxReadUnits, oldReads);
       }
       const wcu = cost.dynamodb.writeUnits;
       const rcu = cost.dynamodb.readUnits;
@@ -441,6 +460,15 @@ export function simulate(scenario: Scenario, profile: Profile): Result {
           refusal = "principalFull";
         } else if ((shardOpen[client.shard] ?? 0) >= shardCap) refusal = "serverFull";
       }
+      // Transactions writing a counter conflict with others writing it at the same moment; the
+      // store retries a conflict up to 8 times (dynamodb-session-store.ts).
+      let conflictMs = 0;
+      if (refusal === undefined && counterWcu + slotWcu > 0) {
+        const busy = (rate: Rate) => Math.max(rate.used, rate.history[second - 1] ?? 0) / 2;
+        const p = Math.min(0.99, ((busy(shardRate) + busy(slotRate)) * TX_HOLD_MS) / 1000);
+        if (random() < p ** 9) refusal = "counterItem";
+        else conflictMs = (p / (1 - p)) * CONFLICT_BACKOFF_MS;
+      }
       concurrency += 1;
       peakConcurrency = Math.max(peakConcurrency, concurrency);
       usage.lambdaRequests += 1;
@@ -454,7 +482,7 @@ export function simulate(scenario: Scenario, profile: Profile): Result {
         // Throttled storage: the SDK's retries, then a 500 (transient for the client).
         ms = 300;
       } else {
-        ms = handlerMs(cost, client.body);
+        ms = handlerMs(cost, client.body) + conflictMs;
         tableWrites.take(wcu);
         tableReads.take(rcu);
         shardRate.take(counterWcu);
