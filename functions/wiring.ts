@@ -156,7 +156,9 @@ export function buildContext(
   options: { maxResponseBody?: number } = {},
 ) {
   const context: ServiceContext = {
-    sessions: new DynamoDbSessionStore(clients.dynamodb, config.table),
+    sessions: new DynamoDbSessionStore(clients.dynamodb, config.table, {
+      counterShards: config.sessionCounterShards,
+    }),
     objects: new S3ObjectStore(clients.s3, config.bucket),
     runtime,
     cache: config.warmCacheBytes > 0 ? new WarmCache(config.warmCacheBytes) : undefined,
