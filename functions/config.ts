@@ -36,6 +36,12 @@ export interface Config {
   readonly joinedModes: readonly AuthMode[] | undefined;
   readonly maxSessionsPerPrincipal: number;
   readonly maxSessions: number;
+  /**
+   * Items the count of all open sessions is spread over (1 to 100): each create and close
+   * writes one of them, so a single item is not every session's bottleneck. Each shard is
+   * capped at its share of maxSessions (docs/capacity.md, "Counters"). Unset: one item.
+   */
+  readonly sessionCounterShards: number | undefined;
   readonly maxFragmentsPerMiB: number;
   /** Bytes a warm instance keeps of what it staged. */
   readonly warmCacheBytes: number;
@@ -177,6 +183,12 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     }
     return value;
   };
+  // One BatchGetItem reads every shard of the count of all: at most 100 keys.
+  const shardsSet = (read("BITS_SESSION_COUNTER_SHARDS") ?? "").trim() !== "";
+  const counterShards = shardsSet ? count("BITS_SESSION_COUNTER_SHARDS", 1) : undefined;
+  if ((counterShards ?? 1) > 100) {
+    problems.push("BITS_SESSION_COUNTER_SHARDS must be at most 100");
+  }
   const list = (name: string) =>
     (read(name) ?? "")
       .split(",")
@@ -264,6 +276,7 @@ export function loadConfig(env: Env, defaults: Partial<Record<string, string>> =
     joinedModes: joinedModes(list("BITS_JOIN_PRINCIPALS"), problems),
     maxSessionsPerPrincipal: count("BITS_MAX_SESSIONS_PER_PRINCIPAL", 50),
     maxSessions: count("BITS_MAX_SESSIONS", 10_000),
+    sessionCounterShards: counterShards,
     maxFragmentsPerMiB: count("BITS_MAX_FRAGMENTS_PER_MIB", 512),
     warmCacheBytes: bytes("BITS_WARM_CACHE_SIZE", 64 * MiB, 0, 1024 * MiB),
     notifications,

@@ -171,7 +171,9 @@ export function buildContext(
   options: { maxResponseBody?: number; standIn?: "fauxqs" | "moto" | undefined } = {},
 ) {
   const context: ServiceContext = {
-    sessions: new DynamoDbSessionStore(clients.dynamodb, config.table),
+    sessions: new DynamoDbSessionStore(clients.dynamodb, config.table, {
+      counterShards: config.sessionCounterShards,
+    }),
     objects: new S3ObjectStore(clients.s3, config.bucket, {
       fauxqsChecksums: options.standIn === "fauxqs",
     }),

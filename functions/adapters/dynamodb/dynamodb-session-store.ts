@@ -22,9 +22,10 @@ import type {
 } from "../../ports/session-store.ts";
 import { translated } from "../storage-failure.ts";
 import {
-  ALL_COUNTER,
+  allCounterKey,
   chunkKey,
   claimKey,
+  counterShard,
   fromItem,
   joinEtags,
   parseChunkKey,
@@ -60,12 +61,29 @@ const RELEASE_MARKER_SECONDS = 7 * 86_400;
  * SessionStore on one DynamoDB table (partition key `pk`, TTL on `exp`). Every change is a
  * conditional PutItem on the version read; a failed condition returns the item as it is now
  * (ReturnValuesOnConditionCheckFailure), so the loser re-decides without another read.
+ *
+ * Open sessions are counted exactly per slot. The count of all is spread over `counterShards`
+ * items, so that no single item takes every create and close (one item serves about 1,000
+ * write units a second, and transactions on it conflict long before): a session is counted in
+ * the shard its ID hashes to, each shard capped at its share of the total. The sum of the
+ * shards is exact; the cap is reached when the session's shard is full, so with several shards
+ * it refuses a little before `total` (docs/capacity.md, "Counters").
  */
 export class DynamoDbSessionStore implements SessionStore {
+  private readonly shards: number;
+
   constructor(
     private readonly client: DynamoDBClient,
     private readonly table: string,
-  ) {}
+    options: { readonly counterShards?: number | undefined } = {},
+  ) {
+    this.shards = Math.max(1, Math.floor(options.counterShards ?? 1));
+  }
+
+  /** The counter of all that `id` is counted in. */
+  private allCounter(id: string): string {
+    return allCounterKey(counterShard(id, this.shards));
+  }
 
   get(id: string): Promise<SessionRecord | undefined> {
     return translated("DynamoDB GetItem", passNone, async () => {
@@ -95,7 +113,7 @@ export class DynamoDbSessionStore implements SessionStore {
           },
         },
         this.count(slotKey(record.slot), 1, caps.perSlot),
-        this.count(ALL_COUNTER, 1, caps.total),
+        this.count(this.allCounter(record.id), 1, Math.ceil(caps.total / this.shards)),
       ];
       const reasons = await this.transact(items);
       if (reasons === undefined) return "created";
@@ -148,7 +166,7 @@ export class DynamoDbSessionStore implements SessionStore {
         },
       },
       this.count(slotKey(record.slot), -1),
-      this.count(ALL_COUNTER, -1),
+      this.count(this.allCounter(record.id), -1),
     ]);
     if (reasons === undefined) return { ok: true };
     if (reasons[0]?.Code !== "ConditionalCheckFailed") {
@@ -171,19 +189,35 @@ export class DynamoDbSessionStore implements SessionStore {
           },
         },
         this.count(slotKey(record.slot), -1),
-        this.count(ALL_COUNTER, -1),
+        this.count(this.allCounter(record.id), -1),
       ]);
     });
   }
 
   openSessions(slot?: string): Promise<number> {
+    if (slot !== undefined) return this.counter(slotKey(slot));
+    return translated("DynamoDB BatchGetItem", passNone, async () => {
+      let keys = Array.from({ length: this.shards }, (_, i) => ({ pk: { S: allCounterKey(i) } }));
+      let total = 0;
+      for (let round = 0; keys.length > 0; round++) {
+        if (round > 20) throw new Error("BatchGetItem kept leaving keys unprocessed");
+        const out = await this.client.send(
+          new BatchGetItemCommand({
+            RequestItems: { [this.table]: { Keys: keys, ConsistentRead: true } },
+          }),
+        );
+        for (const item of out.Responses?.[this.table] ?? []) total += Number(item.n?.N ?? 0);
+        keys = (out.UnprocessedKeys?.[this.table]?.Keys ?? []) as typeof keys;
+        if (keys.length > 0) await backoff(round);
+      }
+      return total;
+    });
+  }
+
+  private counter(pk: string): Promise<number> {
     return translated("DynamoDB GetItem", passNone, async () => {
       const out = await this.client.send(
-        new GetItemCommand({
-          TableName: this.table,
-          Key: { pk: { S: slot === undefined ? ALL_COUNTER : slotKey(slot) } },
-          ConsistentRead: true,
-        }),
+        new GetItemCommand({ TableName: this.table, Key: { pk: { S: pk } }, ConsistentRead: true }),
       );
       return Number(out.Item?.n?.N ?? 0);
     });

@@ -11,9 +11,23 @@ type Item = Record<string, AttributeValue>;
 /** Partition key of a session's record, and of its sealed part chunks. */
 export const sessionKey = (id: string) => `S#${id}`;
 export const chunkKey = (id: string, index: number) => `P#${id}#${index}`;
-/** Counters of open sessions: one per slot, one for all (docs/security.md, "Caps"). */
+/**
+ * Counters of open sessions: one per slot, and the count of all spread over shards
+ * (docs/capacity.md, "Counters"). Shard 0 keeps the name of the single counter it replaced.
+ */
 export const slotKey = (slot: string) => `N#${slot}`;
-export const ALL_COUNTER = "N";
+export const allCounterKey = (shard: number) => (shard === 0 ? "N" : `N*${shard}`);
+
+/** The shard of the count of all that a session is counted in: a hash of its ID (FNV-1a). */
+export function counterShard(id: string, shards: number): number {
+  if (shards <= 1) return 0;
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    hash ^= id.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % shards;
+}
 /** A destination key claimed by the session completing it. */
 export const claimKey = (key: string) => `K#${key}`;
 /** Marks a removed session whose slot was released. */
