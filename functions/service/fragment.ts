@@ -172,10 +172,19 @@ async function apply(
     throw new BitsError("accessDenied", "too many fragments for the file's size");
   }
   const writer = new FragmentWriter(context, current);
+  // A deferred Ack rests on the session being as remembered: a consistent read, in parallel
+  // with the staged PUT, tells (docs/durability.md, 1). It never rejects; it is always awaited.
+  const check = mayDefer(context, held, current, decision)
+    ? sessions.get(current.id).then(
+        (stored) => ({ stored }),
+        (error: unknown) => ({ error }),
+      )
+    : undefined;
   let written: Written;
   try {
     written = await writer.write(decision);
   } catch (error) {
+    await check;
     await abortQuietly(context, writer.created);
     // A racing handler may have moved the session on (consumed the staged bytes this one
     // read, ended the session): decide again on what is there now. Unchanged, the failure is
@@ -198,10 +207,20 @@ async function apply(
   const bytesReceived = (current.bytesReceived ?? 0) + packet.body.length;
   const next = { ...written.next, bytesReceived };
   call.audit.bytesStored += written.bytesStored;
-  if (cache !== undefined && mayDefer(context, held, current, decision, next)) {
-    // Staged bytes describe themselves: the record catches up later (docs/durability.md, 1).
-    cache.rememberRecord({ ...next, version: current.version, expiresAt: current.expiresAt });
-    return done(ack(200, { sessionId: current.id, receivedContentRange: next.offset }));
+  if (check !== undefined) {
+    const checked = await check;
+    if ("error" in checked) throw checked.error;
+    const { stored } = checked;
+    if (stored?.version === current.version && stored.status === "open") {
+      // Staged bytes describe themselves: the record catches up later (docs/durability.md, 1).
+      cache?.rememberRecord({ ...next, version: current.version, expiresAt: current.expiresAt });
+      return done(ack(200, { sessionId: current.id, receivedContentRange: next.offset }));
+    }
+    // What this instance remembered is stale (another instance moved the session on, or ended
+    // it): decide again on the record as it is.
+    cache?.rememberRecord(stored, current.id);
+    await deleteStagedIfEnded(context, stored, writer.staged);
+    return again(stored);
   }
   let result: Awaited<ReturnType<typeof sessions.replace>>;
   try {
@@ -235,17 +254,17 @@ function mayDefer(
   held: Held,
   current: SessionRecord,
   decision: Accept,
-  next: SessionRecord,
 ): boolean {
   const [only, ...rest] = decision.writes;
   const renewBy = current.expiresAt - context.settings.sessionTimeoutSeconds / 2;
   return (
     context.settings.deferStagedRecords === true &&
+    context.cache !== undefined &&
     !held.fresh &&
     only?.kind === "stage" &&
     rest.length === 0 &&
     current.total !== undefined &&
-    !isComplete(next) &&
+    decision.offset < decision.total &&
     nowSeconds(context) < renewBy
   );
 }
