@@ -194,6 +194,8 @@ export function buildContext(
       tombstoneSeconds: config.tombstoneSeconds,
       caps: { perSlot: config.maxSessionsPerPrincipal, total: config.maxSessions },
       maxFragmentsPerMiB: config.maxFragmentsPerMiB,
+      // Instances with a warm cache acknowledge staging fragments without a record write.
+      deferStagedRecords: true,
       principalPrefix: config.principalPrefix,
       overwritePrincipals: config.overwritePrincipals,
       joinedModes: config.joinedModes,

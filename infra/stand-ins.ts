@@ -397,9 +397,9 @@ export async function provision(standIns: StandIns, bucket: string, table: strin
   return clients;
 }
 
-/** Both stand-ins, started together. */
-export async function startStandIns(): Promise<StandIns> {
-  const [s3, dynamodb] = await Promise.all([startS3StandIn(), startDynamoDbStandIn()]);
+/** Both stand-ins, started together; `startS3` may start a variant of the S3 one (the bench's). */
+export async function startStandIns(startS3 = startS3StandIn): Promise<StandIns> {
+  const [s3, dynamodb] = await Promise.all([startS3(), startDynamoDbStandIn()]);
   return {
     s3Endpoint: s3.endpoint,
     dynamodbEndpoint: dynamodb.endpoint,

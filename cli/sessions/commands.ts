@@ -1,6 +1,11 @@
 import type { SessionRecord } from "../../functions/bits/session.ts";
 import type { ServiceContext } from "../../functions/service/context.ts";
-import { cancelAsOperator, findSession, storedSessions } from "../../functions/service/operator.ts";
+import {
+  cancelAsOperator,
+  findSession,
+  storedSessions,
+  withTail,
+} from "../../functions/service/operator.ts";
 import { formatBytes, renderDetail, renderTable } from "./format.ts";
 import { byAge, isOpenState, type SessionView, sessionView } from "./view.ts";
 
@@ -31,7 +36,7 @@ function view(command: CommandContext, record: SessionRecord): SessionView {
 export async function list(command: CommandContext, { all }: { all: boolean }): Promise<Outcome> {
   const views: SessionView[] = [];
   for await (const record of storedSessions(command.service)) {
-    const seen = view(command, record);
+    const seen = view(command, await withTail(command.service, record));
     if (all || isOpenState(seen.state)) views.push(seen);
   }
   views.sort(byAge);
@@ -48,7 +53,7 @@ async function lookUp(
   text: string,
 ): Promise<{ record: SessionRecord } | { failed: Outcome }> {
   const found = await findSession(command.service, text);
-  if (found.kind === "found") return { record: found.record };
+  if (found.kind === "found") return { record: await withTail(command.service, found.record) };
   const stderr =
     found.kind === "unknown"
       ? `no session ${text} in ${command.where}`

@@ -1,7 +1,7 @@
 import { MiB, S3_MAX_PARTS, S3_MIN_PART_SIZE } from "./constants.ts";
 import { BitsError, invalidArg } from "./errors.ts";
 import type { ContentRange } from "./range.ts";
-import type { SessionRecord } from "./session.ts";
+import { recordedParts, type SessionRecord } from "./session.ts";
 
 export interface FragmentLimits {
   /** Largest body one request may carry; above it the client is told to shrink (413). */
@@ -210,12 +210,39 @@ export type FragmentDecision =
       readonly writes: readonly Write[];
     };
 
-type PlanState = Pick<SessionRecord, "offset" | "total" | "bytesInParts" | "openPartEnd"> & {
+export type PlanState = Pick<SessionRecord, "offset" | "total" | "bytesInParts" | "openPartEnd"> & {
   /** Parts recorded so far: the next part's number is one more. */
   readonly parts: number;
   /** The open part's recorded pieces, when it is built from pieces. */
   readonly pieces?: (PieceBounds & { readonly count: number }) | undefined;
 };
+
+/** What the planner reads of a session record: the one translation from record to plan. */
+export function planStateOf(record: SessionRecord): PlanState {
+  const { offset, total, bytesInParts, openPartEnd, builder } = record;
+  return {
+    offset,
+    total,
+    bytesInParts,
+    openPartEnd,
+    parts: recordedParts(record),
+    pieces: builder && {
+      bytesInPieces: builder.bytesInPieces,
+      openPieceEnd: builder.openPieceEnd,
+      count: builder.pieces.length,
+    },
+  };
+}
+
+/**
+ * The limits one session's fragments are planned with: a signed URL may allow less than the
+ * server does; records older than that field (`maxBytes` 0), the server's maximum.
+ */
+export function limitsFor(record: SessionRecord, limits: FragmentLimits): FragmentLimits {
+  // A signed URL may allow less than the server does (0 is 0); records older than that field
+  // have none and take the server's limit.
+  return { ...limits, maxUploadBytes: record.maxBytes ?? limits.maxUploadBytes };
+}
 
 /**
  * The Fragment acceptance of docs/protocol.md, "Fragments and offsets" ([MC-BUP] 3.2.5.2.6, read

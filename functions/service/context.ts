@@ -24,6 +24,11 @@ export interface ServiceSettings {
   readonly caps: SessionCaps;
   /** Fragments that write, per MiB of the file, on top of a fixed allowance. */
   readonly maxFragmentsPerMiB: number;
+  /**
+   * Whether a fragment that only stages bytes, on an instance that remembers its session,
+   * is acknowledged without a record write (docs/durability.md). Needs the warm cache.
+   */
+  readonly deferStagedRecords?: boolean | undefined;
   /** Template of the key prefix a principal is confined to (`{principal}`); "" for none. */
   readonly principalPrefix: string;
   /** Principals that may replace existing objects even when `allowOverwrite` is off. */

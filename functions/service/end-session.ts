@@ -19,6 +19,7 @@ import { nowSeconds, type ServiceContext } from "./context.ts";
 import { emfFields } from "./metrics.ts";
 import { type Attempt, again, done, untilSettled } from "./retry.ts";
 import { deleteStaged, openBuilder, stagingPrefixFor } from "./staging.ts";
+import { caughtUp } from "./tail.ts";
 
 type EndPacket = Extract<Packet, { type: "close-session" | "cancel-session" }>;
 
@@ -62,6 +63,8 @@ async function endAttempt(
   const ending = endingFor(found, packet.type === "close-session" ? "close" : "cancel");
   let record = found;
   if (record.status === "open") {
+    // Bytes staged since the last record write count as held (docs/durability.md, 4).
+    record = await caughtUp(context, record);
     // A Close or Cancel is activity on the session ([MC-BUP] 3.2.6.1 times out idle ones):
     // the decision renews the expiry, so a slow completion is not taken for an abandoned
     // session by the sweep or TTL while it runs.

@@ -7,7 +7,13 @@ import {
   partEntry,
 } from "../bits/crc32c.ts";
 import { BitsError } from "../bits/errors.ts";
-import { type FragmentDecision, planFragment, type Write } from "../bits/fragment-plan.ts";
+import {
+  type FragmentDecision,
+  limitsFor,
+  planFragment,
+  planStateOf,
+  type Write,
+} from "../bits/fragment-plan.ts";
 import type { Packet } from "../bits/packet.ts";
 import type { BitsResponse } from "../bits/request.ts";
 import {
@@ -15,7 +21,6 @@ import {
   isLive,
   mayWriteFragment,
   PART_CHUNK,
-  type PartBuilder,
   recordedParts,
   type SessionRecord,
   uploadKey,
@@ -34,15 +39,20 @@ import {
   stagedKey,
   stagingPrefixFor,
 } from "./staging.ts";
+import { rebuildTail } from "./tail.ts";
 
 type Fragment = Extract<Packet, { type: "fragment" }>;
 type Accept = Extract<FragmentDecision, { kind: "accept" }>;
 
 /**
- * Fragment ([MC-BUP] 3.2.5.2.6; docs/protocol.md, "Fragments and offsets"): load the session,
- * decide what the fragment means for it, apply that. Bytes are written to S3 first and the new
- * offset is recorded after, conditionally on the version read, so the offset never claims a
- * byte that is not stored. A handler that loses the race decides again on the record as it is
+ * Fragment ([MC-BUP] 3.2.5.2.6; docs/protocol.md, "Fragments and offsets"; docs/durability.md):
+ * load the session, decide what the fragment means for it, apply that. Bytes are written to S3
+ * first and the Ack follows, so the offset never claims a byte that is not stored. A fragment
+ * that completes a part (or a piece, or ends the file) records the new offset, conditionally on
+ * the version read; one that only stages bytes on an instance that remembers the session
+ * records nothing: its staged object names its range and CRC32C, and the record catches up at
+ * the next part boundary, or when an instance that does not remember the session rebuilds the
+ * tail from one listing. A handler that loses the race decides again on the record as it is
  * now; what it wrote is the same bytes of the file at the same place (a part's bounds come from
  * the record, not from the request), or staged objects that the session's end deletes.
  */
@@ -61,8 +71,10 @@ export async function fragment(
           return done(await decided.answer());
         case "reread":
           return again(await read(context, packet.sessionId));
+        case "rebuild":
+          return again(await catchUp(context, decided.record), { rebuilt: true });
         case "accept":
-          return apply(context, decided.record, decided.decision, packet, call);
+          return apply(context, held, decided.record, decided.decision, packet, call);
       }
     },
     "fragment",
@@ -70,9 +82,10 @@ export async function fragment(
 }
 
 /**
- * The session as this instance remembers it, or as the table has it. A warm instance writes on
- * the record it remembers and reads only when that fails: a sequential client then costs one
- * DynamoDB request per fragment.
+ * The session as this instance remembers it (the record as stored, carried on by the bytes
+ * this instance staged since), or as the table has it. A warm instance decides on what it
+ * remembers and reads only when that cannot answer: a sequential client then costs one
+ * DynamoDB request per part, not per fragment.
  */
 async function load(context: ServiceContext, id: string): Promise<Held> {
   const remembered = context.cache?.record(id);
@@ -91,6 +104,8 @@ type Decided =
   | { readonly kind: "answer"; readonly answer: () => Promise<BitsResponse> }
   /** What was remembered cannot be trusted for this answer: read the table first. */
   | { readonly kind: "reread" }
+  /** The stored record may lag behind staged bytes: rebuild its tail from a listing first. */
+  | { readonly kind: "rebuild"; readonly record: SessionRecord }
   | { readonly kind: "accept"; readonly record: SessionRecord; readonly decision: Accept };
 
 /** What the fragment means for the session as held; writes nothing. */
@@ -102,23 +117,16 @@ function decide(context: ServiceContext, held: Held, packet: Fragment, call: Cal
   const settled = settledAnswer(context, record, packet, call);
   if (settled !== undefined) return { kind: "answer", answer: async () => settled };
   const current = record as SessionRecord;
-  const { limits } = context.settings;
-  const builder = current.builder;
-  const decision = planFragment(
-    {
-      ...current,
-      parts: recordedParts(current),
-      pieces: builder && { ...builder, count: builder.pieces.length },
-    },
-    packet.range,
-    packet.body,
-    // A signed URL may allow less than the server does (0 is 0); records older than that
-    // field have none and take the server's limit.
-    { ...limits, maxUploadBytes: current.maxBytes ?? limits.maxUploadBytes },
-  );
+  const limits = limitsFor(current, context.settings.limits);
+  const decision = planFragment(planStateOf(current), packet.range, packet.body, limits);
   if (decision.kind === "accept") return { kind: "accept", record: current, decision };
   // An offset the client is told must be the stored one, never a remembered one.
   if (!fresh) return { kind: "reread" };
+  // The stored offset may lag behind bytes staged without a record write: the answer's offset
+  // is the one the staged objects show (docs/durability.md, 3).
+  if (!held.rebuilt && current.total !== undefined && !isComplete(current)) {
+    return { kind: "rebuild", record: current };
+  }
   // Upload-reply: a resent final fragment gets the reply, notifying first if the last
   // notification failed ([MC-BUP] 3.2.5.1.2-3).
   if (decision.kind === "held" && current.notify && isComplete(current)) {
@@ -130,11 +138,27 @@ function decide(context: ServiceContext, held: Held, packet: Fragment, call: Cal
 }
 
 /**
+ * The record catches up with a tail rebuilt from a listing (docs/durability.md, 3): written
+ * conditionally on the version it was read at, so that every instance, and the table's
+ * readers, see the bytes held. A lost write hands on the record as it is now.
+ */
+async function catchUp(context: ServiceContext, stored: SessionRecord) {
+  const rebuilt = await rebuildTail(context, stored);
+  if (rebuilt === stored) return stored;
+  const next = { ...rebuilt, version: stored.version + 1 };
+  const result = await context.sessions.replace(next, stored.version);
+  context.cache?.rememberRecord(result.ok ? next : result.current, stored.id);
+  return result.ok ? next : result.current;
+}
+
+/**
  * Writes an accepted fragment's bytes, then records them, conditionally on the version the
- * decision was made on.
+ * decision was made on; or, for bytes that only stage on a remembered session, remembers them
+ * (docs/durability.md).
  */
 async function apply(
   context: ServiceContext,
+  held: Held,
   current: SessionRecord,
   decision: Accept,
   packet: Fragment,
@@ -147,13 +171,21 @@ async function apply(
     await failSession(context, current, "too many fragments for the file's size");
     throw new BitsError("accessDenied", "too many fragments for the file's size");
   }
-  const staged: string[] = [];
-  const created: CreatedUpload[] = [];
-  let written: Awaited<ReturnType<typeof write>>;
+  const writer = new FragmentWriter(context, current);
+  // A deferred Ack rests on the session being as remembered: a consistent read, in parallel
+  // with the staged PUT, tells (docs/durability.md, 1). It never rejects; it is always awaited.
+  const check = mayDefer(context, held, current, decision)
+    ? sessions.get(current.id).then(
+        (stored) => ({ stored }),
+        (error: unknown) => ({ error }),
+      )
+    : undefined;
+  let written: Written;
   try {
-    written = await write(context, current, decision, staged, created);
+    written = await writer.write(decision);
   } catch (error) {
-    await abortQuietly(context, created);
+    await check;
+    await abortQuietly(context, writer.created);
     // A racing handler may have moved the session on (consumed the staged bytes this one
     // read, ended the session): decide again on what is there now. Unchanged, the failure is
     // real.
@@ -168,24 +200,73 @@ async function apply(
       }
       throw error;
     }
-    await deleteStagedIfEnded(context, now, staged);
+    await deleteStagedIfEnded(context, now, writer.staged);
     return again(now);
   }
   // Every body that counted, overlapping resends included, for the completion event.
   const bytesReceived = (current.bytesReceived ?? 0) + packet.body.length;
   const next = { ...written.next, bytesReceived };
-  const result = await sessions.replace(next, current.version);
   call.audit.bytesStored += written.bytesStored;
+  if (check !== undefined) {
+    const checked = await check;
+    if ("error" in checked) throw checked.error;
+    const { stored } = checked;
+    if (stored?.version === current.version && stored.status === "open") {
+      // Staged bytes describe themselves: the record catches up later (docs/durability.md, 1).
+      cache?.rememberRecord({ ...next, version: current.version, expiresAt: current.expiresAt });
+      return done(ack(200, { sessionId: current.id, receivedContentRange: next.offset }));
+    }
+    // What this instance remembered is stale (another instance moved the session on, or ended
+    // it): decide again on the record as it is.
+    cache?.rememberRecord(stored, current.id);
+    await deleteStagedIfEnded(context, stored, writer.staged);
+    return again(stored);
+  }
+  let result: Awaited<ReturnType<typeof sessions.replace>>;
+  try {
+    result = await sessions.replace(next, current.version);
+  } catch (error) {
+    // Whether the write landed is unknown: what this instance remembers is no longer a base.
+    cache?.rememberRecord(undefined, current.id);
+    throw error;
+  }
   if (!result.ok) {
     cache?.rememberRecord(result.current, current.id);
-    await abortQuietly(context, created);
-    await deleteStagedIfEnded(context, result.current, staged);
+    await abortQuietly(context, writer.created);
+    await deleteStagedIfEnded(context, result.current, writer.staged);
     return again(result.current);
   }
   cache?.rememberRecord(next);
   await deleteStagedQuietly(context, current.id, written.consumed);
   if (next.notify && isComplete(next)) return done(await notifyAndReply(context, next, call));
   return done(ack(200, { sessionId: current.id, receivedContentRange: next.offset }));
+}
+
+/**
+ * Whether an accepted fragment's Ack may go without a record write (docs/durability.md, 1): it
+ * only staged bytes, on a session this instance remembers, whose total is recorded, and whose
+ * stored expiry is not near (a record write renews it). Everything else is recorded now: parts,
+ * pieces and seals, the first fragment, the last byte, and a decision made on a record just
+ * read, which is how the record catches up with a rebuilt tail.
+ */
+function mayDefer(
+  context: ServiceContext,
+  held: Held,
+  current: SessionRecord,
+  decision: Accept,
+): boolean {
+  const [only, ...rest] = decision.writes;
+  const renewBy = current.expiresAt - context.settings.sessionTimeoutSeconds / 2;
+  return (
+    context.settings.deferStagedRecords === true &&
+    context.cache !== undefined &&
+    !held.fresh &&
+    only?.kind === "stage" &&
+    rest.length === 0 &&
+    current.total !== undefined &&
+    decision.offset < decision.total &&
+    nowSeconds(context) < renewBy
+  );
 }
 
 /**
@@ -281,9 +362,36 @@ interface CreatedUpload {
   readonly uploadId: string;
 }
 
+/** What the writes of an accepted fragment come to. */
+interface Written {
+  /** The record to store (or remember), version and expiry moved on. */
+  readonly next: SessionRecord;
+  /** Staged objects now held in parts: they may go once `next` is stored. */
+  readonly consumed: readonly string[];
+  /** Bytes uploaded to S3, for the audit line. */
+  readonly bytesStored: number;
+}
+
 /**
- * Performs the writes of an accepted fragment. Returns the record to store and the staged
- * objects now held in parts, which may go once that record is stored.
+ * The open part's builder as a request's writes move it on (docs/large-files.md): which part it
+ * builds, its upload (undefined before the first piece) and its pieces' entries and CRC32C.
+ */
+interface OpenBuilder {
+  readonly partNumber: number;
+  readonly uploadId: string | undefined;
+  readonly pieceEntries: readonly string[];
+  readonly piecesCrc32c: number | undefined;
+}
+
+type StageWrite = Extract<Write, { kind: "stage" }>;
+type UnitWrite = Extract<Write, { kind: "part" | "piece" }>;
+type PieceWrite = Extract<Write, { kind: "piece" }>;
+type SealWrite = Extract<Write, { kind: "seal" }>;
+
+/**
+ * Performs the writes of one accepted fragment, in order, and owns what they change: the part
+ * entries and chunks, the running checksums, the open builder, and what was staged, created
+ * and consumed on the way (which the caller cleans up when the request loses).
  *
  * Checksums (docs/checksums.md): the writes' bytes are, in order, exactly the new bytes
  * [offset, offset') of the request body, so their CRC32Cs extend `receivedCrc32c`. Each part's
@@ -292,207 +400,250 @@ interface CreatedUpload {
  * pieces has the CRC32C of its pieces combined. Parts extend `partsCrc32c`. Records older than
  * checksums keep neither and upload parts without one.
  */
-async function write(
-  context: ServiceContext,
-  record: SessionRecord,
-  decision: Accept,
-  staged: string[],
-  created: CreatedUpload[],
-): Promise<{ next: SessionRecord; consumed: string[]; bytesStored: number }> {
-  const { objects, sessions, settings } = context;
-  const prefix = stagingPrefixFor(settings.stagingPrefix, record.id);
-  let etags = [...record.etags];
-  let chunks = record.chunks;
-  const consumed: string[] = [];
-  let bytesStored = 0;
-  const checksummed = record.receivedCrc32c !== undefined && record.partsCrc32c !== undefined;
-  let receivedCrc32c = record.receivedCrc32c;
-  let partsCrc32c = record.partsCrc32c;
-  let builder: BuilderPieces | undefined = record.builder;
-  const addPart = async (etag: string, crc: number | undefined, length: number) => {
-    etags.push(partEntry(etag, crc));
-    if (crc !== undefined) partsCrc32c = crc32cCombine(partsCrc32c ?? 0, crc, length);
-    while (etags.length >= PART_CHUNK) {
-      await sessions.putPartChunk(record.id, chunks, etags.slice(0, PART_CHUNK));
-      chunks += 1;
-      etags = etags.slice(PART_CHUNK);
-    }
-  };
-  const writes = decision.writes;
-  for (const [index, step] of writes.entries()) {
-    if (step.kind === "seal") {
-      const part = await seal(context, record, prefix, step, builder);
-      await addPart(part.etag, part.crc, step.partEnd - step.partStart);
-      consumed.push(part.key);
-      builder = undefined;
-      continue;
-    }
-    const stepCrc = checksummed ? crc32c(step.bytes) : 0;
-    if (checksummed) {
-      receivedCrc32c = crc32cCombine(receivedCrc32c ?? 0, stepCrc, step.bytes.length);
-    }
-    if (step.kind === "stage") {
-      const key = stagedKey(prefix, step.start, step.end);
-      staged.push(key);
-      // The bytes' CRC32C, already computed for the received checksum, goes with them.
-      await objects.putStaged(key, step.bytes, checksummed ? stepCrc : undefined);
-      bytesStored += step.bytes.length;
-      context.cache?.rememberStaged(key, step.bytes, checksummed ? stepCrc : undefined);
-      continue;
-    }
-    const unitStart = step.kind === "part" ? step.partStart : step.pieceStart;
-    const { bytes, stagedKeys } = await assembleUnit(context, prefix, unitStart, step);
-    // A unit that is the request's slice has the slice's CRC; any other is computed afresh.
-    const crc = !checksummed ? undefined : bytes === step.bytes ? stepCrc : crc32c(bytes);
-    bytesStored += bytes.length;
-    consumed.push(...stagedKeys);
-    if (step.kind === "part") {
-      if (step.partNumber !== chunks * PART_CHUNK + etags.length + 1) {
-        throw new BitsError("internal", `part ${step.partNumber} out of order`);
-      }
-      const key = uploadKey(record);
-      await addPart(
-        await objects.uploadPart(key, record.uploadId, step.partNumber, bytes, crc),
-        crc,
-        bytes.length,
-      );
-      continue;
-    }
-    const sealNext = writes[index + 1]?.kind === "seal";
-    builder = await writePiece(
-      context,
-      record,
-      prefix,
-      step,
-      bytes,
-      crc,
-      builder,
-      sealNext,
-      created,
-    );
-  }
-  const next: SessionRecord = {
-    ...record,
-    total: decision.total,
-    bytesInParts: decision.bytesInParts,
-    openPartEnd: decision.openPartEnd,
-    builder: decision.pieces && {
-      uploadId: builder?.uploadId,
-      pieces: builder?.pieces ?? [],
-      piecesCrc32c: builder?.piecesCrc32c ?? (checksummed ? 0 : undefined),
-      ...decision.pieces,
-    },
-    offset: decision.offset,
-    receivedCrc32c,
-    partsCrc32c,
-    etags,
-    chunks,
-    fragments: record.fragments + 1,
-    version: record.version + 1,
-    expiresAt: nowSeconds(context) + settings.sessionTimeoutSeconds,
-  };
-  return { next, consumed, bytesStored };
-}
+class FragmentWriter {
+  /** Staged objects this request wrote. */
+  readonly staged: string[] = [];
+  /** Builder uploads this request created. */
+  readonly created: CreatedUpload[] = [];
+  private readonly consumed: string[] = [];
+  private readonly prefix: string;
+  private readonly checksummed: boolean;
+  private bytesStored = 0;
+  private partEntries: string[];
+  private chunks: number;
+  private receivedCrc32c: number | undefined;
+  private partsCrc32c: number | undefined;
+  private builder: OpenBuilder | undefined;
 
-/** What a request's writes change of the open part's builder; its bounds are the decision's. */
-type BuilderPieces = Pick<PartBuilder, "uploadId" | "pieces" | "piecesCrc32c">;
-
-/**
- * Uploads a piece of a part built from pieces (docs/large-files.md) as a part of the part's
- * builder upload, creating that upload for the part's first piece. Returns the builder with the
- * piece added.
- */
-async function writePiece(
-  context: ServiceContext,
-  record: SessionRecord,
-  prefix: string,
-  step: Extract<Write, { kind: "piece" }>,
-  bytes: Uint8Array,
-  crc: number | undefined,
-  builder: BuilderPieces | undefined,
-  sealNext: boolean,
-  created: CreatedUpload[],
-): Promise<BuilderPieces> {
-  const pieces = builder?.pieces ?? [];
-  if (step.pieceNumber !== pieces.length + 1) {
-    throw new BitsError("internal", `piece ${step.pieceNumber} out of order`);
-  }
-  const key = builderKey(prefix, step.partNumber);
-  let uploadId = builder?.uploadId;
-  if (uploadId === undefined) {
-    uploadId = await context.objects.createUpload(key, record.id);
-    created.push({ key, uploadId });
-  }
-  let etag: string;
-  try {
-    etag = await context.objects.uploadPart(key, uploadId, step.pieceNumber, bytes, crc);
-  } catch (error) {
-    if (!(error instanceof UploadGoneError)) throw error;
-    // An earlier attempt at this fragment completed the builder and lost its answer or its
-    // record write: the seal that follows finds the builder's object. Otherwise the pieces
-    // recorded so far are gone with the upload.
-    if (!sealNext) throw new BuilderLost(step.partNumber);
-    etag = "";
-  }
-  const length = bytes.length;
-  return {
-    uploadId,
-    pieces: [...pieces, partEntry(etag, crc)],
-    piecesCrc32c:
-      crc === undefined ? undefined : crc32cCombine(builder?.piecesCrc32c ?? 0, crc, length),
-  };
-}
-
-/**
- * Every piece of a part is uploaded: completes the builder into its object and copies that
- * object into the part, inside the store, so the part's bytes never pass through the function
- * however large it is. The completion checks the pieces' combined CRC32C and the part's size,
- * and a store that reports the copied part's CRC32C is checked too.
- */
-async function seal(
-  context: ServiceContext,
-  record: SessionRecord,
-  prefix: string,
-  step: Extract<Write, { kind: "seal" }>,
-  builder: BuilderPieces | undefined,
-): Promise<{ etag: string; crc: number | undefined; key: string }> {
-  const { objects } = context;
-  const key = builderKey(prefix, step.partNumber);
-  if (builder?.uploadId === undefined) throw new BuilderLost(step.partNumber);
-  const crc = builder.piecesCrc32c;
-  const completion = await objects.completeUpload(
-    key,
-    builder.uploadId,
-    builder.pieces.map(parsePartEntry),
-    { overwrite: true, owner: record.id, crc32c: crc, size: step.partEnd - step.partStart },
-  );
-  const reported =
-    completion.crc32c === undefined ? undefined : crc32cFromBase64(completion.crc32c);
-  if (
-    completion.result !== "completed" ||
-    (crc !== undefined && reported !== undefined && reported !== crc)
+  constructor(
+    private readonly context: ServiceContext,
+    private readonly record: SessionRecord,
   ) {
-    throw new BuilderLost(step.partNumber);
+    this.prefix = stagingPrefixFor(context.settings.stagingPrefix, record.id);
+    this.checksummed = record.receivedCrc32c !== undefined && record.partsCrc32c !== undefined;
+    this.partEntries = [...record.etags];
+    this.chunks = record.chunks;
+    this.receivedCrc32c = record.receivedCrc32c;
+    this.partsCrc32c = record.partsCrc32c;
+    const builder = record.builder;
+    this.builder = builder && {
+      partNumber: recordedParts(record) + 1,
+      uploadId: builder.uploadId,
+      pieceEntries: builder.pieces,
+      piecesCrc32c: builder.piecesCrc32c,
+    };
   }
-  let copied: CopiedPart;
-  try {
-    copied = await objects.copyToPart(key, uploadKey(record), record.uploadId, step.partNumber);
-  } catch (error) {
-    // Deleted by a racing writer that recorded the part first: decide again.
-    if (error instanceof ObjectMissingError) throw new BuilderLost(step.partNumber);
-    throw error;
+
+  async write(decision: Accept): Promise<Written> {
+    const { writes } = decision;
+    for (const [index, step] of writes.entries()) {
+      switch (step.kind) {
+        case "seal":
+          await this.seal(step);
+          break;
+        case "stage":
+          await this.stage(step);
+          break;
+        case "part":
+          await this.part(step);
+          break;
+        case "piece":
+          await this.piece(step, writes[index + 1]?.kind === "seal");
+          break;
+      }
+    }
+    const { record, context, builder } = this;
+    const next: SessionRecord = {
+      ...record,
+      total: decision.total,
+      bytesInParts: decision.bytesInParts,
+      openPartEnd: decision.openPartEnd,
+      builder: decision.pieces && {
+        uploadId: builder?.uploadId,
+        pieces: builder?.pieceEntries ?? [],
+        piecesCrc32c: builder?.piecesCrc32c ?? (this.checksummed ? 0 : undefined),
+        ...decision.pieces,
+      },
+      offset: decision.offset,
+      receivedCrc32c: this.receivedCrc32c,
+      partsCrc32c: this.partsCrc32c,
+      etags: this.partEntries,
+      chunks: this.chunks,
+      fragments: record.fragments + 1,
+      version: record.version + 1,
+      expiresAt: nowSeconds(context) + context.settings.sessionTimeoutSeconds,
+    };
+    return { next, consumed: this.consumed, bytesStored: this.bytesStored };
   }
-  if (crc !== undefined && copied.crc32c !== undefined && copied.crc32c !== crc) {
-    throw new BuilderLost(step.partNumber);
+
+  /** The CRC32C of bytes the request brings, which extends the received checksum. */
+  private received(bytes: Uint8Array): number | undefined {
+    if (!this.checksummed) return undefined;
+    const crc = crc32c(bytes);
+    this.receivedCrc32c = crc32cCombine(this.receivedCrc32c ?? 0, crc, bytes.length);
+    return crc;
   }
-  return { etag: copied.etag, crc, key };
+
+  /** Bytes that finish no unit: a staged object named by their range and CRC32C. */
+  private async stage(step: StageWrite) {
+    const crc = this.received(step.bytes);
+    const key = stagedKey(this.prefix, step.start, step.end, crc);
+    this.staged.push(key);
+    await this.context.objects.putStaged(key, step.bytes, crc);
+    this.bytesStored += step.bytes.length;
+    this.context.cache?.rememberStaged(key, step.bytes, crc);
+  }
+
+  /** A part assembled whole: its staged head and the request's slice, uploaded as the part. */
+  private async part(step: Extract<Write, { kind: "part" }>) {
+    const crc = await this.assemble(step, step.partStart);
+    const expected = this.chunks * PART_CHUNK + this.partEntries.length + 1;
+    if (step.partNumber !== expected) {
+      throw new BitsError("internal", `part ${step.partNumber} out of order`);
+    }
+    const etag = await this.context.objects.uploadPart(
+      uploadKey(this.record),
+      this.record.uploadId,
+      step.partNumber,
+      crc.bytes,
+      crc.crc,
+    );
+    await this.addPart(etag, crc.crc, crc.bytes.length);
+  }
+
+  /**
+   * A piece of a part built from pieces (docs/large-files.md): uploaded as a part of the part's
+   * builder upload, which the part's first piece creates.
+   */
+  private async piece(step: PieceWrite, sealNext: boolean) {
+    const { bytes, crc } = await this.assemble(step, step.pieceStart);
+    const builder = this.builder ?? {
+      partNumber: step.partNumber,
+      uploadId: undefined,
+      pieceEntries: [],
+      piecesCrc32c: undefined,
+    };
+    if (builder.partNumber !== step.partNumber) {
+      throw new BitsError(
+        "internal",
+        `piece of part ${step.partNumber} in part ${builder.partNumber}`,
+      );
+    }
+    if (step.pieceNumber !== builder.pieceEntries.length + 1) {
+      throw new BitsError("internal", `piece ${step.pieceNumber} out of order`);
+    }
+    const { objects } = this.context;
+    const key = builderKey(this.prefix, builder.partNumber);
+    let uploadId = builder.uploadId;
+    if (uploadId === undefined) {
+      uploadId = await objects.createUpload(key, this.record.id);
+      this.created.push({ key, uploadId });
+    }
+    let etag: string;
+    try {
+      etag = await objects.uploadPart(key, uploadId, step.pieceNumber, bytes, crc);
+    } catch (error) {
+      if (!(error instanceof UploadGoneError)) throw error;
+      // An earlier attempt at this fragment completed the builder and lost its answer or its
+      // record write: the seal that follows finds the builder's object. Otherwise the pieces
+      // recorded so far are gone with the upload.
+      if (!sealNext) throw new BuilderLost(builder.partNumber);
+      etag = "";
+    }
+    this.builder = {
+      partNumber: builder.partNumber,
+      uploadId,
+      pieceEntries: [...builder.pieceEntries, partEntry(etag, crc)],
+      piecesCrc32c:
+        crc === undefined ? undefined : crc32cCombine(builder.piecesCrc32c ?? 0, crc, bytes.length),
+    };
+  }
+
+  /**
+   * Every piece of a part is uploaded: completes the builder into its object and copies that
+   * object into the part, inside the store, so the part's bytes never pass through the function
+   * however large it is. The completion checks the pieces' combined CRC32C and the part's size,
+   * and a store that reports the copied part's CRC32C is checked too.
+   */
+  private async seal(step: SealWrite) {
+    const { objects } = this.context;
+    const builder = this.builder;
+    if (builder?.uploadId === undefined || builder.partNumber !== step.partNumber) {
+      throw new BuilderLost(step.partNumber);
+    }
+    const key = builderKey(this.prefix, builder.partNumber);
+    const crc = builder.piecesCrc32c;
+    const completion = await objects.completeUpload(
+      key,
+      builder.uploadId,
+      builder.pieceEntries.map(parsePartEntry),
+      { overwrite: true, owner: this.record.id, crc32c: crc, size: step.partEnd - step.partStart },
+    );
+    const reported =
+      completion.crc32c === undefined ? undefined : crc32cFromBase64(completion.crc32c);
+    if (
+      completion.result !== "completed" ||
+      (crc !== undefined && reported !== undefined && reported !== crc)
+    ) {
+      throw new BuilderLost(step.partNumber);
+    }
+    let copied: CopiedPart;
+    try {
+      copied = await objects.copyToPart(
+        key,
+        uploadKey(this.record),
+        this.record.uploadId,
+        builder.partNumber,
+      );
+    } catch (error) {
+      // Deleted by a racing writer that recorded the part first: decide again.
+      if (error instanceof ObjectMissingError) throw new BuilderLost(step.partNumber);
+      throw error;
+    }
+    if (crc !== undefined && copied.crc32c !== undefined && copied.crc32c !== crc) {
+      throw new BuilderLost(step.partNumber);
+    }
+    await this.addPart(copied.etag, crc, step.partEnd - step.partStart);
+    this.consumed.push(key);
+    this.builder = undefined;
+  }
+
+  /**
+   * The bytes of a part or piece starting at `unitStart`, and their CRC32C: the request's slice
+   * extends the received checksum; a unit that is the slice alone has the slice's CRC32C, any
+   * other is computed afresh over the assembled bytes. The staged head is consumed.
+   */
+  private async assemble(step: UnitWrite, unitStart: number) {
+    const sliceCrc = this.received(step.bytes);
+    const { bytes, stagedKeys } = await assembleUnit(this.context, this.prefix, unitStart, step);
+    const crc = !this.checksummed ? undefined : bytes === step.bytes ? sliceCrc : crc32c(bytes);
+    this.bytesStored += bytes.length;
+    this.consumed.push(...stagedKeys);
+    return { bytes, crc };
+  }
+
+  /** Records a part's entry; every PART_CHUNK entries go to a chunk beside the record. */
+  private async addPart(etag: string, crc: number | undefined, length: number) {
+    this.partEntries.push(partEntry(etag, crc));
+    if (crc !== undefined) this.partsCrc32c = crc32cCombine(this.partsCrc32c ?? 0, crc, length);
+    while (this.partEntries.length >= PART_CHUNK) {
+      const chunk = this.partEntries.slice(0, PART_CHUNK);
+      await this.context.sessions.putPartChunk(this.record.id, this.chunks, chunk);
+      this.chunks += 1;
+      this.partEntries = this.partEntries.slice(PART_CHUNK);
+    }
+  }
 }
 
 /**
  * Staged bytes are deleted only after the part holding them is recorded. Failing here loses
  * nothing: whatever stays is deleted when the session ends.
  */
-async function deleteStagedQuietly(context: ServiceContext, sessionId: string, keys: string[]) {
+async function deleteStagedQuietly(
+  context: ServiceContext,
+  sessionId: string,
+  keys: readonly string[],
+) {
   if (keys.length === 0) return;
   context.cache?.forgetStaged(keys);
   try {

@@ -5,6 +5,7 @@ import { isEnded, isLive, type SessionRecord } from "../bits/session.ts";
 import { type Call, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
 import { endSession } from "./end-session.ts";
+import { caughtUp } from "./tail.ts";
 
 /**
  * What an operator may do with sessions, beside the protocol: read them all and cancel one
@@ -23,6 +24,17 @@ export async function* storedSessions(context: ServiceContext): AsyncGenerator<S
     for (const item of page.items) if (item.kind === "session") yield item.record;
     after = page.next;
   } while (after !== undefined);
+}
+
+/**
+ * A record as an operator should see it: an open session with the bytes staged since its last
+ * record write counted (docs/durability.md), from one listing of its staging folder.
+ */
+export async function withTail(
+  context: ServiceContext,
+  record: SessionRecord,
+): Promise<SessionRecord> {
+  return isLive(record, nowSeconds(context)) ? caughtUp(context, record) : record;
 }
 
 /** A session ID as IIS writes it, from any spelling of the GUID: `{1A2B…}`, `1a2b…`. */

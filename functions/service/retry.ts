@@ -6,6 +6,8 @@ export interface Held {
   readonly record: SessionRecord | undefined;
   /** Read from the table by this request; false for what a warm instance remembered. */
   readonly fresh: boolean;
+  /** Fragment: its tail was rebuilt from the staged objects (docs/durability.md). */
+  readonly rebuilt?: boolean | undefined;
 }
 
 /** What one attempt on a session concluded. */
@@ -41,6 +43,9 @@ export async function untilSettled<T>(
 }
 
 export const done = <T>(value: T): Attempt<T> => ({ done: value });
-export const again = (record: SessionRecord | undefined): Attempt<never> => ({
-  again: { record, fresh: true },
+export const again = (
+  record: SessionRecord | undefined,
+  more: { rebuilt?: boolean } = {},
+): Attempt<never> => ({
+  again: { record, fresh: true, ...more },
 });

@@ -18,9 +18,17 @@ export function sessionIdOfStagingDir(dir: string): string | undefined {
   return /^[0-9a-f-]{36}$/.test(dir) ? `{${dir.toUpperCase()}}` : undefined;
 }
 
-/** Staged bytes [start, end) of a session, named so that key order is byte order. */
-export function stagedKey(prefix: string, start: number, end: number): string {
-  return `${prefix}${String(start).padStart(DIGITS, "0")}-${String(end).padStart(DIGITS, "0")}`;
+/**
+ * Staged bytes [start, end) of a session, named so that key order is byte order. With their
+ * CRC32C (8 hex digits after the range), a staged object describes itself: one listing tells a
+ * cold instance which bytes are held and their checksum, without the session record
+ * (docs/durability.md).
+ */
+export function stagedKey(prefix: string, start: number, end: number, crc32c?: number): string {
+  const range = `${String(start).padStart(DIGITS, "0")}-${String(end).padStart(DIGITS, "0")}`;
+  return crc32c === undefined
+    ? `${prefix}${range}`
+    : `${prefix}${range}-${(crc32c >>> 0).toString(16).padStart(8, "0")}`;
 }
 
 /**
@@ -46,15 +54,34 @@ export interface Segment {
   readonly key: string;
   readonly start: number;
   readonly end: number;
+  /** The bytes' CRC32C, as the key names it; undefined for keys staged without one. */
+  readonly crc32c?: number | undefined;
 }
 
 export function parseStagedKey(prefix: string, object: ObjectInfo): Segment | undefined {
-  const match = /^(\d+)-(\d+)$/.exec(object.key.slice(prefix.length));
+  const match = /^(\d+)-(\d+)(?:-([0-9a-f]{8}))?$/.exec(object.key.slice(prefix.length));
   if (!match) return undefined;
   const start = Number(match[1]);
   const end = Number(match[2]);
   if (end - start !== object.size) return undefined;
-  return { key: object.key, start, end };
+  const crc32c = match[3] === undefined ? undefined : Number.parseInt(match[3], 16);
+  return { key: object.key, start, end, crc32c };
+}
+
+/**
+ * The staged segments that carry the bytes on from `start` as far as they go without passing
+ * `limit`: the chain to the furthest reachable end (of those, the fewest segments), or an empty
+ * chain. The same listing gives every instance the same chain (docs/durability.md, "Rebuilding
+ * the tail").
+ */
+export function longestChain(
+  segments: readonly Segment[],
+  start: number,
+  limit: number,
+): Segment[] {
+  const via = reach(segments, start, limit);
+  const furthest = Math.max(start, ...via.keys());
+  return furthest === start ? [] : walkBack(via, start, furthest);
 }
 
 /**
@@ -69,19 +96,27 @@ export function chainSegments(
   end: number,
 ): Segment[] | undefined {
   if (start === end) return [];
+  const via = reach(segments, start, end);
+  return via.has(end) ? walkBack(via, start, end) : undefined;
+}
+
+/**
+ * Breadth-first over segment ends from `start`, never past `limit`: for every end reachable,
+ * the segment that first reached it, so that walking back from it takes the fewest segments.
+ */
+function reach(segments: readonly Segment[], start: number, limit: number) {
   const via = new Map<number, Segment>();
   const queue = [start];
   for (let i = 0; i < queue.length; i++) {
     const position = queue[i] as number;
     for (const segment of segments) {
-      const usable = segment.start === position && segment.end > position && segment.end <= end;
+      const usable = segment.start === position && segment.end > position && segment.end <= limit;
       if (!usable || via.has(segment.end)) continue;
       via.set(segment.end, segment);
-      if (segment.end === end) return walkBack(via, start, end);
       queue.push(segment.end);
     }
   }
-  return undefined;
+  return via;
 }
 
 function walkBack(via: ReadonlyMap<number, Segment>, start: number, end: number): Segment[] {

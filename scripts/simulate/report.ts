@@ -146,6 +146,7 @@ export function svgPlot(result: Result): string {
   const s = result.scenario;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">`,
+    `<title>Completions and open sessions over time: ${fmt(s.clients)} clients</title>`,
     `<rect width="${w}" height="${h}" fill="white"/>`,
     `<text x="${pad}" y="20">${fmt(s.clients)} clients, ${Math.round(s.fileBytes / 1048576)} MiB, ${s.windowSeconds / 60} min window: last done at ${minutes(result.finish.last)}</text>`,
     `<line x1="${pad}" y1="${h - pad}" x2="${w - pad}" y2="${h - pad}" stroke="black"/>`,

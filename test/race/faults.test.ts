@@ -73,14 +73,14 @@ interface Run {
   }[];
 }
 
-async function upload(warm: boolean, plan?: FaultPlan): Promise<Run> {
+async function upload(warm: boolean, plan?: FaultPlan, defer = false): Promise<Run> {
   const storage = await freshStorage();
   const clients = faultyClients(plan);
   try {
     const { service } = serviceOver(
       new DynamoDbSessionStore(clients.dynamodb, storage.table),
       new S3ObjectStore(clients.s3, storage.bucket, { fauxqsChecksums: true }),
-      SETTINGS,
+      { ...SETTINGS, deferStagedRecords: defer },
       { warm },
     );
     let error: string | undefined;
@@ -181,13 +181,16 @@ async function limited<T>(work: () => Promise<T>): Promise<T> {
  * container does) and a cold one (which reads everything back) make different calls.
  */
 const INSTANCES = [
-  { name: "warm", warm: true },
-  { name: "cold", warm: false },
+  { name: "warm", warm: true, defer: false },
+  { name: "cold", warm: false, defer: false },
+  // Staging fragments acknowledged without a record write (docs/durability.md).
+  { name: "deferred", warm: true, defer: true },
 ] as const;
 
 /** The fault-free runs: their calls are the ones each fault hits, one at a time. */
 const dryRuns = {
   warm: await upload(true),
+  deferred: await upload(true, undefined, true),
   cold: await upload(false),
 };
 
@@ -220,7 +223,7 @@ function expectClean(expect: ExpectStatic, dry: Run, run: Run, plan: FaultPlan |
   expect(new Set(ids).size, "one event per session").toBe(ids.length);
 }
 
-for (const { name, warm } of INSTANCES) {
+for (const { name, warm, defer } of INSTANCES) {
   const dry = dryRuns[name];
   const K = dry.calls.length;
 
@@ -248,7 +251,7 @@ for (const { name, warm } of INSTANCES) {
       for (const { at, command } of cases) {
         it(`fault ${kind} at call ${at} (${command})`, async ({ expect }) => {
           const plan = { at, kind };
-          const run = await limited(() => upload(warm, plan));
+          const run = await limited(() => upload(warm, plan, defer));
           expect(run.injected, "the fault hit the same call as in the dry run").toEqual({
             index: at,
             command: `${command}Command`,

@@ -75,6 +75,11 @@ interface Scenario {
   readonly reaches: readonly ("present" | "absent")[];
   /** The service's limits, when not RACE_LIMITS. */
   readonly limits?: FragmentLimits;
+  /**
+   * Staging fragments are acknowledged without a record write (docs/durability.md): the set-up
+   * leaves the record behind its staged tail, which the racers, new instances, rebuild.
+   */
+  readonly defer?: boolean;
 }
 
 const frag = (start: number, end: number): FragmentPacket => ({ kind: "fragment", start, end });
@@ -161,6 +166,33 @@ const SCENARIOS: readonly Scenario[] = [
     mayEnd: true,
     outcome: () => "either",
     reaches: ["present", "absent"],
+  },
+  {
+    name: "deferred records: two instances rebuild the tail at once, racing a part-completing fragment",
+    prefix: E2,
+    racers: [frag(E2, E2 + 700 * K), frag(E2, E2 + 700 * K)],
+    mayEnd: false,
+    outcome: () => "present",
+    reaches: ["present"],
+    defer: true,
+  },
+  {
+    name: "deferred records: overlapping fragments past a lagging record",
+    prefix: E9,
+    racers: [frag(E9 - 100 * K, E9 + 700 * K), frag(E9, E9 + 1200 * K)],
+    mayEnd: false,
+    outcome: () => "present",
+    reaches: ["present"],
+    defer: true,
+  },
+  {
+    name: "deferred records: Cancel-Session racing a fragment past a lagging record",
+    prefix: E2,
+    racers: [frag(E2, E2 + 700 * K), CANCEL],
+    mayEnd: true,
+    outcome: ([, cancel]) => (cancel?.status === 200 ? "absent" : "either"),
+    reaches: ["absent"],
+    defer: true,
   },
   {
     name: "Close-Session racing Close-Session",
@@ -293,7 +325,10 @@ interface Prepared {
 
 async function setUp(stores: Stores, scenario: Scenario, path: string): Promise<Prepared> {
   const { sessions, objects } = stores;
-  const plain = serviceOver(sessions, objects, { limits: scenario.limits ?? RACE_LIMITS }).service;
+  const plain = serviceOver(sessions, objects, {
+    limits: scenario.limits ?? RACE_LIMITS,
+    deferStagedRecords: scenario.defer,
+  }).service;
   const before = new Set((await objects.list("")).map((object) => object.key));
   const id = await createSession(plain, path);
   const uploadId = (await sessions.get(id))?.uploadId;
@@ -345,7 +380,8 @@ function execution(
     const { stores, id, uploadId, path, before } = await prepare();
     const { sessions, objects, uploadGone } = stores;
     const limits = scenario.limits ?? RACE_LIMITS;
-    const plain = serviceOver(sessions, objects, { limits }).service;
+    const settings = { limits, deferStagedRecords: scenario.defer };
+    const plain = serviceOver(sessions, objects, settings).service;
     const key = path.slice(1);
     const ranges = [{ start: 0, end: scenario.prefix }];
     const problems: string[] = [];
@@ -363,7 +399,7 @@ function execution(
       settled = await schedule.race(
         scenario.racers.map(
           (packet) => (gate) =>
-            send(gatedService(sessions, objects, gate, { limits }), id, path, packet),
+            send(gatedService(sessions, objects, gate, settings), id, path, packet),
         ),
       );
     } catch (error) {
