@@ -369,28 +369,36 @@ describe("bits-upload against npm start", () => {
     const url = `${server.url}/cli/kill9.bin`;
     const args = [path, url, "--json", "--limit-rate", "2MiB", "--max-fragment", "64KiB"];
     const stateFile = `${path}.bits-upload.json`;
-    let last: SavedState | undefined;
+    let sessionId: string | undefined;
     for (let round = 0; round < 20; round++) {
       const child = launch(args);
       let stdout = "";
       child.stdout?.on("data", (chunk: Buffer) => {
         stdout += chunk.toString();
       });
-      const before = last?.offset ?? 0;
+      // Where this run starts: byte 0, or where it says it resumed the same session.
+      let from = 0;
+      if (round > 0) {
+        const session = await sessionEvent(() => stdout);
+        expect(session, `round ${round}: no session event; ${stdout}`).toMatchObject({
+          resumed: true,
+          sessionId,
+        });
+        from = Number(session?.offset);
+      }
       const saved = await stateWhen(
         () => stateFile,
-        (state) => state.offset > before,
+        (state) => state.offset > from,
       );
-      expect(saved, `round ${round}: no progress past byte ${before}; ${stdout}`).toBeDefined();
-      if (last !== undefined) expect(saved?.sessionId, `round ${round}`).toBe(last.sessionId);
-      if (round > 0) expect(stdout, `round ${round}`).toContain('"resumed":true');
-      last = saved;
+      expect(saved, `round ${round}: no progress past byte ${from}; ${stdout}`).toBeDefined();
+      sessionId ??= saved?.sessionId;
+      expect(saved?.sessionId, `round ${round}`).toBe(sessionId);
       // Killed, and the next run starts at once: it must not take the dead run for a live one.
       child.kill("SIGKILL");
     }
     const final = await run(args);
     expect(final.code, final.stderr).toBe(0);
-    expect(resultOf(final)).toMatchObject({ sessionId: last?.sessionId, sha256: sha256(data) });
+    expect(resultOf(final)).toMatchObject({ sessionId, sha256: sha256(data) });
     expect(sha256(await download(url))).toBe(sha256(data));
   });
 
@@ -434,6 +442,18 @@ async function stateWhen(
     } catch {
       // removed meanwhile: the upload ended
     }
+  }
+  return undefined;
+}
+
+/** The first `session` JSON line a run printed, waited for boundedly (15 s). */
+async function sessionEvent(stdout: () => string): Promise<Record<string, unknown> | undefined> {
+  for (let i = 0; i < 300; i++) {
+    const line = stdout()
+      .split("\n")
+      .find((text) => text.startsWith('{"event":"session"'));
+    if (line !== undefined) return JSON.parse(line) as Record<string, unknown>;
+    await sleep(50);
   }
   return undefined;
 }

@@ -121,14 +121,17 @@ describe.skipIf(!motoAvailable())("npm run smoke --stack, on moto", () => {
     expect(stacks.Stacks?.[0]?.StackStatus).toBe("CREATE_COMPLETE");
 
     // The local server publishes its completion events to the bus on moto.
-    server = await start({
-      BITS_EVENTS: "eventbridge",
-      BITS_EVENT_BUS: BUS,
-      AWS_ENDPOINT_URL_EVENTBRIDGE: moto.endpoint,
-      AWS_REGION: MOTO_CLIENT.region,
-      AWS_ACCESS_KEY_ID: MOTO_CLIENT.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: MOTO_CLIENT.credentials.secretAccessKey,
-    });
+    server = await start(
+      {
+        BITS_EVENTS: "eventbridge",
+        BITS_EVENT_BUS: BUS,
+        AWS_ENDPOINT_URL_EVENTBRIDGE: moto.endpoint,
+        AWS_REGION: MOTO_CLIENT.region,
+        AWS_ACCESS_KEY_ID: MOTO_CLIENT.credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: MOTO_CLIENT.credentials.secretAccessKey,
+      },
+      { ownStandIns: true },
+    );
     const { code, checks } = await smoke(
       server.url,
       moto,
