@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { type Identity, owns } from "../auth/authorization.ts";
 import type { Principal } from "../auth/types.ts";
+import { BitsError } from "../bits/errors.ts";
 import type { Peer } from "../bits/request.ts";
-import type { SessionRecord } from "../bits/session.ts";
+import { isLive, type SessionRecord } from "../bits/session.ts";
 
 /** One request as the packet handlers see it: who sent it, and what it did for the audit log. */
 export interface Call {
@@ -46,6 +47,26 @@ export function slotFor(principal: Principal, identity: Identity, peer: Peer | u
  */
 export function ownedBy(record: SessionRecord, packet: { key: string }, call: Call): boolean {
   return owns(call.identity, record) && record.key === packet.key;
+}
+
+/**
+ * The one guard of every packet that names a session: the record, when it is live and this
+ * client's own on this URL; for anyone else, and once it expired, the session does not exist
+ * (500 BG_E_SESSION_NOT_FOUND, [MC-BUP] 3.2.5.2.3).
+ */
+export function liveAndOwned(
+  record: SessionRecord | undefined,
+  packet: { key: string },
+  call: Call,
+  nowSeconds: number,
+): SessionRecord {
+  if (record === undefined || !isLive(record, nowSeconds)) {
+    throw new BitsError("sessionNotFound", "no such session");
+  }
+  if (!ownedBy(record, packet, call)) {
+    throw new BitsError("sessionNotFound", "no such session for this client and URL");
+  }
+  return record;
 }
 
 /**

@@ -15,7 +15,7 @@ import {
 import type { EventSink } from "../ports/event-sink.ts";
 import { redactIds, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
-import { deleteUploadData } from "./end-session.ts";
+import { deleteUploadData } from "./endings.ts";
 import { emfFields } from "./metrics.ts";
 import { sessionIdOfStagingDir } from "./staging.ts";
 

@@ -26,9 +26,9 @@ import {
   uploadKey,
 } from "../bits/session.ts";
 import { type CopiedPart, ObjectMissingError, UploadGoneError } from "../ports/object-store.ts";
-import { type Call, ownedBy, redactIds, sessionTag } from "./call.ts";
+import { type Call, liveAndOwned, redactIds, sessionTag } from "./call.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
-import { failSession } from "./end-session.ts";
+import { failSession } from "./endings.ts";
 import { notifyAndReply } from "./reply.ts";
 import { type Attempt, again, done, type Held, untilSettled } from "./retry.ts";
 import {
@@ -276,16 +276,11 @@ function mayDefer(
  */
 function settledAnswer(
   context: ServiceContext,
-  record: SessionRecord | undefined,
+  stored: SessionRecord | undefined,
   packet: Fragment,
   call: Call,
 ) {
-  if (record === undefined || !isLive(record, nowSeconds(context))) {
-    throw new BitsError("sessionNotFound", "no such session");
-  }
-  if (!ownedBy(record, packet, call)) {
-    throw new BitsError("sessionNotFound", "no such session for this client and URL");
-  }
+  const record = liveAndOwned(stored, packet, call, nowSeconds(context));
   if (record.status === "open") return undefined;
   if ((record.status === "committing" || record.status === "closed") && isComplete(record)) {
     return ack(200, { sessionId: record.id, receivedContentRange: record.offset });

@@ -14,8 +14,9 @@ import type { Notify, SessionRecord } from "../bits/session.ts";
 import type { NotificationResult } from "../ports/notifier.ts";
 import type { UploadedPart } from "../ports/object-store.ts";
 import { type Call, sessionTag } from "./call.ts";
+import { completeFile, underKeyClaim } from "./completion.ts";
 import { nowSeconds, type ServiceContext } from "./context.ts";
-import { completeFile, failSession, underKeyClaim } from "./end-session.ts";
+import { failSession } from "./endings.ts";
 import { sessionDir, stagingPrefixFor } from "./staging.ts";
 
 /** Where an upload-reply session keeps the uploaded file and the reply: its staging folder. */

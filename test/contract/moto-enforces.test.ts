@@ -85,7 +85,7 @@ async function racedStore(kind: StandInKind, command: string, key: string) {
 
 describe.each(STAND_INS)("the commit guard on %s (If-None-Match: *)", (kind) => {
   // fauxqs 1.9 ignores If-None-Match: the session table's key claim is the guard there
-  // (functions/service/end-session.ts, claimKey).
+  // (functions/service/completion.ts, claimKey).
   const guarded = kind === "fauxqs" ? it.fails : it;
 
   guarded(
