@@ -148,8 +148,6 @@ const KEPT: Record<string, string> = {
     "ssm:GetParameter of /aws/reference/secretsmanager/<name> reads the secret with the caller's rights",
   "upload dynamodb:ConditionCheckItem":
     "no call uses it today (no transaction has a ConditionCheck); template.test.ts pins it, to be removed with that assertion",
-  "upload dynamodb:BatchGetItem":
-    "getPartChunks reads a large part's chunk lists in batches; no integration suite builds a part that large",
   "upload ssm:GetParameter":
     "the suites read secrets from files; the SSM path runs in bundle.test.ts, in a child process the recorder does not see",
   "cleanup dynamodb:DescribeStream":
