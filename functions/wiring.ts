@@ -194,8 +194,10 @@ export function buildContext(
       tombstoneSeconds: config.tombstoneSeconds,
       caps: { perSlot: config.maxSessionsPerPrincipal, total: config.maxSessions },
       maxFragmentsPerMiB: config.maxFragmentsPerMiB,
-      // Instances with a warm cache acknowledge staging fragments without a record write.
-      deferStagedRecords: true,
+      // Staging fragments acknowledged without a record write (docs/durability.md) stay off
+      // until an operator's cancel of a session whose record lags is announced as it must be
+      // (docs/durability.md, "Not on by default yet").
+      deferStagedRecords: false,
       principalPrefix: config.principalPrefix,
       overwritePrincipals: config.overwritePrincipals,
       joinedModes: config.joinedModes,
