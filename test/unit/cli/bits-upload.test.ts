@@ -244,10 +244,15 @@ describe("the state file's lock", () => {
 describe("a process that was killed but not yet reaped", () => {
   it("counts as gone, so its lock is taken over (Linux)", async () => {
     if (process.platform !== "linux") return;
-    // sh starts `true` in the background and becomes `sleep`, which never reaps it.
-    const child = spawn("sh", ["-c", "true & echo $!; exec sleep 5"], {
-      stdio: ["ignore", "pipe", "ignore"],
-    });
+    // A parent that forks a child which exits at once, and never waits for it: a zombie.
+    const parent = [
+      "import os, time",
+      "pid = os.fork()",
+      "if pid == 0: os._exit(0)",
+      "print(pid, flush=True)",
+      "time.sleep(5)",
+    ].join("\n");
+    const child = spawn("python3", ["-c", parent], { stdio: ["ignore", "pipe", "ignore"] });
     try {
       const pid = Number(
         await new Promise<string>((done) =>
