@@ -15,7 +15,8 @@ const etagsFor = (label: string, count: number) =>
     return `"${digest}"`;
   });
 
-function openRecord(overrides: Partial<SessionRecord> = {}): SessionRecord {
+/** An open session's record, as Create-Session writes it; the contract's and other suites' base. */
+export function openRecord(overrides: Partial<SessionRecord> = {}): SessionRecord {
   return {
     id: `{${randomUUID().toUpperCase()}}`,
     status: "open",

@@ -4,28 +4,19 @@ import { describe, expect, it } from "vitest";
 import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb-session-store.ts";
 import { allCounterKey, counterShard } from "../../functions/adapters/dynamodb/session-item.ts";
 import type { SessionRecord } from "../../functions/bits/session.ts";
+import { openRecord as contractRecord } from "../contract/session-store.contract.ts";
 import { freshStorage, standInClients } from "../support/storage.ts";
 
 const SHARDS = 4;
 
+/** A fleet machine's open session in `slot`. */
 function openRecord(slot = `p:${randomUUID()}`): SessionRecord {
-  return {
-    id: `{${randomUUID().toUpperCase()}}`,
-    status: "open",
+  return contractRecord({
     key: "uploads/fleet/file.bin",
     principal: "fleet",
     slot,
-    overwrite: false,
     maxBytes: 1024 ** 3,
-    fragments: 0,
-    uploadId: randomUUID().replaceAll("-", ""),
-    offset: 0,
-    bytesInParts: 0,
-    etags: [],
-    chunks: 0,
-    version: 1,
-    expiresAt: Math.floor(Date.now() / 1000) + 86_400,
-  };
+  });
 }
 
 async function sharded() {
