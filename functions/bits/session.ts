@@ -109,6 +109,12 @@ export interface SessionRecord {
   readonly bytesReceived?: number | undefined;
   /** How the session ended: set in the write that makes it a tombstone (docs/events.md). */
   readonly outcome?: SessionOutcome | undefined;
+  /**
+   * Why a `discarding` session is thrown away (a client's Cancel, an operator's, a Close before
+   * the last byte): set with the decision, so a fragment that lands before the tombstone is
+   * told the same reason as one that lands after it (DynamoDB attribute `er`).
+   */
+  readonly endingReason?: string | undefined;
 }
 
 /**

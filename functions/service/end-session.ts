@@ -64,6 +64,7 @@ async function endAttempt(
       status: ending,
       version: record.version + 1,
       expiresAt: nowSeconds(context) + context.settings.sessionTimeoutSeconds,
+      ...(ending === "discarding" ? { endingReason: discardReason(packet, call) } : {}),
     };
     // The session stops counting as open in the same write that decides its end.
     const result = await context.sessions.replace(decided, record.version, { release: true });
@@ -75,15 +76,8 @@ async function endAttempt(
   const outcome: Omit<SessionOutcome, "at"> =
     ending === "committing"
       ? { kind: "completed", ...stored }
-      : {
-          kind: "cancelled",
-          reason:
-            packet.type !== "cancel-session"
-              ? "closed before the last byte"
-              : call.byOperator
-                ? "cancelled by an operator"
-                : "cancelled by the client",
-        };
+      : // The reason decided with the ending, whoever carries it out.
+        { kind: "cancelled", reason: record.endingReason ?? discardReason(packet, call) };
   const result = await context.sessions.replace(
     tombstone(context, record, ended, outcome),
     record.version,
@@ -176,4 +170,10 @@ async function commit(context: ServiceContext, record: SessionRecord) {
     });
   }
   return completion;
+}
+
+/** Why a session that is not completed is thrown away, as its client will be told. */
+function discardReason(packet: EndPacket, call: Call): string {
+  if (packet.type !== "cancel-session") return "closed before the last byte";
+  return call.byOperator ? "cancelled by an operator" : "cancelled by the client";
 }

@@ -286,7 +286,7 @@ function settledAnswer(
     return ack(200, { sessionId: record.id, receivedContentRange: record.offset });
   }
   // The session is this client's own: it may learn why it ended (an operator's cancel, say).
-  const why = record.outcome?.reason;
+  const why = record.outcome?.reason ?? record.endingReason;
   throw new BitsError(
     "sessionNotFound",
     why === undefined ? "the session has ended" : `the session has ended: ${why}`,

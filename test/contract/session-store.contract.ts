@@ -95,7 +95,15 @@ export function sessionStoreContract(
         ],
         ["a zero-byte upload's record", openRecord({ total: 0, openPartEnd: 5 * 1024 * 1024 })],
         ["a committing record", openRecord({ status: "committing", total: 10, offset: 10 })],
-        ["a discarding record", openRecord({ status: "discarding", total: 10, offset: 3 })],
+        [
+          "a discarding record",
+          openRecord({
+            status: "discarding",
+            total: 10,
+            offset: 3,
+            endingReason: "cancelled by an operator",
+          }),
+        ],
         ["a tombstone", openRecord({ status: "cancelled", total: 10, offset: 10, version: 4 })],
       ])("create then get answers an equal record: %s", async (_, record) => {
         expect(await store.create(record, CAPS)).toBe("created");

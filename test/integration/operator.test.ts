@@ -1,6 +1,7 @@
 import bcrypt from "bcryptjs";
 import { describe, expect, it } from "vitest";
 import { createAuthenticator } from "../../functions/auth/authenticator.ts";
+import { ERROR_REASON_HEADER, WANT_REASON_HEADER } from "../../functions/bits/ack.ts";
 import { BITS_PROTOCOL_GUID, MiB } from "../../functions/bits/constants.ts";
 import type { Peer } from "../../functions/bits/request.ts";
 import { EVENT_DETAIL_TYPES, endedBy } from "../../functions/bits/upload-event.ts";
@@ -93,6 +94,58 @@ describe("an operator cancels a session that is not theirs", () => {
 
     const again = await cancelAsOperator(env.context, id);
     expect(again).toMatchObject({ kind: "ended", record: { status: "cancelled" } });
+  });
+
+  it("a fragment that lands while the cancel is carried out is told who cancelled, as after it", async () => {
+    const env = await aliceService();
+    const data = randomBytes(MiB, 7);
+    const id = await env.create("/ops/mid.bin");
+    expect((await env.fragment("/ops/mid.bin", id, data, 0, 256 * 1024 - 1)).status).toBe(200);
+    // The cancel stops after its decision is written, before the multipart upload is aborted.
+    const objects = env.context.objects;
+    const abort = objects.abortUpload.bind(objects);
+    let reached = () => {};
+    const atAbort = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    let release = () => {};
+    const released = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    objects.abortUpload = async (...args) => {
+      reached();
+      await released;
+      return abort(...args);
+    };
+    const cancelling = cancelAsOperator(env.context, id);
+    await atAbort;
+    expect(await env.sessions.get(id)).toMatchObject({
+      status: "discarding",
+      endingReason: "cancelled by an operator",
+    });
+    // As bits-upload asks: the reason in words (docs/protocol.md, "Reasons").
+    const resend = () =>
+      env.send(
+        "/ops/mid.bin",
+        {
+          "BITS-Packet-Type": "Fragment",
+          "BITS-Session-Id": id,
+          "Content-Range": `bytes ${256 * 1024}-${512 * 1024 - 1}/${data.length}`,
+          [WANT_REASON_HEADER]: "1",
+        },
+        data.subarray(256 * 1024, 512 * 1024),
+      );
+    const during = await resend();
+    expect(during.headers["BITS-Error-Code"]).toBe(NOT_FOUND);
+    expect(during.headers[ERROR_REASON_HEADER]).toContain("cancelled by an operator");
+    release();
+    expect(await cancelling).toMatchObject({
+      kind: "cancelled",
+      record: { outcome: { kind: "cancelled", reason: "cancelled by an operator" } },
+    });
+    const after = await resend();
+    expect(after.headers[ERROR_REASON_HEADER]).toBe(during.headers[ERROR_REASON_HEADER]);
+    await expectOnlyResults(env.bucket, env.table, []);
   });
 
   it("leaves a completed upload alone, and an expired session to the cleanup", async () => {

@@ -57,8 +57,15 @@ export async function start(
   });
   return new Promise((resolvePromise, reject) => {
     const timer = setTimeout(() => reject(new Error(`no start within 120 s: ${errors}`)), 120_000);
-    child.stdout?.on("data", (chunk: Buffer) => {
-      for (const line of chunk.toString().split("\n")) {
+    // A pipe hands over what was written so far, not whole lines: under load a long line
+    // arrives in two chunks, and the half not yet ended waits for the rest.
+    let partial = "";
+    child.stdout?.setEncoding("utf8");
+    child.stdout?.on("data", (chunk: string) => {
+      const text = partial + chunk;
+      const complete = text.split("\n");
+      partial = complete.pop() ?? "";
+      for (const line of complete) {
         if (line === "") continue;
         lines.push(line);
         const match = /listening on (\S+)\//.exec(line);

@@ -100,6 +100,7 @@ export function toItem(record: SessionRecord): Item {
   if (record.bytesReceived !== undefined) item.br = n(record.bytesReceived);
   // Read by the stream consumer that announces the ending (docs/events.md).
   if (record.outcome !== undefined) item.out = s(JSON.stringify(record.outcome));
+  if (record.endingReason !== undefined) item.er = s(record.endingReason);
   return item;
 }
 
@@ -158,6 +159,7 @@ export function fromItem(item: Item): SessionRecord {
     client: item.cli?.S,
     bytesReceived: num(item, "br"),
     outcome: outcomeOf(item.out?.S),
+    endingReason: item.er?.S,
   };
 }
 
