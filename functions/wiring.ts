@@ -194,10 +194,8 @@ export function buildContext(
       tombstoneSeconds: config.tombstoneSeconds,
       caps: { perSlot: config.maxSessionsPerPrincipal, total: config.maxSessions },
       maxFragmentsPerMiB: config.maxFragmentsPerMiB,
-      // Staging fragments acknowledged without a record write (docs/durability.md) stay off
-      // until an operator's cancel of a session whose record lags is announced as it must be
-      // (docs/durability.md, "Not on by default yet").
-      deferStagedRecords: false,
+      // Staging fragments are acknowledged without a record write (docs/durability.md).
+      deferStagedRecords: true,
       principalPrefix: config.principalPrefix,
       overwritePrincipals: config.overwritePrincipals,
       joinedModes: config.joinedModes,

@@ -141,9 +141,7 @@ describe("bits-sessions against npm start, uploads in flight", () => {
   };
 
   beforeAll(async () => {
-    // Its own stand-ins, as before they were shared: on the run's shared table its cancel's
-    // event went missing under load, with the cause not found yet (docs/durability.md).
-    server = await start({ BITS_LOCAL_FILE: LOCAL_FILE }, { ownStandIns: true });
+    server = await start({ BITS_LOCAL_FILE: LOCAL_FILE });
     http = httpTransport(server.url);
     const written = JSON.parse(readFileSync(LOCAL_FILE, "utf8")) as {
       url: string;
