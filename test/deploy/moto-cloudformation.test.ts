@@ -18,7 +18,7 @@ import {
 } from "@aws-sdk/client-eventbridge";
 import { GetFunctionConfigurationCommand, LambdaClient } from "@aws-sdk/client-lambda";
 import { GetObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { afterAll, describe, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { BITS_PROTOCOL_GUID } from "../../functions/bits/constants.ts";
 import { MOTO_CLIENT, type Moto, motoAvailable, startMoto, stopMoto } from "../support/moto.ts";
 import { CREATE_TEMPLATE, packagedDir, UPDATE_TEMPLATE } from "../support/packaging.ts";
@@ -127,22 +127,15 @@ async function logged(moto: Moto, pattern: RegExp): Promise<string> {
   return moto.log();
 }
 
-// Each test has a moto of its own (a crash leaves what it created), so they run at once.
 describe.skipIf(!motoAvailable())("the packaged stack on moto's CloudFormation", () => {
-  const motos: Moto[] = [];
-  afterAll(async () => {
-    await Promise.all(motos.map(stopMoto));
+  let moto: Moto | undefined;
+  afterEach(async () => {
+    await stopMoto(moto);
+    moto = undefined;
   });
-  const ownMoto = async () => {
-    const moto = await startMoto();
-    motos.push(moto);
-    return moto;
-  };
 
-  it.concurrent("ALB front door: the update crashes in moto's Fn::Select over Fn::Cidr", async ({
-    expect,
-  }) => {
-    const moto = await ownMoto();
+  it("ALB front door: the update crashes in moto's Fn::Select over Fn::Cidr", async () => {
+    moto = await startMoto();
     const result = await deployLikeOsls(moto, DEFAULT_PARAMS);
     expect(result.createStatus).toBe("CREATE_COMPLETE");
     expect(result.bucket).toMatch(/serverlessdeploymentbucket/);
@@ -158,10 +151,8 @@ describe.skipIf(!motoAvailable())("the packaged stack on moto's CloudFormation",
     );
   }, 120_000);
 
-  it.concurrent("HTTP API front door: moto refuses the update, having no CloudFormation model of alarms", async ({
-    expect,
-  }) => {
-    const moto = await ownMoto();
+  it("HTTP API front door: moto refuses the update, having no CloudFormation model of alarms", async () => {
+    moto = await startMoto();
     const result = await deployLikeOsls(moto, ALTERNATIVE_PARAMS);
     expect(result.createStatus).toBe("CREATE_COMPLETE");
     expect(result.artifacts).toBe(2);
@@ -177,10 +168,9 @@ describe.skipIf(!motoAvailable())("the packaged stack on moto's CloudFormation",
     expect(moto.log()).toMatch(/No Moto CloudFormation support for AWS::ApiGatewayV2::Api/);
   }, 120_000);
 
-  it.concurrent("what moto created before the crash runs the packaged functions: an upload through ALB events, a scheduled sweep", async ({
-    expect,
-  }) => {
-    const motoHere = await ownMoto();
+  it("what moto created before the crash runs the packaged functions: an upload through ALB events, a scheduled sweep", async () => {
+    const motoHere = await startMoto();
+    moto = motoHere;
     const result = await deployLikeOsls(motoHere, { auth: "anonymous", listenerProtocol: "HTTP" });
     expect(result.updated.error).toMatch(/^HTTP 500 /);
     // The functions' configuration, as moto resolved it from the template.
