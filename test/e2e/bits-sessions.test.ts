@@ -179,7 +179,8 @@ describe("bits-sessions against npm start, uploads in flight", () => {
 
   it("lists each open session's progress as the clients sent it", async () => {
     expect(b.received).toBe((64 + 128 + 256 + 512) * 1024);
-    const sessions = await listed();
+    // Both reads at once: neither changes anything.
+    const [sessions, table] = await Promise.all([listed(), cli(["list"])]);
     expect(sessions.map((session) => session.id)).toEqual([a.id, b.id, c.id]);
     const [first, second, third] = sessions;
     expect(first).toMatchObject({
@@ -205,7 +206,6 @@ describe("bits-sessions against npm start, uploads in flight", () => {
     b.upload = second?.uploadId ?? "";
     for (const session of sessions) expect(session.idleSeconds).toBeLessThan(120);
 
-    const table = await cli(["list"]);
     expect(table.code).toBe(0);
     const lines = table.stdout.trimEnd().split("\n");
     for (const line of lines) expect(line.length).toBeLessThanOrEqual(100);
@@ -220,17 +220,19 @@ describe("bits-sessions against npm start, uploads in flight", () => {
   });
 
   it("shows one session by the start of its ID, or as JSON by its full ID", async () => {
-    const text = await cli(["show", a.id.slice(1, 9)], {}, "npm");
+    const [text, json, unknown] = await Promise.all([
+      cli(["show", a.id.slice(1, 9)], {}, "npm"),
+      cli(["show", a.id, "--json"]),
+      cli(["show", "{00000000-0000-4000-8000-000000000000}"]),
+    ]);
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(`Session        ${a.id}`);
     expect(text.stdout).toContain(
       `Received       9.0 MiB of 12.0 MiB (74.9%; ${9 * MiB} of ${12 * MiB + 3} bytes)`,
     );
     expect(text.stdout).toContain("In parts       8.0 MiB in 1 part(s)");
-    const json = await cli(["show", a.id, "--json"]);
     expect(JSON.parse(json.stdout)).toMatchObject({ id: a.id, received: 9 * MiB, parts: 1 });
 
-    const unknown = await cli(["show", "{00000000-0000-4000-8000-000000000000}"]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/no session \{00000000-.*in the local server at/);
   });
@@ -303,13 +305,6 @@ describe("bits-sessions against npm start, uploads in flight", () => {
   });
 
   it("fails clearly: unknown command, no local server, an unreachable table", async () => {
-    const usage = await cli(["remove", c.id]);
-    expect(usage).toMatchObject({ code: 2, stderr: expect.stringContaining("unknown command") });
-
-    const missing = await cli(["list"], { BITS_LOCAL_FILE: join(tmpdir(), "no-such-file.json") });
-    expect(missing.code).toBe(1);
-    expect(missing.stderr).toContain("no local server found");
-
     // A server that is running (this process) but whose DynamoDB endpoint answers nothing.
     const unreachable = join(tmpdir(), `bits-local-unreachable-${process.pid}.json`);
     const written = JSON.parse(readFileSync(LOCAL_FILE, "utf8")) as { env: object };
@@ -322,7 +317,17 @@ describe("bits-sessions against npm start, uploads in flight", () => {
       }),
     );
     try {
-      const run = await cli(["list"], { BITS_LOCAL_FILE: unreachable });
+      // Three independent runs, at once.
+      const [usage, missing, run] = await Promise.all([
+        cli(["remove", c.id]),
+        cli(["list"], { BITS_LOCAL_FILE: join(tmpdir(), "no-such-file.json") }),
+        cli(["list"], { BITS_LOCAL_FILE: unreachable }),
+      ]);
+      expect(usage).toMatchObject({ code: 2, stderr: expect.stringContaining("unknown command") });
+
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain("no local server found");
+
       expect(run.code).toBe(1);
       expect(run.stderr).toMatch(/cannot use .*DynamoDB Scan failed/);
     } finally {
@@ -334,7 +339,9 @@ describe("bits-sessions against npm start, uploads in flight", () => {
     const dir = mkdtempSync(join(tmpdir(), "bits-cancelled-"));
     try {
       const path = join(dir, "cancelled.bin");
-      writeFileSync(path, randomBytes(3 * MiB, 41));
+      // 16 s at 512 KiB/s: the cancel (a CLI's start on a loaded machine) comes long before the
+      // end; the run ends at the cancel, whatever the size.
+      writeFileSync(path, randomBytes(8 * MiB, 41));
       const client = spawn(
         process.execPath,
         [

@@ -427,13 +427,18 @@ interface SavedState {
   readonly size: number;
 }
 
+/** How often the polls below look: a SIGKILL round waits on two of them. */
+const POLL_MS = 10;
+/** Polls below give up after 15 s. */
+const POLLS = 15_000 / POLL_MS;
+
 /** Polls a state file (for at most 15 s) until it satisfies `ready`. */
 async function stateWhen(
   path: () => string | undefined,
   ready: (state: SavedState) => boolean,
 ): Promise<SavedState | undefined> {
-  for (let i = 0; i < 300; i++) {
-    await sleep(50);
+  for (let i = 0; i < POLLS; i++) {
+    await sleep(POLL_MS);
     const file = path();
     if (file === undefined || !existsSync(file)) continue;
     try {
@@ -448,12 +453,12 @@ async function stateWhen(
 
 /** The first `session` JSON line a run printed, waited for boundedly (15 s). */
 async function sessionEvent(stdout: () => string): Promise<Record<string, unknown> | undefined> {
-  for (let i = 0; i < 300; i++) {
+  for (let i = 0; i < POLLS; i++) {
     const line = stdout()
       .split("\n")
       .find((text) => text.startsWith('{"event":"session"'));
     if (line !== undefined) return JSON.parse(line) as Record<string, unknown>;
-    await sleep(50);
+    await sleep(POLL_MS);
   }
   return undefined;
 }

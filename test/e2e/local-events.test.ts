@@ -17,7 +17,8 @@ async function openSession(transport: Transport, path: string): Promise<string> 
   return id;
 }
 
-describe("npm start prints one JSON line per ending session (docs/events.md)", () => {
+// Concurrent: the session left to expire waits out its timeout while the other two run.
+describe.concurrent("npm start prints one JSON line per ending session (docs/events.md)", () => {
   let server: Started;
   let transport: Transport & { close(): void };
 
@@ -37,7 +38,9 @@ describe("npm start prints one JSON line per ending session (docs/events.md)", (
     await stop(server);
   });
 
-  it("a completed upload: Upload Completed with the object's size, checksum and the client", async () => {
+  it("a completed upload: Upload Completed with the object's size, checksum and the client", async ({
+    expect,
+  }) => {
     const data = randomBytes(2 * 1024 * 1024 + 5, 7);
     const outcome = await bitsUpload(transport, "/events/done.bin", data, {
       initialFragment: 64 * 1024,
@@ -73,7 +76,7 @@ describe("npm start prints one JSON line per ending session (docs/events.md)", (
     );
   });
 
-  it("a cancelled session: Upload Cancelled, and nothing stored", async () => {
+  it("a cancelled session: Upload Cancelled, and nothing stored", async ({ expect }) => {
     const id = await openSession(transport, "/events/cancelled.bin");
     const cancel = await packet(transport, "/events/cancelled.bin", {
       "BITS-Packet-Type": "Cancel-Session",
@@ -87,7 +90,7 @@ describe("npm start prints one JSON line per ending session (docs/events.md)", (
     expect(events[0]?.detail).toMatchObject({ stored: false, reason: "cancelled by the client" });
   });
 
-  it("a session nobody closes: Upload Expired once it times out", async () => {
+  it("a session nobody closes: Upload Expired once it times out", async ({ expect }) => {
     const id = await openSession(transport, "/events/idle.bin");
     const body = randomBytes(1000, 8);
     const sent = await packet(

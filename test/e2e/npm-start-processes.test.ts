@@ -85,12 +85,16 @@ afterAll(() => {
   }
 });
 
+// The three starts are independent (a port, a process group and stand-ins of their own each):
+// they run at once, so that their waits for Java and the stand-ins overlap.
 describe.skipIf(process.platform !== "linux")("npm start owns its processes", () => {
   for (const [how, signal] of [
     ["Ctrl+C (SIGINT to the process group)", "group"],
     ["SIGTERM to npm alone", "npm"],
   ] as const) {
-    it(`${how} leaves nothing running, and the stand-ins listened on loopback only`, async () => {
+    it.concurrent(`${how} leaves nothing running, and the stand-ins listened on loopback only`, async ({
+      expect,
+    }) => {
       const run = npmStart(await freePort());
       leftovers.push(run.child);
       expect(await started(run), run.output()).toBe(true);
@@ -109,7 +113,9 @@ describe.skipIf(process.platform !== "linux")("npm start owns its processes", ()
     }, 240_000);
   }
 
-  it("a port already taken fails the start, and leaves nothing running", async () => {
+  it.concurrent("a port already taken fails the start, and leaves nothing running", async ({
+    expect,
+  }) => {
     const taken = await occupiedPort();
     try {
       const { port } = taken.address() as { port: number };

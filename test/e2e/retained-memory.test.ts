@@ -3,6 +3,7 @@ import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BITS_PROTOCOL_GUID, MiB } from "../../functions/bits/constants.ts";
 import { sha256 } from "../support/checks.ts";
+import { depth } from "../support/depth.ts";
 import { localServer } from "../support/local.ts";
 import { httpTransport } from "../support/transports.ts";
 import { randomBytes } from "../support/windows-client.ts";
@@ -20,7 +21,10 @@ async function retainedArrayBuffers(): Promise<number> {
 }
 
 const BOUND = 4 * MiB;
-const FRAGMENTS = 300;
+/** Without copying, each sliver keeps its whole 1 MiB body: FRAGMENTS MiB, far above BOUND. */
+const FRAGMENTS = depth(100, 300);
+/** The file: past one 8 MiB part once the slivers are in (64 MiB at the deep depth). */
+const TOTAL = depth(12 * MiB, 64 * MiB);
 
 describe("the warm cache holds no more memory than its bound (docs/security.md, Caps)", () => {
   let env: Awaited<ReturnType<typeof localServer>>;
@@ -36,7 +40,7 @@ describe("the warm cache holds no more memory than its bound (docs/security.md, 
   });
 
   it(`${FRAGMENTS} overlapping 1 MiB fragments that each add one byte retain less than the bound`, async () => {
-    const total = 64 * MiB;
+    const total = TOTAL;
     const data = randomBytes(total, 9);
     const path = "/slivers.bin";
     const send = (headers: Record<string, string>, body: Uint8Array = new Uint8Array(0)) =>
@@ -67,7 +71,7 @@ describe("the warm cache holds no more memory than its bound (docs/security.md, 
       `retained array buffers: ${((after - before) / MiB).toFixed(1)} MiB more after ${FRAGMENTS} slivers; cache holds ${((cache?.heldBytes ?? 0) / MiB).toFixed(2)} MiB (bound ${BOUND / MiB} MiB)`,
     );
     expect(cache?.heldBytes).toBeLessThanOrEqual(BOUND);
-    // Without copying, each one-byte slice kept its whole 1 MiB body: about 300 MiB.
+    // Without copying, each one-byte slice kept its whole 1 MiB body: about FRAGMENTS MiB.
     expect(after - before).toBeLessThan(BOUND);
 
     // And the bytes are right: finish the file and compare.

@@ -10,10 +10,10 @@ import {
 import { CloudWatchClient, PutMetricAlarmCommand } from "@aws-sdk/client-cloudwatch";
 import { EventBridgeClient, ListRulesCommand } from "@aws-sdk/client-eventbridge";
 import { ListQueuesCommand, SQSClient } from "@aws-sdk/client-sqs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, inject, it } from "vitest";
 import type { Check } from "../../scripts/smoke.ts";
 import { alarmsExist } from "../../scripts/smoke-stack.ts";
-import { MOTO_CLIENT, type Moto, motoAvailable, startMoto, stopMoto } from "../support/moto.ts";
+import { MOTO_CLIENT, motoAvailable } from "../support/moto.ts";
 import { type Started, start, stop } from "../support/npm-start.ts";
 import { packagedTemplate } from "../support/packaging.ts";
 import { DEFAULT_PARAMS } from "../support/template.ts";
@@ -26,7 +26,8 @@ import { DEFAULT_PARAMS } from "../support/template.ts";
  * its completion events to that bus on moto for real (BITS_EVENTS=eventbridge), so the event
  * check watches a real event through the temporary rule and queue. moto's CloudFormation has no
  * alarms, so the alarm check is run here on the packaged template's alarms, created in moto's
- * CloudWatch by the test.
+ * CloudWatch by the test. The moto is the run's (the global setup's): nothing else in the run
+ * makes stacks, buses, rules, queues or alarms on it, and this stack's names are its own.
  */
 
 const ROOT = resolve(import.meta.dirname, "../..");
@@ -72,7 +73,7 @@ const TEMPLATE = {
   },
 };
 
-async function smoke(url: string, moto: Moto, ...args: string[]) {
+async function smoke(url: string, moto: { endpoint: string }, ...args: string[]) {
   const env = {
     ...process.env,
     NODE_NO_WARNINGS: "1",
@@ -96,14 +97,10 @@ async function smoke(url: string, moto: Moto, ...args: string[]) {
 }
 
 describe.skipIf(!motoAvailable())("npm run smoke --stack, on moto", () => {
-  let moto: Moto;
+  const moto = { endpoint: inject("motoEndpoint") };
   let server: Started | undefined;
-  beforeAll(async () => {
-    moto = await startMoto();
-  });
   afterAll(async () => {
     await stop(server);
-    await stopMoto(moto);
   });
 
   const client = () => ({ ...MOTO_CLIENT, endpoint: moto.endpoint });

@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, it } from "vitest";
 import type { Check } from "../../scripts/smoke.ts";
 import { type Started, start, stop } from "../support/npm-start.ts";
 
@@ -29,13 +29,14 @@ async function smoke(url: string, ...args: string[]) {
   }
 }
 
-describe("npm run smoke against npm start", () => {
+// Each test starts a server of its own: they run at once.
+describe.concurrent("npm run smoke against npm start", () => {
   const servers: Started[] = [];
   afterAll(async () => {
     for (const server of servers) await stop(server);
   });
 
-  it("passes every check on a server started as documented", async () => {
+  it("passes every check on a server started as documented", async ({ expect }) => {
     const server = await start({});
     servers.push(server);
     const { code, checks } = await smoke(server.url);
@@ -55,7 +56,9 @@ describe("npm run smoke against npm start", () => {
     expect(override.code).toBe(0);
   }, 180_000);
 
-  it("fails by name against a server whose fragments exceed the front door's limit", async () => {
+  it("fails by name against a server whose fragments exceed the front door's limit", async ({
+    expect,
+  }) => {
     // maxFragmentSize above the ALB's 1 MB: the function would take bodies no ALB passes.
     const server = await start({ BITS_MAX_FRAGMENT_SIZE: "8MiB" });
     servers.push(server);

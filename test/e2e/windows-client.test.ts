@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MiB } from "../../functions/bits/constants.ts";
 import { expectOnlyResults, sha256 } from "../support/checks.ts";
+import { depth } from "../support/depth.ts";
 import { localServer } from "../support/local.ts";
 import { realService } from "../support/storage.ts";
 import {
@@ -10,6 +11,13 @@ import {
   lambdaTransport,
 } from "../support/transports.ts";
 import { bitsUpload, type ClientOptions, randomBytes, seeded } from "../support/windows-client.ts";
+
+/** The large file in 1 MiB fragments: three 8 MiB parts and more (64 MiB at the deep depth). */
+const BIG = depth(26 * MiB, 64 * MiB);
+/** Each messy upload: past the first 8 MiB part boundary (20 MiB at the deep depth). */
+const MESSY = depth(10 * MiB, 20 * MiB);
+/** Each Lambda upload: one 8 MiB part and a remainder (12 MiB at the deep depth). */
+const LAMBDA = depth(9 * MiB, 12 * MiB);
 
 /** Random sizes, retransmissions below the offset, overlaps, gaps and lost answers. */
 const messy = (seed: number, maxFragment: number): ClientOptions => ({
@@ -60,8 +68,8 @@ describe("a Windows-like client uploads over HTTP to the local server (DynamoDB 
     await upload("small.txt", randomBytes(4892, 2));
   });
 
-  it("a 64 MiB random file in 1 MiB fragments", async () => {
-    await upload("big.bin", randomBytes(64 * MiB, 3), { initialFragment: MiB, maxFragment: MiB });
+  it(`a ${BIG / MiB} MiB random file in 1 MiB fragments`, async () => {
+    await upload("big.bin", randomBytes(BIG, 3), { initialFragment: MiB, maxFragment: MiB });
   });
 
   it("fragments that start too large shrink after 413 down to what the server takes", async () => {
@@ -80,7 +88,7 @@ describe("a Windows-like client uploads over HTTP to the local server (DynamoDB 
   it.each([11, 12, 13])(
     "random fragment sizes with retransmissions, overlaps, gaps and drops (seed %i)",
     async (seed) => {
-      await upload(`messy-${seed}.bin`, randomBytes(20 * MiB + seed, seed), messy(seed, MiB));
+      await upload(`messy-${seed}.bin`, randomBytes(MESSY + seed, seed), messy(seed, MiB));
     },
   );
 
@@ -92,9 +100,9 @@ describe("a Windows-like client uploads over HTTP to the local server (DynamoDB 
 describe.each<EventShape>(["alb", "alb-multi", "v1", "v2"])(
   "the Lambda handler with %s events",
   (shape) => {
-    it("stores a 12 MiB file exactly, however it is cut, and leaves nothing else", async () => {
+    it(`stores a ${LAMBDA / MiB} MiB file exactly, however it is cut, and leaves nothing else`, async () => {
       const env = await realService();
-      const data = randomBytes(12 * MiB + 17, 99);
+      const data = randomBytes(LAMBDA + 17, 99);
       await bitsUpload(
         lambdaTransport(env.service, shape),
         "/reports/2026-11.zip?job=1",

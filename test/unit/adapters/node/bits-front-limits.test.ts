@@ -81,11 +81,14 @@ function raw(port: number) {
   };
 }
 
+/** How often `eventually` looks: 200 requests in a row each wait for their answer. */
+const STEP_MS = 2;
+
 /** Waits, boundedly, for a condition; false when it never held. */
 async function eventually(condition: () => boolean, ms = 5000): Promise<boolean> {
-  for (let waited = 0; waited < ms; waited += 20) {
+  for (let waited = 0; waited < ms; waited += STEP_MS) {
     if (condition()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await new Promise((resolve) => setTimeout(resolve, STEP_MS));
   }
   return condition();
 }
