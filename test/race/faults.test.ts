@@ -206,12 +206,16 @@ function faultPoints<T extends { command: string }>(cases: readonly T[], kind: F
   );
 }
 
-/** The fault-free runs: their calls are the ones each fault hits, one at a time. */
-const dryRuns = {
-  warm: await upload(true),
-  deferred: await upload(true, undefined, true),
-  cold: await upload(false),
-};
+/**
+ * The fault-free runs, side by side (each has its own bucket and table and counts its own
+ * calls): their calls are the ones each fault hits, one at a time.
+ */
+const [warmDry, deferredDry, coldDry] = await Promise.all([
+  upload(true),
+  upload(true, undefined, true),
+  upload(false),
+]);
+const dryRuns = { warm: warmDry, deferred: deferredDry, cold: coldDry };
 
 function expectClean(expect: ExpectStatic, dry: Run, run: Run, plan: FaultPlan | undefined) {
   expect(run.error, "the upload finishes").toBeUndefined();

@@ -524,7 +524,7 @@ export interface Plan {
 export const PLANS: Readonly<Record<Backend, Plan>> = {
   memory: depth({ maxPreemptions: 1, random: 4 }, { maxPreemptions: 2, random: 10 }),
   "stand-ins": depth(
-    { maxPreemptions: 1, maxSchedules: 4, random: 1 },
+    { maxPreemptions: 1, maxSchedules: 3, random: 1 },
     { maxPreemptions: 1, maxSchedules: 16, random: 2 },
   ),
   /** moto is Python and slower: fewer schedules, the same checks. */
