@@ -9,6 +9,7 @@ import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb
 import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
 import { MiB } from "../../functions/bits/constants.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
+import { depth } from "../support/depth.ts";
 import { eventsOf } from "../support/events.ts";
 import {
   FAULT_KINDS,
@@ -29,8 +30,8 @@ import { lambdaTransport } from "../support/transports.ts";
 import { bitsUpload, type ClientOptions, randomBytes } from "../support/windows-client.ts";
 
 /**
- * Every single failure of any one storage call during a multi-part upload, at every call, in
- * each of three forms (the call fails, times out while its request goes on, or has its answer
+ * Every single failure of any one storage call during a multi-part upload, at every kind of call
+ * (every call under `npm run test:deep`), in each of three forms (the call fails, times out while its request goes on, or has its answer
  * lost), with a client that retries as Windows does. Whatever failed, the upload must finish
  * with the exact bytes and leave nothing behind but the object.
  */
@@ -187,12 +188,34 @@ const INSTANCES = [
   { name: "deferred", warm: true, defer: true },
 ] as const;
 
-/** The fault-free runs: their calls are the ones each fault hits, one at a time. */
-const dryRuns = {
-  warm: await upload(true),
-  deferred: await upload(true, undefined, true),
-  cold: await upload(false),
-};
+/**
+ * Under `npm run test:deep` the fault hits every call of the dry run in turn. By default it hits
+ * one call of each kind (command) in each form, so every kind of call still fails once in every
+ * form: the first of its calls for `fail`, the middle one for `timeout`, the last for
+ * `lost`, which spreads the faults over the upload.
+ */
+const EVERY_CALL = depth(false, true);
+
+function faultPoints<T extends { command: string }>(cases: readonly T[], kind: FaultKind): T[] {
+  if (EVERY_CALL) return [...cases];
+  const byCommand = new Map<string, T[]>();
+  for (const c of cases) byCommand.set(c.command, [...(byCommand.get(c.command) ?? []), c]);
+  const k = FAULT_KINDS.indexOf(kind);
+  return [...byCommand.values()].map(
+    (calls) => calls[Math.floor(((calls.length - 1) * k) / (FAULT_KINDS.length - 1))] as T,
+  );
+}
+
+/**
+ * The fault-free runs, side by side (each has its own bucket and table and counts its own
+ * calls): their calls are the ones each fault hits, one at a time.
+ */
+const [warmDry, deferredDry, coldDry] = await Promise.all([
+  upload(true),
+  upload(true, undefined, true),
+  upload(false),
+]);
+const dryRuns = { warm: warmDry, deferred: deferredDry, cold: coldDry };
 
 function expectClean(expect: ExpectStatic, dry: Run, run: Run, plan: FaultPlan | undefined) {
   expect(run.error, "the upload finishes").toBeUndefined();
@@ -247,8 +270,9 @@ for (const { name, warm, defer } of INSTANCES) {
   }));
 
   for (const kind of FAULT_KINDS) {
-    describe.concurrent(`${name} instance: every call fails once: ${kind}`, () => {
-      for (const { at, command } of cases) {
+    const title = EVERY_CALL ? "every call fails once" : "every kind of call fails once";
+    describe.concurrent(`${name} instance: ${title}: ${kind}`, () => {
+      for (const { at, command } of faultPoints(cases, kind)) {
         it(`fault ${kind} at call ${at} (${command})`, async ({ expect }) => {
           const plan = { at, kind };
           const run = await limited(() => upload(warm, plan, defer));

@@ -5,6 +5,7 @@ import { MiB } from "../../functions/bits/constants.ts";
 import type { BitsResponse } from "../../functions/bits/request.ts";
 import type { NotificationRequest, Notifier } from "../../functions/ports/notifier.ts";
 import { createSession, endSession, fragment } from "../support/calls.ts";
+import { depth } from "../support/depth.ts";
 import {
   describeFailures,
   type Execution,
@@ -106,13 +107,19 @@ const execution: Execution = async (schedule) => {
   if (problems.length > 0) throw new Error(problems.join("\n"));
 };
 
+/**
+ * Each schedule waits out the poll of the copy that finds the other notifying, in real time: a
+ * few by default, the dozen written under `npm run test:deep`.
+ */
+const RANDOM = depth(4, 12);
+
 describe("upload-reply: two copies of the final fragment at once notify once", () => {
-  it("the schedule without preemption, and 12 seeded random ones", async () => {
-    // Not the bounded exploration of test/race/interleavings.test.ts: a copy that finds the
+  it(`the schedule without preemption, and ${RANDOM} seeded random ones`, async () => {
+    // Not the bounded exploration of test/race/interleavings.ts: a copy that finds the
     // other notifying polls the record, and the non-preemptive continuation would keep choosing
     // the poller. Random schedules pick among the waiting handlers fairly.
     const straight = await exploreBounded(execution, { maxPreemptions: 0 });
-    const random = await exploreRandom(execution, { count: 12, firstSeed: 1 });
+    const random = await exploreRandom(execution, { count: RANDOM, firstSeed: 1 });
     console.log(
       `upload-reply final fragment twice: ${straight.schedules + random.schedules} schedules checked`,
     );

@@ -4,6 +4,7 @@ import { MiB } from "../../functions/bits/constants.ts";
 import type { BitsResponse } from "../../functions/bits/request.ts";
 import { call, createSession, endSession } from "../support/calls.ts";
 import { sha256 } from "../support/checks.ts";
+import { depth } from "../support/depth.ts";
 import {
   bucketKeys,
   realService,
@@ -237,13 +238,14 @@ const describeResponse = (response: BitsResponse) =>
   `${response.status} ${JSON.stringify(response.headers)}`;
 
 /** Runs per stand-in: moto is Python and slower, so fewer (SCHEDULES_RUNS sets both). */
+/** Schedules per stand-in: fewer by default, as many as written under `npm run test:deep`. */
 const RUNS = [
-  ["fauxqs", 30],
-  ["moto", 6],
+  ["fauxqs", depth(12, 30)],
+  ["moto", depth(3, 6)],
 ] as const;
 
 describe.each(RUNS)(
-  "random fragment schedules on one session follow the protocol model (real stand-ins: %s)",
+  "random fragment schedules on one session follow the protocol model (real stand-ins: %s, %i schedules)",
   (standIn, runsWanted) => {
     let env: Awaited<ReturnType<typeof realService>>;
     let runs = 0;

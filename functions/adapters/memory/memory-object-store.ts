@@ -17,7 +17,7 @@ import {
   UploadGoneError,
   type WriteOptions,
 } from "../../ports/object-store.ts";
-import { md5, sameEtag } from "../s3/etag.ts";
+import { sameEtag } from "../s3/etag.ts";
 
 interface Part {
   readonly body: Uint8Array;
@@ -37,12 +37,18 @@ interface Upload {
   readonly parts: Map<number, Part>;
 }
 
-const etagOf = (body: Uint8Array) => `"${md5(body).toString("hex")}"`;
+/**
+ * An ETag derived from the bytes, so that equal bytes give equal ETags, as S3's do. S3's ETag is
+ * opaque to this project (only compared, never recomputed), so the fake formats the CRC32C it
+ * keeps anyway and the length as 32 hex digits instead of paying for an MD5 of every part.
+ */
+const etagOf = (crc: number, length: number) =>
+  `"${(crc >>> 0).toString(16).padStart(8, "0")}${length.toString(16).padStart(24, "0")}"`;
 
 /** A stored object owning `body` (the caller gives up the buffer), dated like S3: whole seconds. */
 const stored = (body: Uint8Array, owner?: string, crc = crc32c(body)): StoredObject => ({
   body,
-  etag: etagOf(body),
+  etag: etagOf(crc, body.length),
   crc32c: crc,
   owner,
   lastModified: new Date(Math.floor(Date.now() / 1000) * 1000),
@@ -58,7 +64,7 @@ const streamOf = (bytes: Uint8Array) =>
 
 /**
  * An in-memory ObjectStore with S3's multipart rules (parts replaced by number, EntityTooSmall
- * and InvalidPart at completion, MD5 ETags) and S3's checksums: a part whose bytes do not match
+ * and InvalidPart at completion, ETags that are equal for equal bytes) and S3's checksums: a part whose bytes do not match
  * the CRC32C sent with it is refused, a completion whose full-object CRC32C does not match its
  * parts is invalid, and every object reports its CRC32C. Passes the same contract suite as
  * S3ObjectStore.
@@ -92,7 +98,12 @@ export class MemoryObjectStore implements ObjectStore {
   ) {
     const upload = this.uploads.get(uploadId);
     if (!upload || upload.key !== key) throw new UploadGoneError(uploadId);
-    const part = { body: new Uint8Array(body), etag: etagOf(body), crc32c: crc32c(body) };
+    const partCrc = crc32c(body);
+    const part = {
+      body: new Uint8Array(body),
+      etag: etagOf(partCrc, body.length),
+      crc32c: partCrc,
+    };
     // S3: BadDigest, and the part is not stored.
     if (crc !== undefined && crc !== part.crc32c)
       throw new ChecksumMismatchError(`part ${partNumber}`);
@@ -142,7 +153,7 @@ export class MemoryObjectStore implements ObjectStore {
     if (!upload || upload.key !== key) throw new UploadGoneError(uploadId);
     const source = this.objects.get(from);
     if (!source) throw new ObjectMissingError(from);
-    const part = { body: source.body, etag: etagOf(source.body), crc32c: source.crc32c };
+    const part = { body: source.body, etag: source.etag, crc32c: source.crc32c };
     upload.parts.set(partNumber, part);
     return { etag: part.etag, crc32c: part.crc32c };
   }

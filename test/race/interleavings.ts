@@ -9,6 +9,7 @@ import type { SessionStore } from "../../functions/ports/session-store.ts";
 import type { UploadService } from "../../functions/service/upload-service.ts";
 import { createSession, endSession, fragment } from "../support/calls.ts";
 import { sha256 } from "../support/checks.ts";
+import { depth } from "../support/depth.ts";
 import {
   describeFailures,
   type Execution,
@@ -32,17 +33,20 @@ import { randomBytes } from "../support/windows-client.ts";
 
 /**
  * Interleavings: handlers of one session race each other at every storage call, under
- * every schedule with at most two preemptions on the in-memory fakes (one on the real stand-ins,
- * at most 16 schedules), schedules that only reorder commuting calls counted once, and under
- * seeded random schedules. After each race a client that follows
- * BITS-Received-Content-Range finishes the job, and the guarantee must hold: every answer is a
- * well-formed Ack, no BITS-Received-Content-Range claims more than was sent in order, the object
- * is exactly the bytes sent or absent (which one is allowed depends on the race), nothing is
- * left under the staging prefix, and the multipart upload is gone.
+ * every schedule with at most one preemption on the in-memory fakes (two under
+ * `npm run test:deep`) and a bounded number of them on the real stand-ins (`PLANS`), schedules
+ * that only reorder commuting calls counted once, and under seeded random schedules.
+ * After each race a client that follows BITS-Received-Content-Range finishes the job, and the
+ * guarantee must hold: every answer is a well-formed Ack, no BITS-Received-Content-Range claims
+ * more than was sent in order, the object is exactly the bytes sent or absent (which one is
+ * allowed depends on the race), nothing is left under the staging prefix, and the multipart
+ * upload is gone.
  *
- * Replay one schedule printed by a failure:
+ * The scenarios are explored by one test file per backend, so that the runner's workers take
+ * them side by side: interleavings-memory.test.ts, interleavings-stand-ins.test.ts and
+ * interleavings-moto.test.ts. Replay one schedule printed by a failure with its backend's file:
  *   RACE_REPLAY='{"scenario":"<name>","backend":"memory","choices":[0,1,...]}' \
- *     npx vitest run test/race/interleavings.test.ts -t replay
+ *     npx vitest run test/race/interleavings-memory.test.ts -t replay
  */
 
 const K = 1024;
@@ -349,6 +353,20 @@ async function setUp(stores: Stores, scenario: Scenario, path: string): Promise<
 const copyOf = <T extends object>(store: T): T =>
   Object.assign(Object.create(Object.getPrototypeOf(store)), structuredClone({ ...store }));
 
+/**
+ * A copy of the object store's state that shares the bytes: the fake never changes a stored
+ * body or part in place (it copies what it is given and what it hands out), so only the maps
+ * need copying. Cloning megabytes of parts for every schedule was a tenth of the exploration.
+ */
+function objectsCopy(store: MemoryObjectStore): MemoryObjectStore {
+  const copy = new MemoryObjectStore();
+  for (const [key, object] of store.objects) copy.objects.set(key, object);
+  for (const [id, upload] of store.uploads) {
+    copy.uploads.set(id, { ...upload, parts: new Map(upload.parts) });
+  }
+  return copy;
+}
+
 /** Fresh fakes for every schedule, each a copy of one set-up session. */
 function onMemory(scenario: Scenario): () => Promise<Prepared> {
   const sessions = new MemorySessionStore();
@@ -357,7 +375,7 @@ function onMemory(scenario: Scenario): () => Promise<Prepared> {
   return async () => {
     ready ??= setUp(memoryStores(sessions, objects), scenario, "/race/file.bin");
     const prepared = await ready;
-    return { ...prepared, stores: memoryStores(copyOf(sessions), copyOf(objects)) };
+    return { ...prepared, stores: memoryStores(copyOf(sessions), objectsCopy(objects)) };
   };
 }
 
@@ -489,10 +507,38 @@ function expectClean(scenario: Scenario, backend: string, exploration: Explorati
   expect(exploration.failures.length, describeFailures(name, exploration, hint)).toBe(0);
 }
 
-const MEMORY = { maxPreemptions: 2, random: 10 };
-const STAND_INS = { maxPreemptions: 1, maxSchedules: 16, random: 2 };
-/** moto is Python and slower: fewer schedules, the same checks. */
-const MOTO = { maxPreemptions: 1, maxSchedules: 3, random: 0 };
+export type Backend = "memory" | "stand-ins" | "moto";
+
+/** How far one backend's exploration goes. */
+export interface Plan {
+  readonly maxPreemptions: number;
+  readonly maxSchedules?: number;
+  readonly random: number;
+}
+
+/**
+ * At the default depth one preemption on the fakes, which finds every race of two calls, and a
+ * few schedules on the stand-ins; `npm run test:deep` explores two preemptions and more
+ * schedules.
+ */
+export const PLANS: Readonly<Record<Backend, Plan>> = {
+  memory: depth({ maxPreemptions: 1, random: 4 }, { maxPreemptions: 2, random: 10 }),
+  "stand-ins": depth(
+    { maxPreemptions: 1, maxSchedules: 3, random: 1 },
+    { maxPreemptions: 1, maxSchedules: 16, random: 2 },
+  ),
+  /** moto is Python and slower: fewer schedules, the same checks. */
+  moto: { maxPreemptions: 1, maxSchedules: 3, random: 0 },
+};
+
+const titles: Readonly<Record<Backend, (plan: Plan) => string>> = {
+  memory: (p) =>
+    `on the in-memory fakes: every schedule with up to ${p.maxPreemptions} preemptions, and ${p.random} random ones`,
+  "stand-ins": (p) =>
+    `on DynamoDB Local and fauxqs: up to ${p.maxSchedules} schedules with at most ${p.maxPreemptions} preemption, and ${p.random} random ones`,
+  moto: (p) =>
+    `on moto: up to ${p.maxSchedules} schedules with at most ${p.maxPreemptions} preemption, and ${p.random} random`,
+};
 
 async function explore(
   scenario: Scenario,
@@ -516,57 +562,53 @@ async function explore(
   return entry;
 }
 
-describe("every interleaving of handlers of one session keeps the guarantee stated in docs/guarantee.md", () => {
-  afterAll(() => {
-    for (const [key, t] of stats) {
-      if (t.bounded + t.random === 0) continue; // a replay
-      console.info(
-        `${key}: ${t.bounded} bounded schedules checked, ${t.pruned} skipped as equivalent, ` +
-          `${t.random} random; object present ${t.present}, absent ${t.absent}; ${t.eFail} E_FAIL answers`,
-      );
-    }
-  });
+/** The prepared sessions of a scenario on `backend`. */
+async function preparer(scenario: Scenario, backend: Backend): Promise<() => Promise<Prepared>> {
+  if (backend === "memory") return onMemory(scenario);
+  return onStandIns(scenario, await standInStores(backend === "moto" ? "moto" : "fauxqs"));
+}
 
-  describe(`on the in-memory fakes: every schedule with up to ${MEMORY.maxPreemptions} preemptions, and ${MEMORY.random} random ones`, () => {
-    it.each(SCENARIOS)("$name", async (scenario) => {
-      const entry = await explore(scenario, "memory", onMemory(scenario), MEMORY);
-      for (const outcome of scenario.reaches) {
-        expect(entry[outcome], `some schedule leaves the object ${outcome}`).toBeGreaterThan(0);
+/**
+ * Every scenario explored on one backend, under `PLANS[backend]`. One test file per backend, so
+ * that the runner's workers explore them side by side.
+ */
+export function interleavings(backend: Backend) {
+  const plan = PLANS[backend];
+  describe("every interleaving of handlers of one session keeps the guarantee stated in docs/guarantee.md", () => {
+    afterAll(() => {
+      for (const [key, t] of stats) {
+        if (t.bounded + t.random === 0) continue; // a replay
+        console.info(
+          `${key}: ${t.bounded} bounded schedules checked, ${t.pruned} skipped as equivalent, ` +
+            `${t.random} random; object present ${t.present}, absent ${t.absent}; ${t.eFail} E_FAIL answers`,
+        );
       }
     });
-  });
 
-  describe(`on DynamoDB Local and fauxqs: up to ${STAND_INS.maxSchedules} schedules with at most ${STAND_INS.maxPreemptions} preemption, and ${STAND_INS.random} random ones`, () => {
-    it.each(SCENARIOS)("$name", async (scenario) => {
-      const prepare = onStandIns(scenario, await standInStores());
-      await explore(scenario, "stand-ins", prepare, STAND_INS);
+    describe(titles[backend](plan), () => {
+      it.each(SCENARIOS)("$name", async (scenario) => {
+        const entry = await explore(scenario, backend, await preparer(scenario, backend), plan);
+        if (backend !== "memory") return;
+        for (const outcome of scenario.reaches) {
+          expect(entry[outcome], `some schedule leaves the object ${outcome}`).toBeGreaterThan(0);
+        }
+      });
+    });
+
+    const wanted = process.env.RACE_REPLAY;
+    const replayed = wanted === undefined ? undefined : (JSON.parse(wanted) as Replayed);
+    it.skipIf(replayed?.backend !== backend)("replay RACE_REPLAY", async () => {
+      const { scenario: name, choices } = replayed as Replayed;
+      const scenario = SCENARIOS.find((s) => s.name === name);
+      if (scenario === undefined) throw new Error(`no scenario named "${name}"`);
+      await execution(scenario, backend, await preparer(scenario, backend))(replay(choices));
     });
   });
+}
 
-  describe(`on moto: up to ${MOTO.maxSchedules} schedules with at most ${MOTO.maxPreemptions} preemption, and ${MOTO.random} random`, () => {
-    it.each(SCENARIOS)("$name", async (scenario) => {
-      const prepare = onStandIns(scenario, await standInStores("moto"));
-      await explore(scenario, "moto", prepare, MOTO);
-    });
-  });
-
-  const wanted = process.env.RACE_REPLAY;
-  it.skipIf(wanted === undefined)("replay RACE_REPLAY", async () => {
-    const {
-      scenario: name,
-      backend,
-      choices,
-    } = JSON.parse(wanted ?? "{}") as {
-      scenario: string;
-      backend: string;
-      choices: number[];
-    };
-    const scenario = SCENARIOS.find((s) => s.name === name);
-    if (scenario === undefined) throw new Error(`no scenario named "${name}"`);
-    const prepare =
-      backend === "memory"
-        ? onMemory(scenario)
-        : onStandIns(scenario, await standInStores(backend === "moto" ? "moto" : "fauxqs"));
-    await execution(scenario, backend, prepare)(replay(choices));
-  });
-});
+/** A schedule printed by a failure, to run again. */
+interface Replayed {
+  readonly scenario: string;
+  readonly backend: string;
+  readonly choices: number[];
+}

@@ -1,0 +1,4 @@
+import { interleavings } from "./interleavings.ts";
+
+/** The interleaving scenarios of ./interleavings.ts, explored on moto. */
+interleavings("moto");
