@@ -7,7 +7,7 @@ import { S3ObjectStore } from "../../functions/adapters/s3/s3-object-store.ts";
 import { MiB } from "../../functions/bits/constants.ts";
 import { sha256 } from "../support/checks.ts";
 import { checksummingS3 } from "../support/checksum-s3.ts";
-import { freshStorage, standInClients } from "../support/storage.ts";
+import { freshBucket, type StandInKind, standInClients } from "../support/storage.ts";
 import { objectStoreContract } from "./object-store.contract.ts";
 
 // The fake's presigned URLs are `memory://` names, which no HTTP client fetches.
@@ -18,23 +18,36 @@ objectStoreContract("MemoryObjectStore", async () => new MemoryObjectStore(), ["
 //   UTF-8 bytes.
 // - fauxqs 1.9 has no UploadPartCopy; the stand-in's client (infra/stand-ins.ts) answers it with
 //   the source's bytes uploaded as the part, so the adapter's copies are tested end to end.
+/**
+ * One bucket per contract, made when its first test asks: every test of the contract works
+ * under a random prefix of its own, so none sees another's objects, and the stand-in is spared
+ * a bucket per test.
+ */
+function sharedBucket(standIn: StandInKind = "fauxqs") {
+  let bucket: Promise<string> | undefined;
+  return () => {
+    bucket ??= freshBucket(standIn);
+    return bucket;
+  };
+}
+
+const fauxqsBucket = sharedBucket();
 objectStoreContract(
   "S3ObjectStore over fauxqs",
-  async (tuning) => {
-    const { bucket } = await freshStorage();
-    return new S3ObjectStore(standInClients().s3, bucket, { ...tuning, fauxqsChecksums: true });
-  },
+  async (tuning) =>
+    new S3ObjectStore(standInClients().s3, await fauxqsBucket(), {
+      ...tuning,
+      fauxqsChecksums: true,
+    }),
   ["ascii-byte-order", "checksum-verification"],
 );
 
 // moto: S3's If-None-Match, UploadPartCopy and stored checksums of its own. It verifies no
 // checksum, and the CRC32C it computes for an assembled object is a CRC32 (docs/platform.md).
+const motoBucket = sharedBucket("moto");
 objectStoreContract(
   "S3ObjectStore over moto",
-  async (tuning) => {
-    const { bucket } = await freshStorage("moto");
-    return new S3ObjectStore(standInClients("moto").s3, bucket, tuning);
-  },
+  async (tuning) => new S3ObjectStore(standInClients("moto").s3, await motoBucket(), tuning),
   [
     "checksum-verification",
     "assembled-crc32c",
@@ -46,12 +59,14 @@ objectStoreContract(
 
 // fauxqs ignores checksums; in front of it, a client that checks them as S3 does shows that
 // the adapter sends the right ones and understands S3's refusals (docs/checksums.md).
+const checkedBucket = sharedBucket();
 objectStoreContract(
   "S3ObjectStore over fauxqs, checksums checked as S3 does",
-  async (tuning) => {
-    const { bucket } = await freshStorage();
-    return new S3ObjectStore(checksummingS3().client, bucket, { ...tuning, fauxqsChecksums: true });
-  },
+  async (tuning) =>
+    new S3ObjectStore(checksummingS3().client, await checkedBucket(), {
+      ...tuning,
+      fauxqsChecksums: true,
+    }),
   ["ascii-byte-order"],
 );
 
@@ -90,7 +105,7 @@ describe("S3ObjectStore copies over fauxqs, with UploadPartCopy emulated", () =>
   }
 
   it("copies 12 MiB in three parts (5 + 5 + 2 MiB) and sets the owner", async () => {
-    const { bucket } = await freshStorage();
+    const bucket = await freshBucket();
     const { client, sent } = emulatingUploadPartCopy();
     const store = new S3ObjectStore(client, bucket, tuning);
     const body = await twelveMiB(store, "src key ü.bin");
@@ -111,7 +126,7 @@ describe("S3ObjectStore copies over fauxqs, with UploadPartCopy emulated", () =>
   });
 
   it("a failed part aborts the multipart copy and writes nothing", async () => {
-    const { bucket } = await freshStorage();
+    const bucket = await freshBucket();
     const { client, sent } = emulatingUploadPartCopy(2);
     const store = new S3ObjectStore(client, bucket, tuning);
     await twelveMiB(store, "src");
@@ -123,7 +138,7 @@ describe("S3ObjectStore copies over fauxqs, with UploadPartCopy emulated", () =>
   });
 
   it("an object up to the single-copy limit takes one CopyObject", async () => {
-    const { bucket } = await freshStorage();
+    const bucket = await freshBucket();
     const { client, sent } = emulatingUploadPartCopy();
     const store = new S3ObjectStore(client, bucket, tuning);
     await store.putStaged("src", new Uint8Array(10 * MiB));
@@ -148,7 +163,8 @@ describe("S3 copy part sizes", () => {
 
 describe("S3ObjectStore presign", () => {
   it("signs a SigV4 URL for the bucket and key, valid for the seconds asked", async () => {
-    const { bucket, objects } = await freshStorage();
+    const bucket = await freshBucket();
+    const objects = new S3ObjectStore(standInClients().s3, bucket, { fauxqsChecksums: true });
     const url = new URL(await objects.presign("dir/a b.bin", "PUT", 900));
     expect(url.pathname).toBe(`/${bucket}/dir/a%20b.bin`);
     expect(url.searchParams.get("X-Amz-Expires")).toBe("900");

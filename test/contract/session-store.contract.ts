@@ -4,8 +4,11 @@ import { S3_MAX_PARTS } from "../../functions/bits/constants.ts";
 import { partEntry } from "../../functions/bits/crc32c.ts";
 import { PART_CHUNK, type SessionRecord } from "../../functions/bits/session.ts";
 import type { SessionCaps, SessionStore } from "../../functions/ports/session-store.ts";
+import { depth } from "../support/depth.ts";
 
 const CAPS: SessionCaps = { perSlot: 1_000, total: 1_000_000 };
+/** Rounds of the race of creates, refusals and releases (each 64 transactions). */
+const RACE_ROUNDS = depth(2, 3);
 
 const TiB = 1024 ** 4;
 /** The quoted MD5 ETags S3 gives parts. */
@@ -58,12 +61,26 @@ export function sessionStoreContract(
   const unlessGap = (gap: SessionStoreGap) => (gaps.includes(gap) ? it.skip : it);
   describe(`SessionStore contract: ${name}`, () => {
     let store: SessionStore;
-
-    beforeEach(async () => {
+    /**
+     * One store for the groups whose tests touch only their own random IDs and keys, so they
+     * cannot see each other (a real table costs a CreateTable); a fresh one for each test that
+     * counts or scans the whole table.
+     */
+    let shared: Promise<SessionStore> | undefined;
+    const sharedStore = () => {
+      shared ??= makeStore();
+      return shared;
+    };
+    const freshStore = async () => {
       store = await makeStore();
-    });
+    };
+    const onSharedStore = async () => {
+      store = await sharedStore();
+    };
 
     describe("session records", () => {
+      beforeEach(onSharedStore);
+
       it("get of an unknown ID answers undefined", async () => {
         expect(await store.get(openRecord().id)).toBeUndefined();
       });
@@ -176,6 +193,8 @@ export function sessionStoreContract(
     });
 
     describe("sealed part chunks", () => {
+      beforeEach(onSharedStore);
+
       it("chunks written in any order read back in index order", async () => {
         const { id } = openRecord();
         const chunks = [0, 1, 2].map((i) => etagsFor(`${id}/${i}`, PART_CHUNK));
@@ -202,24 +221,24 @@ export function sessionStoreContract(
         const { id } = openRecord();
         const count = Math.ceil(S3_MAX_PARTS / PART_CHUNK);
         const chunks = Array.from({ length: count }, (_, i) => etagsFor(`${id}/${i}`, PART_CHUNK));
-        const putRange = async (from: number, to: number, etagsOf: (i: number) => string[]) => {
-          for (let i = from; i < to; i += 16) {
-            const indices = Array.from({ length: Math.min(16, to - i) }, (_, j) => i + j);
-            await Promise.all(
-              indices.map((index) => store.putPartChunk(id, index, etagsOf(index))),
-            );
-          }
-        };
-        await putRange(0, count, (i) => chunks[i] ?? []);
+        // All at once, as the writes of many fragments may land: a real table serves them
+        // together, where rounds of a few would each wait behind the other tests' calls.
+        const putAll = (indices: readonly number[], etagsOf: (i: number) => string[]) =>
+          Promise.all(indices.map((index) => store.putPartChunk(id, index, etagsOf(index))));
+        const all = Array.from({ length: count }, (_, i) => i);
+        await putAll(all, (i) => chunks[i] ?? []);
         expect(await store.getPartChunks(id, count)).toEqual(chunks);
         await store.deletePartChunks(id, count + 1);
-        // Refill from 0 and check the next chunk is gone at each batch edge (25 and 100 keys).
-        let next = 0;
-        for (const probe of [0, 24, 25, 99, 100, 199, 200, count - 1]) {
-          await putRange(next, probe, () => []);
+        // Refill all but the batch edges (25 and 100 keys), then check each edge in turn is gone:
+        // every chunk before it is back, so only its own absence can fail the read.
+        const probes = [0, 24, 25, 99, 100, 199, 200, count - 1];
+        await putAll(
+          all.filter((i) => !probes.includes(i)),
+          () => [],
+        );
+        for (const probe of probes) {
           await expect(store.getPartChunks(id, probe + 1)).rejects.toThrow();
           await store.putPartChunk(id, probe, []);
-          next = probe + 1;
         }
         expect(await store.getPartChunks(id, count)).toEqual(chunks.map(() => []));
       });
@@ -269,6 +288,8 @@ export function sessionStoreContract(
     });
 
     describe("open-session caps (docs/security.md, Caps)", () => {
+      beforeEach(freshStore);
+
       it("create counts the session in its slot and in all", async () => {
         const record = openRecord();
         expect(await store.create(record, CAPS)).toBe("created");
@@ -361,11 +382,14 @@ export function sessionStoreContract(
     });
 
     describe("transactions under concurrency (docs/platform.md, DynamoDB)", () => {
+      beforeEach(freshStore);
+
       /**
        * 48 sessions created at once in one slot whose cap refuses some of them, while others
        * end: DynamoDB isolates each transaction and applies it all or not at all, so every
        * session answered "created" is there, and the counters are exactly the sessions open.
-       * Three rounds in fresh slots (a race may go right by chance once), stopping at the first miss.
+       * Several rounds in fresh slots (a race may go right by chance once), stopping at the first
+       * miss: two, three deep.
        */
       // On a store without isolation (moto) the rounds below miss most times, not every time:
       // skipped there, the gap named (docs/platform.md, "TransactWriteItems under concurrency").
@@ -374,7 +398,7 @@ export function sessionStoreContract(
         async () => {
           const caps = { perSlot: 24, total: 1_000_000 };
           let open = 0;
-          for (let round = 0; round < 3; round++) {
+          for (let round = 0; round < RACE_ROUNDS; round++) {
             const slot = `p:48-${round}`;
             const early = Array.from({ length: 8 }, () => openRecord({ slot }));
             for (const record of early) expect(await store.create(record, caps)).toBe("created");
@@ -395,14 +419,12 @@ export function sessionStoreContract(
             expect(results.filter((result) => result === "slot-full")).toHaveLength(
               48 - created.length,
             );
-            const missing: string[] = [];
-            for (const record of created) {
-              if ((await store.get(record.id)) === undefined) missing.push(record.id);
-            }
-            expect(missing).toEqual([]);
-            for (const record of early) {
-              expect((await store.get(record.id))?.status).toBe("committing");
-            }
+            const found = await Promise.all(created.map((record) => store.get(record.id)));
+            expect(created.filter((_, i) => found[i] === undefined).map(({ id }) => id)).toEqual(
+              [],
+            );
+            const ended = await Promise.all(early.map((record) => store.get(record.id)));
+            expect(ended.map((record) => record?.status)).toEqual(early.map(() => "committing"));
             expect(await store.openSessions(slot)).toBe(created.length);
             expect(await store.openSessions()).toBe(open);
           }
@@ -411,6 +433,8 @@ export function sessionStoreContract(
     });
 
     describe("destination key claims (overwrite off: one committer per key)", () => {
+      beforeEach(onSharedStore);
+
       const now = 1_000_000;
       it("a free key is granted; its owner may claim it again", async () => {
         expect(await store.claimKey("k/a", "{A}", now + 300, now)).toEqual({ ok: true });
@@ -451,6 +475,8 @@ export function sessionStoreContract(
     });
 
     describe("scan (the cleanup sweep)", () => {
+      beforeEach(freshStore);
+
       it("finds every session record and every sealed chunk, and nothing else", async () => {
         const first = openRecord({ total: 12, openPartEnd: 5 * 1024 * 1024 });
         const second = openRecord({ status: "closed", version: 7 });

@@ -1,18 +1,13 @@
 import { MemorySessionStore } from "../../functions/adapters/memory/memory-session-store.ts";
-import { freshStorage } from "../support/storage.ts";
+import { freshSessionStore } from "../support/storage.ts";
 import { sessionStoreContract } from "./session-store.contract.ts";
 
 sessionStoreContract("MemorySessionStore", async () => new MemorySessionStore());
 
-sessionStoreContract(
-  "DynamoDbSessionStore over DynamoDB Local",
-  async () => (await freshStorage()).sessions,
-);
+sessionStoreContract("DynamoDbSessionStore over DynamoDB Local", freshSessionStore);
 
 // moto's TransactWriteItems is neither isolated nor atomic under concurrent requests
 // (docs/platform.md, "TransactWriteItems under concurrency").
-sessionStoreContract(
-  "DynamoDbSessionStore over moto",
-  async () => (await freshStorage("moto")).sessions,
-  ["transaction-isolation"],
-);
+sessionStoreContract("DynamoDbSessionStore over moto", () => freshSessionStore("moto"), [
+  "transaction-isolation",
+]);

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BITS_PROTOCOL_GUID, MiB } from "../../functions/bits/constants.ts";
 import { sha256 } from "../support/checks.ts";
+import { depth } from "../support/depth.ts";
 import { localServer } from "../support/local.ts";
 import { bucketKeys, STAGING_PREFIX, tableItems, uploadIsGone } from "../support/storage.ts";
 import { httpTransport, type Transport, type WireResponse } from "../support/transports.ts";
@@ -13,9 +14,16 @@ import { bitsUpload, type ClientOptions, randomBytes, seeded } from "../support/
  * and nothing else may be left in the bucket.
  */
 
-const LIMITS = { maxFragmentBytes: MiB, maxUploadBytes: 1 << 30, partSize: 8 * MiB };
+/**
+ * Parts of S3's smallest size (8 MiB deep) and files just past one part (16 MiB deep): every
+ * file still crosses a part boundary, and every pattern still ends some part and stages the rest.
+ */
+const PART = depth(5 * MiB, 8 * MiB);
+const LIMITS = { maxFragmentBytes: MiB, maxUploadBytes: 1 << 30, partSize: PART };
 const SESSIONS = 64;
-const FILE = 16 * MiB;
+const FILE = depth(6 * MiB, 16 * MiB);
+/** The six-copies file: past one part, in 1 MiB fragments and in fragments across the boundary. */
+const COPIES = depth(6 * MiB, 12 * MiB);
 
 /** SHA-256 of an object fetched with a plain GET of its upload path, streamed. */
 async function downloadHash(url: string): Promise<string> {
@@ -57,7 +65,7 @@ function patternFor(i: number): ClientOptions {
         random,
         ping: true,
         nextFragment: (offset, _total, _size, r) => {
-          const toBoundary = 8 * MiB - (offset % (8 * MiB));
+          const toBoundary = PART - (offset % PART);
           if (toBoundary <= MiB && r() < 0.5) return { start: offset, length: toBoundary };
           return { start: offset, length: 1 + Math.floor(r() * MiB) };
         },
@@ -65,7 +73,7 @@ function patternFor(i: number): ClientOptions {
   }
 }
 
-describe("load: 64 sessions at once, each on its own keep-alive connection", () => {
+describe(`load: ${SESSIONS} sessions at once, each on its own keep-alive connection`, () => {
   let env: Awaited<ReturnType<typeof localServer>>;
 
   beforeAll(async () => {
@@ -150,10 +158,10 @@ describe("the same fragment sent six times at once on six connections", () => {
   });
 
   it.each([
-    { name: "1 MiB fragments", size: 12 * MiB, fragment: MiB, seed: 61 },
+    { name: "1 MiB fragments", size: COPIES, fragment: MiB, seed: 61 },
     {
       name: "fragments across part boundaries",
-      size: 12 * MiB + 4321,
+      size: COPIES + 4321,
       fragment: 777_777,
       seed: 62,
     },

@@ -5,6 +5,7 @@ import type { ServiceSettings } from "../../functions/service/context.ts";
 import { call, createSession, endSession, fragment } from "../support/calls.ts";
 import { sdkCrc32c, sha256 } from "../support/checks.ts";
 import { checksummingS3 } from "../support/checksum-s3.ts";
+import { depth } from "../support/depth.ts";
 import { eventsOf } from "../support/events.ts";
 import {
   bucketKeys,
@@ -20,6 +21,11 @@ import { randomBytes } from "../support/windows-client.ts";
 const settings: Partial<ServiceSettings> = {
   limits: { maxFragmentBytes: MiB, maxUploadBytes: 1 << 30, partSize: 5 * MiB },
 };
+/**
+ * The damaged files: past the first part, so a part is assembled before the damage is found
+ * (12 MiB, three parts, deep).
+ */
+const DAMAGED_FILE = depth(6 * MiB, 12 * MiB);
 const PATH = "/sums/file.bin";
 const KEY = "sums/file.bin";
 
@@ -164,7 +170,7 @@ describe("bytes damaged between receipt and storage", () => {
   it("a staged fragment damaged at rest: Close fails with BG_E_SESSION_NOT_FOUND and nothing stays", async () => {
     // No warm cache: the part is assembled from the staged objects as S3 holds them.
     const env = await realService(settings, { warm: false });
-    const data = randomBytes(12 * MiB, 35);
+    const data = randomBytes(DAMAGED_FILE, 35);
     const id = await createSession(env.service, PATH);
     await send(env, id, data, 0, 2 * MiB);
     const staged = (await bucketKeys(env.bucket)).filter((key) => key.startsWith(STAGING_PREFIX));
@@ -203,7 +209,7 @@ describe("bytes damaged between receipt and storage", () => {
     (env.runtime as { log: typeof env.runtime.log }).log = (_, message, fields) => {
       logs.push({ message, ...fields });
     };
-    const data = randomBytes(12 * MiB + 9, 36);
+    const data = randomBytes(DAMAGED_FILE + 9, 36);
     const id = await createSession(env.service, PATH);
     await send(env, id, data, 0, 4 * MiB);
     // The fifth fragment completes part 1, which is damaged on its way to S3.

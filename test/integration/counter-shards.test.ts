@@ -5,9 +5,12 @@ import { DynamoDbSessionStore } from "../../functions/adapters/dynamodb/dynamodb
 import { allCounterKey, counterShard } from "../../functions/adapters/dynamodb/session-item.ts";
 import type { SessionRecord } from "../../functions/bits/session.ts";
 import { openRecord as contractRecord } from "../contract/session-store.contract.ts";
+import { depth } from "../support/depth.ts";
 import { freshStorage, standInClients } from "../support/storage.ts";
 
 const SHARDS = 4;
+/** Sessions created at once, all in one slot and spread over the shards (deep: 40). */
+const CONCURRENT = depth(16, 40);
 
 /** A fleet machine's open session in `slot`. */
 function openRecord(slot = `p:${randomUUID()}`): SessionRecord {
@@ -42,11 +45,11 @@ describe("DynamoDbSessionStore with the count of all in shards", () => {
     const { store, shardCounts } = await sharded();
     const caps = { perSlot: 1_000, total: 1_000 };
     const slot = "p:fleet";
-    const records = Array.from({ length: 40 }, () => openRecord(slot));
+    const records = Array.from({ length: CONCURRENT }, () => openRecord(slot));
     const created = await Promise.all(records.map((record) => store.create(record, caps)));
     expect(created.every((result) => result === "created")).toBe(true);
-    expect(await store.openSessions()).toBe(40);
-    expect(await store.openSessions(slot)).toBe(40);
+    expect(await store.openSessions()).toBe(CONCURRENT);
+    expect(await store.openSessions(slot)).toBe(CONCURRENT);
     const expected = Array.from<number>({ length: SHARDS }).fill(0);
     for (const record of records) {
       const shard = counterShard(record.id, SHARDS);
@@ -58,13 +61,13 @@ describe("DynamoDbSessionStore with the count of all in shards", () => {
     // Half end through replace-with-release, the rest are removed and released twice each.
     const ended = await Promise.all(
       records
-        .slice(0, 20)
+        .slice(0, CONCURRENT / 2)
         .map((record) =>
           store.replace({ ...record, status: "closed", version: 2 }, 1, { release: true }),
         ),
     );
     expect(ended.every((result) => result.ok)).toBe(true);
-    const removed = records.slice(20);
+    const removed = records.slice(CONCURRENT / 2);
     await Promise.all([...removed, ...removed].map((record) => store.releaseRemoved(record)));
     expect(await store.openSessions()).toBe(0);
     expect(await store.openSessions(slot)).toBe(0);

@@ -9,6 +9,7 @@ import type { SessionStore } from "../../functions/ports/session-store.ts";
 import type { UploadService } from "../../functions/service/upload-service.ts";
 import { createSession, endSession, fragment } from "../support/calls.ts";
 import { sha256 } from "../support/checks.ts";
+import { depth } from "../support/depth.ts";
 import { bucketKeys, freshStorage, serviceOver } from "../support/storage.ts";
 import { fileOf } from "../support/windows-client.ts";
 
@@ -318,14 +319,16 @@ describe("large files: parts built from pieces, with scaled-down S3 limits", () 
 });
 
 describe("large files on the real stand-ins (fauxqs, DynamoDB Local), S3's 5 MiB parts", () => {
-  it("a 40 MiB file in four 10 MiB parts, each built from 5 MiB pieces: exact, bounded", async () => {
-    // Four parts of 10 MiB, more than the 5 MiB one request may assemble here (and fauxqs
-    // takes no request body above 11 MiB, docs/platform.md).
+  /** Parts of 10 MiB the file takes (deep: four). */
+  const PARTS = depth(2, 4);
+  it(`a ${PARTS * 10} MiB file in ${PARTS} parts of 10 MiB, each built from 5 MiB pieces: exact, bounded`, async () => {
+    // Parts of 10 MiB, more than the 5 MiB one request may assemble here (and fauxqs takes no
+    // request body above 11 MiB, docs/platform.md).
     const limits: FragmentLimits = {
       maxFragmentBytes: MiB,
       maxUploadBytes: 1024 * MiB,
       partSize: 5 * MiB,
-      maxParts: 4,
+      maxParts: PARTS,
       maxAssembledBytes: 5 * MiB,
     };
     const storage = await freshStorage();
@@ -336,13 +339,13 @@ describe("large files on the real stand-ins (fauxqs, DynamoDB Local), S3's 5 MiB
       { bucket: storage.bucket, limits },
       { warm: false },
     );
-    const data = fileOf(40 * MiB, 8);
+    const data = fileOf(PARTS * 10 * MiB, 8);
     const sizes = { minFragment: 700 * 1024, maxFragment: MiB, seed: 9 };
     const { costs } = await upload(service, data, sizes, counted.take);
     const stored = await storage.objects.get("upload/file.txt");
     expect(sha256(stored ?? new Uint8Array())).toBe(sha256(data));
     expect(maxOf(costs, "bytesRead")).toBeLessThanOrEqual(5 * MiB);
-    expect(costs.reduce((sum, cost) => sum + cost.copies, 0)).toBe(4);
+    expect(costs.reduce((sum, cost) => sum + cost.copies, 0)).toBe(PARTS);
     expect(await bucketKeys(storage.bucket)).toEqual(["upload/file.txt"]);
   });
 });

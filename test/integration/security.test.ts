@@ -9,6 +9,7 @@ import type { Peer } from "../../functions/bits/request.ts";
 import type { ServiceSettings } from "../../functions/service/context.ts";
 import { standInS3 } from "../../infra/stand-ins.ts";
 import { expectOnlyResults, sha256 } from "../support/checks.ts";
+import { depth } from "../support/depth.ts";
 import {
   freshStorage,
   realService,
@@ -361,7 +362,8 @@ describe("caps: what anyone can cost", () => {
 
   it("a legitimate Windows-like client with 5 KB fragments stays well inside the fragment budget", async () => {
     const env = await realService({ maxFragmentsPerMiB: 512 });
-    const data = randomBytes(2 * MiB, 12);
+    // Some 200 fragments of 5 KB a MiB, against a budget of 64 plus 512 a MiB (deep: 2 MiB).
+    const data = randomBytes(depth(MiB, 2 * MiB), 12);
     const outcome = await bitsUpload(as(env, TLS), "/normal.bin", data, {
       maxFragment: 5 * 1024,
     });

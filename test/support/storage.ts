@@ -87,6 +87,29 @@ export async function freshStorage(standIn: StandInKind = "fauxqs"): Promise<Rea
   };
 }
 
+/**
+ * A new table only, for suites of the session store alone: a bucket they would not use costs a
+ * CreateBucket on the stand-in.
+ */
+export async function freshSessionStore(
+  standIn: StandInKind = "fauxqs",
+): Promise<DynamoDbSessionStore> {
+  const { dynamodb } = standInClients(standIn);
+  const name = `t-${randomUUID().slice(0, 8)}`;
+  await createSessionTable(dynamodb, name);
+  return new DynamoDbSessionStore(dynamodb, name);
+}
+
+/**
+ * A new bucket only, for suites of the object store alone: a table they would not use costs a
+ * CreateTable, DynamoDB Local's slowest call.
+ */
+export async function freshBucket(standIn: StandInKind = "fauxqs"): Promise<string> {
+  const name = `t-${randomUUID().slice(0, 8)}`;
+  await createBucket(standInClients(standIn).s3, name);
+  return name;
+}
+
 export const STAGING_PREFIX = ".bits-staging/";
 
 export function testSettings(overrides: Partial<ServiceSettings> = {}): ServiceSettings {
