@@ -120,6 +120,12 @@ export interface EventLine {
   readonly detail: Record<string, unknown>;
 }
 
+/** What `npm start` logged at warn or error level: the message of an assertion on its events. */
+export function warnings(server: Started): string {
+  const logged = server.lines.filter((line) => /^\{"level":"(warn|error)"/.test(line));
+  return logged.length === 0 ? "the server logged no warning or error" : logged.join("\n");
+}
+
 /** The event lines `npm start` printed for one key. */
 export function eventsFor(server: Started, key: string): EventLine[] {
   return server.lines

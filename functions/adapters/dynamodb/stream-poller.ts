@@ -21,16 +21,37 @@ export interface StreamPollerOptions {
   readonly from: "start" | "now";
   readonly intervalMs?: number;
   readonly onError?: (error: unknown) => void;
+  /** A client of the caller's own (tests add middleware to it); the poller does not destroy it. */
+  readonly client?: DynamoDBStreamsClient;
 }
 
 interface Shard {
   readonly id: string;
   iterator: string | undefined;
-  /** The last record handled: an expired iterator is renewed after it. */
+  /** The last record handled: an iterator that stopped working is renewed after it. */
   last: string | undefined;
   /** The shard is closed and read to its end. */
   done: boolean;
+  /** Renewals since the last read that worked: the second reads the shard from its start. */
+  renewals: number;
 }
+
+/**
+ * Errors after which an iterator is of no more use. ExpiredIteratorException: iterators last 15
+ * minutes. TrimmedDataAccessException: on AWS, records older than 24 hours are gone; DynamoDB
+ * Local also raises it for a LATEST iterator taken on a table's new, empty shard, and raises it
+ * again on every later read with that iterator (aws/aws-sdk-java#2923). ResourceNotFoundException:
+ * DynamoDB Local's "Invalid ShardId in ShardIterator". Retrying the same iterator would stop
+ * the shard for good, so each of these renews it.
+ */
+const RENEW = new Set([
+  "ExpiredIteratorException",
+  "TrimmedDataAccessException",
+  "ResourceNotFoundException",
+]);
+
+/** Sequence numbers are decimal strings of any length. */
+const after = (a: string, b: string) => a.length > b.length || (a.length === b.length && a > b);
 
 /**
  * What Lambda's event source mapping does for the deployed function, for the local server: it
@@ -47,7 +68,13 @@ export async function startStreamPoller(options: StreamPollerOptions) {
   const described = await dynamodb.send(new DescribeTableCommand({ TableName: table }));
   const streamArn = described.Table?.LatestStreamArn;
   if (!streamArn) throw new Error(`table ${table} has no stream`);
-  const client = new DynamoDBStreamsClient(options.streams);
+  const client = options.client ?? new DynamoDBStreamsClient(options.streams);
+  /**
+   * From `now`: records of earlier minutes are not handed, however a shard is read. A minute,
+   * not the second: DynamoDB Local rounds creation times down to the minute. An ending in the
+   * minute before the start may thus be announced again after a renewal: at least once.
+   */
+  const since = from === "now" ? Math.floor(Date.now() / 60_000) * 60 : undefined;
   const shards = new Map<string, Shard>();
   /** Set once the first discovery is done: shards found later are read whole. */
   let started = false;
@@ -74,6 +101,7 @@ export async function startStreamPoller(options: StreamPollerOptions) {
           iterator: iterator.ShardIterator,
           last: undefined,
           done: false,
+          renewals: 0,
         });
       }
       start = out.StreamDescription?.LastEvaluatedShardId;
@@ -86,25 +114,41 @@ export async function startStreamPoller(options: StreamPollerOptions) {
     try {
       out = await getRecords(shard.iterator);
     } catch (error) {
-      // Iterators expire after 15 minutes; a new one resumes after the last handled record.
-      if ((error as { name?: string }).name !== "ExpiredIteratorException") throw error;
+      if (!RENEW.has((error as { name?: string }).name ?? "")) throw error;
+      // A new iterator resumes after the last handled record; if that one fails too, the shard
+      // is read from its start, and what was handled or is older than `since` is skipped.
+      shard.renewals += 1;
+      const resume = shard.last !== undefined && shard.renewals === 1;
       const renewed = await client.send(
         new GetShardIteratorCommand({
           StreamArn: streamArn,
           ShardId: shard.id,
-          ...(shard.last
+          ...(resume
             ? { ShardIteratorType: "AFTER_SEQUENCE_NUMBER", SequenceNumber: shard.last }
             : { ShardIteratorType: "TRIM_HORIZON" }),
         }),
       );
       shard.iterator = renewed.ShardIterator;
+      // Read at once with the new iterator (a drain reads everything written so far), twice at
+      // most; a shard that keeps failing is tried again on the next round.
+      if (shard.renewals <= 2) await readShard(shard);
       return;
     }
-    const records: readonly _Record[] = out.Records ?? [];
+    shard.renewals = 0;
+    const records = (out.Records ?? []).filter((record) => isNew(shard, record));
     if (records.length > 0) await handle(records as StreamRecordLike[]);
-    shard.last = records.at(-1)?.dynamodb?.SequenceNumber ?? shard.last;
+    shard.last = (out.Records ?? []).at(-1)?.dynamodb?.SequenceNumber ?? shard.last;
     shard.iterator = out.NextShardIterator;
     if (!shard.iterator) shard.done = true;
+  };
+  /** Not handled before (a shard read again from its start), nor from before `since`. */
+  const isNew = (shard: Shard, record: _Record) => {
+    const sequence = record.dynamodb?.SequenceNumber;
+    if (shard.last !== undefined && sequence !== undefined && !after(sequence, shard.last)) {
+      return false;
+    }
+    const created = record.dynamodb?.ApproximateCreationDateTime;
+    return since === undefined || created === undefined || created.getTime() / 1000 >= since;
   };
   const getRecords = (iterator: string) =>
     client.send(new GetRecordsCommand({ ShardIterator: iterator }));
@@ -153,7 +197,7 @@ export async function startStreamPoller(options: StreamPollerOptions) {
       stopped = true;
       wake();
       await loop;
-      client.destroy();
+      if (options.client === undefined) client.destroy();
     },
   };
 }
