@@ -3,9 +3,10 @@ import { createServer } from "node:net";
 
 /**
  * A `moto_server` of the test's own on 127.0.0.1 (moto emulates CloudFormation, CloudWatch,
- * EventBridge, SQS, S3, DynamoDB and Lambda's API from AWS's API definitions). Every test that
- * needs one starts its own, so that no state leaks between tests: moto keeps what a failed
- * stack operation created.
+ * EventBridge, SQS, S3, DynamoDB and Lambda's API from AWS's API definitions). The CloudFormation
+ * deployments each start their own, so that no state leaks between them: moto keeps what a
+ * failed stack operation created. The smoke test's stack runs on the run's shared moto (the
+ * global setup's), where nothing else makes stacks, buses, queues or alarms.
  */
 
 export interface Moto {
