@@ -1,15 +1,10 @@
-import { randomUUID } from "node:crypto";
 import { PutItemCommand } from "@aws-sdk/client-dynamodb";
 import { DynamoDBStreamsClient } from "@aws-sdk/client-dynamodb-streams";
 import { describe, expect, inject, it } from "vitest";
 import { startStreamPoller } from "../../functions/adapters/dynamodb/stream-poller.ts";
 import type { StreamRecordLike } from "../../functions/adapters/dynamodb/stream-records.ts";
-import {
-  createSessionTable,
-  STAND_IN_CREDENTIALS,
-  STAND_IN_REGION,
-} from "../../infra/stand-ins.ts";
-import { standInClients } from "../support/storage.ts";
+import { STAND_IN_CREDENTIALS, STAND_IN_REGION } from "../../infra/stand-ins.ts";
+import { freshTable, standInClients } from "../support/storage.ts";
 
 /**
  * The local server's stream reader on DynamoDB Local, when reads with an iterator start failing
@@ -73,8 +68,7 @@ describe("the stream reader renews an iterator that stopped working", () => {
   ] as const)(
     "after %s (%i reads in a row, from the %s read): every record since its start, once, in order",
     async (name, times, when) => {
-      const table = `t-${randomUUID().slice(0, 8)}`;
-      await createSessionTable(standInClients().dynamodb, table);
+      const table = await freshTable();
       // Written before the reader starts ("from now"): not handed, unless a renewal before
       // anything was handed reads the shard from its start (the same minute: at least once).
       await put(table, "before");

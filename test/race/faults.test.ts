@@ -31,8 +31,8 @@ import { bitsUpload, type ClientOptions, randomBytes } from "../support/windows-
 
 /**
  * Every single failure of any one storage call during a multi-part upload, at every kind of call
- * (every call under `npm run test:deep`), in each of three forms (the call fails, times out while its request goes on, or has its answer
- * lost), with a client that retries as Windows does. Whatever failed, the upload must finish
+ * (every call under `npm run test:deep`), in each of three forms (the call fails, times out
+ * while its request goes on, or has its answer lost), with a client that retries as Windows does. Whatever failed, the upload must finish
  * with the exact bytes and leave nothing behind but the object.
  */
 
@@ -199,7 +199,11 @@ const EVERY_CALL = depth(false, true);
 function faultPoints<T extends { command: string }>(cases: readonly T[], kind: FaultKind): T[] {
   if (EVERY_CALL) return [...cases];
   const byCommand = new Map<string, T[]>();
-  for (const c of cases) byCommand.set(c.command, [...(byCommand.get(c.command) ?? []), c]);
+  for (const c of cases) {
+    const calls = byCommand.get(c.command) ?? [];
+    calls.push(c);
+    byCommand.set(c.command, calls);
+  }
   const k = FAULT_KINDS.indexOf(kind);
   return [...byCommand.values()].map(
     (calls) => calls[Math.floor(((calls.length - 1) * k) / (FAULT_KINDS.length - 1))] as T,

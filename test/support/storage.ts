@@ -76,7 +76,7 @@ export interface RealStorage {
  */
 export async function freshStorage(standIn: StandInKind = "fauxqs"): Promise<RealStorage> {
   const { s3, dynamodb } = standInClients(standIn);
-  const name = `t-${randomUUID().slice(0, 8)}`;
+  const name = freshName();
   await Promise.all([createBucket(s3, name), createSessionTable(dynamodb, name)]);
   return {
     bucket: name,
@@ -87,6 +87,16 @@ export async function freshStorage(standIn: StandInKind = "fauxqs"): Promise<Rea
   };
 }
 
+/** A bucket or table name no other test uses. */
+const freshName = () => `t-${randomUUID().slice(0, 8)}`;
+
+/** A new session table only (with its stream), by name. */
+export async function freshTable(standIn: StandInKind = "fauxqs"): Promise<string> {
+  const name = freshName();
+  await createSessionTable(standInClients(standIn).dynamodb, name);
+  return name;
+}
+
 /**
  * A new table only, for suites of the session store alone: a bucket they would not use costs a
  * CreateBucket on the stand-in.
@@ -94,10 +104,7 @@ export async function freshStorage(standIn: StandInKind = "fauxqs"): Promise<Rea
 export async function freshSessionStore(
   standIn: StandInKind = "fauxqs",
 ): Promise<DynamoDbSessionStore> {
-  const { dynamodb } = standInClients(standIn);
-  const name = `t-${randomUUID().slice(0, 8)}`;
-  await createSessionTable(dynamodb, name);
-  return new DynamoDbSessionStore(dynamodb, name);
+  return new DynamoDbSessionStore(standInClients(standIn).dynamodb, await freshTable(standIn));
 }
 
 /**
@@ -105,7 +112,7 @@ export async function freshSessionStore(
  * CreateTable, DynamoDB Local's slowest call.
  */
 export async function freshBucket(standIn: StandInKind = "fauxqs"): Promise<string> {
-  const name = `t-${randomUUID().slice(0, 8)}`;
+  const name = freshName();
   await createBucket(standInClients(standIn).s3, name);
   return name;
 }

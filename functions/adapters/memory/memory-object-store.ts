@@ -64,10 +64,10 @@ const streamOf = (bytes: Uint8Array) =>
 
 /**
  * An in-memory ObjectStore with S3's multipart rules (parts replaced by number, EntityTooSmall
- * and InvalidPart at completion, ETags that are equal for equal bytes) and S3's checksums: a part whose bytes do not match
- * the CRC32C sent with it is refused, a completion whose full-object CRC32C does not match its
- * parts is invalid, and every object reports its CRC32C. Passes the same contract suite as
- * S3ObjectStore.
+ * and InvalidPart at completion, ETags that are equal for equal bytes) and S3's checksums: a
+ * part whose bytes do not match the CRC32C sent with it is refused, a completion whose
+ * full-object CRC32C does not match its parts is invalid, and every object reports its CRC32C.
+ * Passes the same contract suite as S3ObjectStore.
  */
 export class MemoryObjectStore implements ObjectStore {
   readonly objects = new Map<string, StoredObject>();
